@@ -1,0 +1,6 @@
+//! SPIFFE identity plane for zt.
+#![forbid(unsafe_code)]
+
+pub mod matcher;
+
+pub use spiffe::{SpiffeId, TrustDomain};

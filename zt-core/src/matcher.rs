@@ -1,0 +1,1 @@
+//! SPIFFE ID matchers.
