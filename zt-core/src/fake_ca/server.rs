@@ -1,0 +1,1 @@
+//! Workload API server (being written).

@@ -1,0 +1,145 @@
+//! The publish / fail / expire logic every source shares.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+use super::{Health, Snapshot, SourceError};
+use crate::bundle::BundleSet;
+use crate::svid::X509Svid;
+use crate::time::{SharedClock, Timestamp, system_clock};
+
+/// Holds a source's snapshots and failure state.
+///
+/// Building block for [`SvidSource`](super::SvidSource) implementations:
+/// call [`SourceState::publish`] with each new SVID and
+/// [`SourceState::report_failure`] when the upstream fails; answer
+/// `current`, `updates` and `health` from it.
+#[derive(Debug)]
+pub struct SourceState {
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+    last_failure: Mutex<Option<String>>,
+    revision: AtomicU64,
+    clock: SharedClock,
+}
+
+impl Default for SourceState {
+    fn default() -> Self {
+        Self::new(system_clock())
+    }
+}
+
+impl SourceState {
+    /// An empty state reading time from `clock`.
+    pub fn new(clock: SharedClock) -> Self {
+        let (tx, _) = watch::channel(None);
+        Self {
+            tx,
+            last_failure: Mutex::new(None),
+            revision: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// The clock the state checks expiry with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Publishes a new snapshot and clears any failure.
+    pub fn publish(&self, svid: X509Svid, bundles: BundleSet) -> Arc<Snapshot> {
+        let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
+        let snapshot = Arc::new(Snapshot {
+            svid: Arc::new(svid),
+            bundles: Arc::new(bundles),
+            revision,
+            published_at: self.clock.now(),
+        });
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        tracing::debug!(
+            target: "zt::source",
+            id = %snapshot.svid.id(),
+            serial = %snapshot.svid.serial_hex(),
+            revision,
+            "published SVID"
+        );
+        self.tx.send_replace(Some(snapshot.clone()));
+        snapshot
+    }
+
+    /// Records an upstream failure; the last good snapshot keeps serving.
+    pub fn report_failure(&self, reason: impl Into<String>) {
+        let reason = reason.into();
+        tracing::warn!(target: "zt::source", %reason, "SVID source update failed; keeping last good SVID");
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The latest snapshot, even if expired.
+    pub fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.tx.borrow().clone()
+    }
+
+    /// The current snapshot, failing closed before the first SVID and after
+    /// the last one expired.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::NotReady`] or [`SourceError::Expired`].
+    pub fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
+        let Some(snapshot) = self.latest() else {
+            return Err(SourceError::NotReady {
+                reason: self.failure(),
+            });
+        };
+        let not_after = snapshot.svid().not_after();
+        if self.clock.now() > not_after {
+            return Err(SourceError::Expired {
+                id: snapshot.svid().id().to_string(),
+                expired_at: Timestamp(not_after),
+                reason: self.failure(),
+            });
+        }
+        Ok(snapshot)
+    }
+
+    /// A receiver of every published snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.tx.subscribe()
+    }
+
+    /// The state as a [`Health`].
+    pub fn health(&self) -> Health {
+        let failure = self.failure();
+        match self.latest() {
+            None => match failure {
+                None => Health::Starting,
+                Some(reason) => Health::Failing { reason },
+            },
+            Some(s) if self.clock.now() > s.svid().not_after() => Health::Expired {
+                expired_at: Timestamp(s.svid().not_after()),
+                reason: failure,
+            },
+            Some(s) => match failure {
+                None => Health::Healthy,
+                Some(reason) => Health::Degraded {
+                    reason,
+                    serving_until: Timestamp(s.svid().not_after()),
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! A source backed by a SPIFFE Workload API (SPIRE agent, `zt agent`),
+//! built on the `spiffe` crate's `X509Source` and `JwtSource`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use spiffe::{JwtSource, X509Source};
+use tokio::sync::{OnceCell, watch};
+
+use super::{BoxFuture, Health, Snapshot, SourceError, SourceState, SvidSource};
+use crate::bundle::{BundleSet, JwtAuthority, TrustBundle};
+use crate::jwt::JwtSvid;
+use crate::svid::X509Svid;
+use crate::time::{SharedClock, system_clock};
+
+/// Configures a [`WorkloadApiSource`].
+#[derive(Debug, Clone)]
+pub struct WorkloadApiSourceBuilder {
+    endpoint: Option<String>,
+    clock: SharedClock,
+    initial_sync_timeout: Option<Duration>,
+    backoff: (Duration, Duration),
+}
+
+impl Default for WorkloadApiSourceBuilder {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            clock: system_clock(),
+            initial_sync_timeout: None,
+            backoff: (Duration::from_millis(100), Duration::from_secs(10)),
+        }
+    }
+}
+
+impl WorkloadApiSourceBuilder {
+    /// The Workload API endpoint, e.g. `unix:///run/spire/agent.sock`.
+    /// Without one, `SPIFFE_ENDPOINT_SOCKET` is read.
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The clock used to decide when the served SVID has expired.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Bounds how long [`WorkloadApiSourceBuilder::build`] waits for the
+    /// first SVID. Without it, `build` retries until the API answers.
+    #[must_use]
+    pub fn initial_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.initial_sync_timeout = Some(timeout);
+        self
+    }
+
+    /// The reconnect backoff range after the API goes away.
+    #[must_use]
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff = (min, max);
+        self
+    }
+
+    /// Connects and waits for the first X.509-SVID.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::WorkloadApi`] if the endpoint is invalid, the initial
+    /// sync times out, or the first SVID received is unusable.
+    pub async fn build(self) -> Result<Arc<WorkloadApiSource>, SourceError> {
+        let mut x509 = X509Source::builder().reconnect_backoff(self.backoff.0, self.backoff.1);
+        if let Some(endpoint) = &self.endpoint {
+            x509 = x509.endpoint(endpoint);
+        }
+        if let Some(timeout) = self.initial_sync_timeout {
+            x509 = x509.initial_sync_timeout(timeout);
+        }
+        let x509 = x509.build().await.map_err(|e| SourceError::WorkloadApi {
+            reason: e.to_string(),
+        })?;
+        let source = Arc::new(WorkloadApiSource {
+            state: SourceState::new(self.clock),
+            x509,
+            jwt: OnceCell::new(),
+            endpoint: self.endpoint,
+            backoff: self.backoff,
+        });
+        source.refresh().await?;
+        let weak = Arc::downgrade(&source);
+        let mut updates = source.x509.updated();
+        tokio::spawn(async move {
+            loop {
+                let changed = updates.changed().await;
+                let Some(source) = weak.upgrade() else { break };
+                match changed {
+                    Ok(_) => {
+                        if let Err(e) = source.refresh().await {
+                            source.state.report_failure(e.to_string());
+                        }
+                    }
+                    Err(e) => {
+                        source.state.report_failure(e.to_string());
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(source)
+    }
+}
+
+/// Identity from a SPIFFE Workload API.
+///
+/// X.509 material streams in through the `spiffe` crate's `X509Source`, which
+/// reconnects with backoff when the API goes away; the last good SVID keeps
+/// serving until it expires. JWT-SVIDs and JWT bundles come from a
+/// `JwtSource` opened on first use; JWT authorities are merged into the
+/// snapshot's bundle set.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), zt_core::source::SourceError> {
+/// use zt_core::source::{SvidSource, WorkloadApiSource};
+///
+/// // Reads SPIFFE_ENDPOINT_SOCKET, e.g. unix:///run/spire/agent.sock
+/// let source = WorkloadApiSource::builder().build().await?;
+/// println!("I am {}", source.current()?.svid().id());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct WorkloadApiSource {
+    state: SourceState,
+    x509: X509Source,
+    jwt: OnceCell<JwtSource>,
+    endpoint: Option<String>,
+    backoff: (Duration, Duration),
+}
+
+impl WorkloadApiSource {
+    /// A builder with defaults: endpoint from `SPIFFE_ENDPOINT_SOCKET`,
+    /// system clock, no initial sync timeout.
+    pub fn builder() -> WorkloadApiSourceBuilder {
+        WorkloadApiSourceBuilder::default()
+    }
+
+    /// Stops the background streams.
+    pub async fn shutdown(&self) {
+        self.x509.shutdown().await;
+        if let Some(jwt) = self.jwt.get() {
+            jwt.shutdown().await;
+        }
+    }
+
+    async fn jwt_source(&self) -> Result<&JwtSource, SourceError> {
+        self.jwt
+            .get_or_try_init(|| async {
+                let mut builder =
+                    JwtSource::builder().reconnect_backoff(self.backoff.0, self.backoff.1);
+                if let Some(endpoint) = &self.endpoint {
+                    builder = builder.endpoint(endpoint);
+                }
+                builder.build().await.map_err(|e| SourceError::WorkloadApi {
+                    reason: e.to_string(),
+                })
+            })
+            .await
+    }
+
+    /// Converts the X509Source's current context into a snapshot.
+    async fn refresh(&self) -> Result<(), SourceError> {
+        let context = self
+            .x509
+            .x509_context()
+            .map_err(|e| SourceError::WorkloadApi {
+                reason: e.to_string(),
+            })?;
+        let svid = context
+            .default_svid()
+            .ok_or_else(|| SourceError::WorkloadApi {
+                reason: "the Workload API returned no X.509-SVID".into(),
+            })?;
+        let chain: Vec<CertificateDer<'static>> = svid
+            .cert_chain()
+            .iter()
+            .map(|c| CertificateDer::from(c.as_bytes().to_vec()))
+            .collect();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            svid.private_key().as_bytes().to_vec(),
+        ));
+        let mut ours = X509Svid::from_der(chain, key)?;
+        if let Some(hint) = svid.hint() {
+            ours = ours.with_hint(hint);
+        }
+
+        let mut bundles = BundleSet::new();
+        for (td, bundle) in context.bundle_set().iter() {
+            let mut tb = TrustBundle::new(td.clone());
+            for authority in bundle.authorities() {
+                tb.add_x509_authority(CertificateDer::from(authority.as_bytes().to_vec()))?;
+            }
+            bundles.insert(tb);
+        }
+        if let Some(jwt) = self.jwt.get() {
+            merge_jwt_bundles(jwt, &mut bundles)?;
+        }
+        self.state.publish(ours, bundles);
+        Ok(())
+    }
+}
+
+fn merge_jwt_bundles(jwt: &JwtSource, bundles: &mut BundleSet) -> Result<(), SourceError> {
+    let set = jwt.bundle_set().map_err(|e| SourceError::WorkloadApi {
+        reason: e.to_string(),
+    })?;
+    for (td, bundle) in set.iter() {
+        let mut tb = bundles
+            .get(td)
+            .map(|b| (**b).clone())
+            .unwrap_or_else(|| TrustBundle::new(td.clone()));
+        for authority in bundle.jwt_authorities() {
+            tb.add_jwt_authority(JwtAuthority::from_jwk_json(authority.jwk_json())?);
+        }
+        bundles.insert(tb);
+    }
+    Ok(())
+}
+
+impl SvidSource for WorkloadApiSource {
+    fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
+        self.state.current()
+    }
+
+    fn updates(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.state.subscribe()
+    }
+
+    fn health(&self) -> Health {
+        self.state.health()
+    }
+
+    fn fetch_jwt_svid<'a>(
+        &'a self,
+        audience: &'a [String],
+    ) -> BoxFuture<'a, Result<JwtSvid, SourceError>> {
+        Box::pin(async move {
+            let first_use = self.jwt.get().is_none();
+            let jwt = self.jwt_source().await?;
+            if first_use {
+                // JWT authorities become part of every later snapshot.
+                if let Err(e) = self.refresh().await {
+                    self.state.report_failure(e.to_string());
+                }
+            }
+            let svid =
+                jwt.fetch_jwt_svid(audience)
+                    .await
+                    .map_err(|e| SourceError::WorkloadApi {
+                        reason: e.to_string(),
+                    })?;
+            Ok(JwtSvid::from_trusted_token(svid.token())?)
+        })
+    }
+}
