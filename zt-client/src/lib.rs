@@ -1,1 +1,70 @@
-//! placeholder
+//! Mutual-TLS clients for zero-trust service calls.
+//!
+//! A [`ZtClient`] presents the workload's X.509-SVID from any
+//! [`SvidSource`](zt_core::source::SvidSource) and accepts a server only if
+//! its X.509-SVID verifies against the bundle of the server's own trust
+//! domain **and** its SPIFFE ID matches the pin you configured. From one
+//! `ZtClient` you get:
+//!
+//! | output | method |
+//! |---|---|
+//! | `reqwest::Client` (HTTP/1.1 and HTTP/2) | [`ZtClient::reqwest_client`] (feature `reqwest`) |
+//! | connector for a `tonic` `Channel` | [`ZtClient::grpc_connector`] (feature `tonic`) |
+//! | `rustls::ClientConfig` | [`ZtClient::rustls_config`] |
+//! | `tokio_rustls::TlsConnector` / raw TLS over TCP | [`ZtClient::tls_connector`], [`ZtClient::connect`] |
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use std::sync::Arc;
+//! use zt_client::ZtClient;
+//! use zt_core::matcher::IdMatcher;
+//! use zt_core::source::WorkloadApiSource;
+//!
+//! // Identity from SPIRE (or `zt agent`) via SPIFFE_ENDPOINT_SOCKET.
+//! let source = WorkloadApiSource::builder().build().await?;
+//! let client = ZtClient::builder(source)
+//!     .pin_server("spiffe://example.org/billing".parse::<IdMatcher>()?)
+//!     .build()?;
+//! let http = client.reqwest_client()?;
+//! let body = http.get("https://billing.internal:8443/invoices").send().await?.text().await?;
+//! # let _ = body; Ok(()) }
+//! ```
+//!
+//! # Verification
+//!
+//! The server's certificate chain goes through
+//! [`zt_core::peer::verify_peer`]: every X.509-SVID rule, the bundle of the
+//! server's trust domain taken from the source's *current* snapshot
+//! (federation works by adding bundles to the source), then the pin. The
+//! TLS server name is not matched against DNS SANs: in SPIFFE mode the
+//! SPIFFE ID is the server's name. A refused server produces an error that
+//! names the ID presented and the IDs expected.
+//!
+//! The client certificate is resolved from the current snapshot at every
+//! handshake, so SVID rotation needs no rebuild; connections already open
+//! keep working.
+//!
+//! TLS session resumption is disabled: a resumed session would skip the
+//! certificate checks, and with them any change of pin, bundle or
+//! revocation since the original handshake.
+//!
+//! One crypto provider is used, chosen explicitly: `ring` unless you pass
+//! another with [`ClientBuilder::crypto_provider`]. The process-wide default
+//! provider is never consulted.
+#![forbid(unsafe_code)]
+
+mod builder;
+pub mod danger;
+mod error;
+#[cfg(feature = "tonic")]
+mod grpc;
+mod resolve;
+mod verify;
+
+pub use builder::{ClientBuilder, ZtClient};
+pub use error::Error;
+#[cfg(feature = "tonic")]
+pub use grpc::GrpcConnector;
+pub use verify::PeerRejected;

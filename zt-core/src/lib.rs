@@ -7,6 +7,7 @@ pub mod fake_ca;
 pub mod id;
 pub mod jwt;
 pub mod matcher;
+pub mod peer;
 pub mod source;
 pub mod svid;
 pub mod time;

@@ -36,7 +36,7 @@ impl X509Svid {
         key: PrivateKeyDer<'static>,
     ) -> Result<Self, SvidError> {
         let leaf = chain.first().ok_or(SvidError::EmptyChain)?;
-        let info = x509::leaf_info(leaf)?;
+        let info = x509::inspect_leaf(leaf)?;
         let LeafInfo {
             id,
             serial,

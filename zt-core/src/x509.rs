@@ -241,12 +241,39 @@ impl fmt::Debug for VerifiedSvid {
     }
 }
 
-/// What the SVID leaf says about itself, before any trust decision.
-pub(crate) struct LeafInfo {
+/// What an SVID leaf says about itself, read without any trust decision.
+///
+/// For a certificate that has already been verified (for example by a TLS
+/// handshake whose verifier called [`verify_x509_svid`]), this recovers the
+/// identity fields without repeating the signature checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafInfo {
     pub(crate) id: SpiffeId,
     pub(crate) serial: Vec<u8>,
     pub(crate) not_before: SystemTime,
     pub(crate) not_after: SystemTime,
+}
+
+impl LeafInfo {
+    /// The SPIFFE ID in the URI SAN.
+    pub fn id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    /// The serial number (big-endian, no leading zero bytes).
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+
+    /// Start of validity.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// End of validity.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
 }
 
 fn parse(index: usize, der: &[u8]) -> Result<X509Certificate<'_>, SvidError> {
@@ -324,8 +351,14 @@ fn canonical_serial(raw: &[u8]) -> Vec<u8> {
     raw[start..].to_vec()
 }
 
-/// Reads the identity fields of a leaf certificate without trusting it.
-pub(crate) fn leaf_info(leaf: &CertificateDer<'_>) -> Result<LeafInfo, SvidError> {
+/// Reads the identity fields of a leaf certificate **without verifying
+/// it**: only the SPIFFE ID rules (one canonical SPIFFE URI SAN with a path)
+/// are checked.
+///
+/// # Errors
+///
+/// [`SvidError::Malformed`] or the ID rule the leaf breaks.
+pub fn inspect_leaf(leaf: &CertificateDer<'_>) -> Result<LeafInfo, SvidError> {
     let cert = parse(0, leaf)?;
     Ok(LeafInfo {
         id: leaf_id(&cert)?,

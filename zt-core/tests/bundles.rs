@@ -1,6 +1,13 @@
 //! Bundle loading and serialisation: PEM, concatenated DER, and the SPIFFE
 //! bundle format (JWKS).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use zt_core::TrustDomain;
 use zt_core::bundle::{BundleError, TrustBundle};
 use zt_core::fake_ca::FakeCa;

@@ -1,6 +1,13 @@
 //! A fake CA saved to disk and loaded back issues SVIDs and tokens that the
 //! saved bundle verifies.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::time::{Duration, SystemTime};
 
 use zt_core::fake_ca::{FakeCa, FakeCaError};

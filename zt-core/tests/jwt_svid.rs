@@ -1,6 +1,13 @@
 //! JWT-SVID validation: a good token passes; each broken kind fails with its
 //! own error.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 

@@ -1,6 +1,13 @@
 //! Source behaviour shared by every backend: fail closed before the first
 //! SVID, last good snapshot on upstream failure, clear expiry, recovery.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,13 @@
 //! Every X.509-SVID rule, exercised with the fake CA's deliberately broken
 //! material: each kind is rejected with its own error.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::time::{Duration, SystemTime};
 
 use zt_core::fake_ca::{BadSvid, FakeCa};

@@ -1,1 +1,66 @@
-//! placeholder
+//! Mutual-TLS servers for zero-trust service calls.
+//!
+//! A [`ZtServer`] presents the workload's X.509-SVID from any
+//! [`SvidSource`](zt_core::source::SvidSource), requires a client
+//! certificate on every connection, and verifies it by the SPIFFE rules
+//! against the bundle of the client's own trust domain. Each accepted
+//! connection yields a [`VerifiedPeer`] — SPIFFE ID, trust domain, leaf
+//! serial, expiry — that is placed in the extensions of every request on
+//! that connection. Identity is verified once per connection, during the
+//! handshake; requests only read the result.
+//!
+//! `VerifiedPeer` has no public constructor: holding one proves the TLS
+//! layer verified it, so authorization code can rely on it.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use axum::{Router, routing::get};
+//! use zt_core::source::WorkloadApiSource;
+//! use zt_server::{VerifiedPeer, ZtServer};
+//!
+//! async fn whoami(peer: VerifiedPeer) -> String {
+//!     format!("hello {}", peer.id())
+//! }
+//!
+//! let source = WorkloadApiSource::builder().build().await?;
+//! let server = ZtServer::builder(source).build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+//! let app = Router::new().route("/whoami", get(whoami));
+//! server.serve(listener, app, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | gives |
+//! |---|---|
+//! | `axum` (default) | `VerifiedPeer` as an axum extractor |
+//! | `tonic` (default) | [`PeerExt::verified_peer`] on `tonic::Request` |
+//!
+//! # Hostile clients
+//!
+//! Handshakes run off the accept loop, each bounded by a timeout
+//! ([`ServerBuilder::handshake_timeout`]) and all together by a limit on
+//! concurrent handshakes ([`ServerBuilder::max_concurrent_handshakes`]), so
+//! a client that connects and never speaks cannot stall others.
+//!
+//! TLS session resumption and tickets are disabled: a resumed session
+//! would skip client-certificate verification.
+#![forbid(unsafe_code)]
+
+mod builder;
+mod error;
+mod peer;
+mod resolve;
+mod serve;
+mod verify;
+
+pub use builder::{
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, ServerBuilder, ZtServer,
+};
+pub use error::Error;
+pub use peer::{MissingPeer, PeerExt, VerifiedPeer};
+pub use serve::SHUTDOWN_GRACE;
+pub use verify::PeerRejected;

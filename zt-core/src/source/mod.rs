@@ -19,6 +19,7 @@
 //! such as a SPIRE agent, feature `workload-api`) and
 //! [`FakeCaSource`](crate::fake_ca::FakeCaSource) (feature `fake-ca`).
 
+mod cache;
 mod file;
 mod state;
 mod static_source;
@@ -39,6 +40,7 @@ use crate::svid::X509Svid;
 use crate::time::Timestamp;
 use crate::x509::SvidError;
 
+pub use cache::DerivedCache;
 pub use file::{FileLayout, FileSource, WatchHandle};
 pub use state::SourceState;
 pub use static_source::StaticSource;

@@ -1,0 +1,17 @@
+//! Helpers shared by zt's runnable examples, integration tests and
+//! benchmarks. Not a public API: the crates users depend on are `zt-core`,
+//! `zt-client` and `zt-server`.
+#![forbid(unsafe_code)]
+
+/// Installs a compact `tracing` subscriber for examples, honouring
+/// `RUST_LOG` (default: warnings only, so the examples' own output stays
+/// readable).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .compact()
+        .try_init();
+}

@@ -1,0 +1,213 @@
+//! Building a [`ZtClient`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::ClientConfig;
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use zt_core::matcher::IdMatcher;
+use zt_core::source::{DerivedCache, SvidSource};
+use zt_core::time::{SharedClock, system_clock};
+
+use crate::error::Error;
+use crate::resolve::ClientCertResolver;
+use crate::verify::ServerVerifier;
+
+/// Configures a [`ZtClient`].
+pub struct ClientBuilder {
+    source: Arc<dyn SvidSource>,
+    pin: Option<IdMatcher>,
+    any_server: bool,
+    provider: Option<Arc<CryptoProvider>>,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("any_server", &self.any_server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// Starts a builder presenting identities from `source`.
+    pub fn new(source: Arc<dyn SvidSource>) -> Self {
+        Self {
+            source,
+            pin: None,
+            any_server: false,
+            provider: None,
+            clock: system_clock(),
+        }
+    }
+
+    /// Accept only servers whose SPIFFE ID matches `matcher` (an exact ID,
+    /// a set of IDs, a trust domain, a path pattern or a closure).
+    #[must_use]
+    pub fn pin_server(mut self, matcher: IdMatcher) -> Self {
+        self.pin = Some(matcher);
+        self
+    }
+
+    /// The rustls crypto provider. Default: `ring`.
+    #[must_use]
+    pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The clock certificate validity is checked with. Default: system.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Options that weaken verification.
+    pub fn dangerous(self) -> crate::danger::DangerousClientBuilder {
+        crate::danger::DangerousClientBuilder { inner: self }
+    }
+
+    pub(crate) fn allow_any_server(mut self) -> Self {
+        self.any_server = true;
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoServerPin`] if no pin was configured and
+    /// [`danger`](crate::danger) was not used; [`Error::Tls`] if the crypto
+    /// provider supports no TLS version.
+    pub fn build(self) -> Result<ZtClient, Error> {
+        if self.pin.is_none() && !self.any_server {
+            return Err(Error::NoServerPin);
+        }
+        let provider = self
+            .provider
+            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let verifier = Arc::new(ServerVerifier {
+            source: self.source.clone(),
+            pin: self.pin.clone(),
+            provider: provider.clone(),
+            clock: self.clock,
+        });
+        let resolver = Arc::new(ClientCertResolver {
+            source: self.source.clone(),
+            provider: provider.clone(),
+            cache: DerivedCache::new(),
+        });
+        let base = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(resolver);
+        let mut base = base;
+        base.resumption = Resumption::disabled();
+        base.enable_early_data = false;
+        Ok(ZtClient {
+            source: self.source,
+            pin: self.pin,
+            base: Arc::new(base),
+        })
+    }
+}
+
+/// A configured mutual-TLS client. Cheap to clone.
+#[derive(Clone)]
+pub struct ZtClient {
+    source: Arc<dyn SvidSource>,
+    pin: Option<IdMatcher>,
+    base: Arc<ClientConfig>,
+}
+
+impl fmt::Debug for ZtClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZtClient")
+            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZtClient {
+    /// Starts a builder presenting identities from `source`.
+    pub fn builder<S: SvidSource>(source: Arc<S>) -> ClientBuilder {
+        ClientBuilder::new(source)
+    }
+
+    /// The source whose SVID this client presents.
+    pub fn source(&self) -> &Arc<dyn SvidSource> {
+        &self.source
+    }
+
+    /// The server pin, if any.
+    pub fn server_pin(&self) -> Option<&IdMatcher> {
+        self.pin.as_ref()
+    }
+
+    /// A rustls config offering ALPN `h2` and `http/1.1`.
+    pub fn rustls_config(&self) -> Arc<ClientConfig> {
+        self.rustls_config_with_alpn(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+    }
+
+    /// A rustls config offering the given ALPN protocols (none if empty).
+    pub fn rustls_config_with_alpn(&self, alpn: Vec<Vec<u8>>) -> Arc<ClientConfig> {
+        let mut config = (*self.base).clone();
+        config.alpn_protocols = alpn;
+        Arc::new(config)
+    }
+
+    /// A tokio-rustls connector without ALPN, for raw TLS over TCP.
+    pub fn tls_connector(&self) -> TlsConnector {
+        TlsConnector::from(self.rustls_config_with_alpn(Vec::new()))
+    }
+
+    /// Opens a TCP connection to `addr` and completes a mutual-TLS handshake.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`]; a refused server identity appears in its source
+    /// as a [`PeerRejected`](crate::PeerRejected).
+    pub async fn connect(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>, Error> {
+        let connect_err = |source| Error::Connect {
+            address: addr.to_string(),
+            source,
+        };
+        let tcp = TcpStream::connect(addr).await.map_err(connect_err)?;
+        tcp.set_nodelay(true).map_err(connect_err)?;
+        self.tls_connector()
+            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .await
+            .map_err(connect_err)
+    }
+
+    /// A `reqwest::Client` that speaks mutual TLS with this client's
+    /// identity and pin (HTTP/1.1 and HTTP/2 by ALPN).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Http`] if reqwest rejects the configuration.
+    #[cfg(feature = "reqwest")]
+    pub fn reqwest_client(&self) -> Result<reqwest::Client, Error> {
+        Ok(self.reqwest_builder().build()?)
+    }
+
+    /// A `reqwest::ClientBuilder` preconfigured with this client's TLS, for
+    /// adding timeouts and other options.
+    #[cfg(feature = "reqwest")]
+    pub fn reqwest_builder(&self) -> reqwest::ClientBuilder {
+        let config: ClientConfig = (*self.rustls_config()).clone();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .no_proxy()
+    }
+}

@@ -1,0 +1,41 @@
+//! The client's error type.
+
+/// Errors building or using a [`ZtClient`](crate::ZtClient).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No server pin was configured.
+    #[error(
+        "no server SPIFFE ID pin configured: call `pin_server`, or opt into any authenticated server through `dangerous()`"
+    )]
+    NoServerPin,
+    /// The crypto provider cannot build a TLS config.
+    #[error("TLS configuration failed: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The reqwest client could not be built.
+    #[cfg(feature = "reqwest")]
+    #[error("building the HTTP client failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A gRPC channel could not be created.
+    #[cfg(feature = "tonic")]
+    #[error("gRPC channel: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The address or URI is not usable.
+    #[error("invalid address `{address}`: {reason}")]
+    InvalidAddress {
+        /// The address given.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Connecting failed (TCP or TLS handshake).
+    #[error("connecting to `{address}` failed: {source}")]
+    Connect {
+        /// The address dialled.
+        address: String,
+        /// The I/O or TLS error; a refused server identity shows as a
+        /// [`PeerRejected`](crate::PeerRejected) inside it.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,173 @@
+//! Building a [`ZtServer`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::NoServerSessionStorage;
+use tokio_rustls::TlsAcceptor;
+use zt_core::matcher::IdMatcher;
+use zt_core::source::{DerivedCache, SvidSource};
+use zt_core::time::{SharedClock, system_clock};
+
+use crate::error::Error;
+use crate::resolve::ServerCertResolver;
+use crate::verify::ClientVerifier;
+
+/// Default bound on one TLS handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default bound on handshakes in progress at once.
+pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 512;
+
+/// Configures a [`ZtServer`].
+pub struct ServerBuilder {
+    source: Arc<dyn SvidSource>,
+    pin: Option<IdMatcher>,
+    provider: Option<Arc<CryptoProvider>>,
+    clock: SharedClock,
+    handshake_timeout: Duration,
+    max_handshakes: usize,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_handshakes", &self.max_handshakes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// Starts a builder presenting identities from `source`.
+    pub fn new(source: Arc<dyn SvidSource>) -> Self {
+        Self {
+            source,
+            pin: None,
+            provider: None,
+            clock: system_clock(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
+        }
+    }
+
+    /// Refuse, at the handshake, callers whose SPIFFE ID does not match
+    /// `matcher` (for example a trust-domain allow-list). Without it, any
+    /// caller with a valid SVID from a trusted trust domain connects, and
+    /// per-request policy decides.
+    #[must_use]
+    pub fn accept_callers(mut self, matcher: IdMatcher) -> Self {
+        self.pin = Some(matcher);
+        self
+    }
+
+    /// The rustls crypto provider. Default: `ring`.
+    #[must_use]
+    pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The clock certificate validity is checked with. Default: system.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Bound on one handshake; a client that takes longer is disconnected.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Bound on handshakes in progress at once; further connections wait
+    /// in the listen backlog.
+    #[must_use]
+    pub fn max_concurrent_handshakes(mut self, max: usize) -> Self {
+        self.max_handshakes = max.max(1);
+        self
+    }
+
+    /// Builds the server.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] if the crypto provider supports no TLS version.
+    pub fn build(self) -> Result<ZtServer, Error> {
+        let provider = self
+            .provider
+            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let verifier = Arc::new(ClientVerifier {
+            source: self.source.clone(),
+            pin: self.pin.clone(),
+            provider: provider.clone(),
+            clock: self.clock,
+        });
+        let resolver = Arc::new(ServerCertResolver {
+            source: self.source.clone(),
+            provider: provider.clone(),
+            cache: DerivedCache::new(),
+        });
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(resolver);
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        config.max_early_data_size = 0;
+        Ok(ZtServer {
+            base: Arc::new(config),
+            pin: self.pin,
+            handshake_timeout: self.handshake_timeout,
+            max_handshakes: self.max_handshakes,
+        })
+    }
+}
+
+/// A configured mutual-TLS server. Cheap to clone.
+#[derive(Clone)]
+pub struct ZtServer {
+    base: Arc<ServerConfig>,
+    pin: Option<IdMatcher>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_handshakes: usize,
+}
+
+impl fmt::Debug for ZtServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZtServer")
+            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ZtServer {
+    /// Starts a builder presenting identities from `source`.
+    pub fn builder<S: SvidSource>(source: Arc<S>) -> ServerBuilder {
+        ServerBuilder::new(source)
+    }
+
+    /// A rustls config offering ALPN `h2` and `http/1.1`.
+    pub fn rustls_config(&self) -> Arc<ServerConfig> {
+        self.rustls_config_with_alpn(vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+    }
+
+    /// A rustls config offering the given ALPN protocols (none if empty).
+    pub fn rustls_config_with_alpn(&self, alpn: Vec<Vec<u8>>) -> Arc<ServerConfig> {
+        let mut config = (*self.base).clone();
+        config.alpn_protocols = alpn;
+        Arc::new(config)
+    }
+
+    /// A tokio-rustls acceptor (ALPN `h2`, `http/1.1`).
+    pub fn tls_acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.rustls_config())
+    }
+}

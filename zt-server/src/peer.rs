@@ -1,0 +1,148 @@
+//! The verified identity of the caller on a connection.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use zt_core::time::Timestamp;
+use zt_core::x509::LeafInfo;
+use zt_core::{SpiffeId, TrustDomain};
+
+/// The caller's identity, as verified by the TLS handshake.
+///
+/// Present in the request extensions of every request on a connection a
+/// [`ZtServer`](crate::ZtServer) accepted. It has no public constructor, so
+/// a handler or policy that holds one knows the TLS layer verified it.
+/// Cheap to clone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedPeer {
+    inner: Arc<LeafInfo>,
+}
+
+impl VerifiedPeer {
+    /// Built by the accept loop from a leaf its verifier accepted.
+    pub(crate) fn from_verified_leaf(info: LeafInfo) -> Self {
+        Self {
+            inner: Arc::new(info),
+        }
+    }
+
+    /// The caller's SPIFFE ID.
+    pub fn id(&self) -> &SpiffeId {
+        self.inner.id()
+    }
+
+    /// The caller's trust domain.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        self.inner.id().trust_domain()
+    }
+
+    /// The serial number of the caller's leaf certificate.
+    pub fn serial(&self) -> &[u8] {
+        self.inner.serial()
+    }
+
+    /// The serial number as lowercase hex.
+    pub fn serial_hex(&self) -> String {
+        self.inner
+            .serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// When the caller's leaf certificate expires.
+    pub fn not_after(&self) -> SystemTime {
+        self.inner.not_after()
+    }
+
+    /// Reads the peer from request extensions.
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<&Self> {
+        extensions.get::<Self>()
+    }
+}
+
+impl fmt::Debug for VerifiedPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedPeer")
+            .field("id", &self.id().to_string())
+            .field("serial", &self.serial_hex())
+            .field("not_after", &Timestamp(self.not_after()))
+            .finish()
+    }
+}
+
+impl fmt::Display for VerifiedPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.id(), f)
+    }
+}
+
+/// Access to the [`VerifiedPeer`] of a request.
+pub trait PeerExt {
+    /// The verified caller, or `None` if the request did not come through a
+    /// [`ZtServer`](crate::ZtServer) connection.
+    fn verified_peer(&self) -> Option<&VerifiedPeer>;
+}
+
+impl<B> PeerExt for http::Request<B> {
+    fn verified_peer(&self) -> Option<&VerifiedPeer> {
+        self.extensions().get()
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl<T> PeerExt for tonic::Request<T> {
+    fn verified_peer(&self) -> Option<&VerifiedPeer> {
+        self.extensions().get()
+    }
+}
+
+/// The rejection of the axum extractor when no verified peer is present:
+/// `401 Unauthorized`, with no detail for the caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MissingPeer;
+
+impl fmt::Display for MissingPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no verified peer on this request")
+    }
+}
+
+impl std::error::Error for MissingPeer {}
+
+#[cfg(feature = "axum")]
+mod axum_impl {
+    use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+    use axum::http::StatusCode;
+    use axum::http::request::Parts;
+    use axum::response::{IntoResponse, Response};
+
+    use super::{MissingPeer, VerifiedPeer};
+
+    impl IntoResponse for MissingPeer {
+        fn into_response(self) -> Response {
+            tracing::warn!(target: "zt::server", "request without a verified peer refused");
+            (StatusCode::UNAUTHORIZED, "unauthenticated").into_response()
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for VerifiedPeer {
+        type Rejection = MissingPeer;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+            parts.extensions.get::<Self>().cloned().ok_or(MissingPeer)
+        }
+    }
+
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedPeer {
+        type Rejection = std::convert::Infallible;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
+            Ok(parts.extensions.get::<Self>().cloned())
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The accept loop: handshakes off the accept path, a `VerifiedPeer` on
+//! every request, graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::server::TlsStream;
+use tower::{Service, ServiceExt as _};
+use zt_core::x509::inspect_leaf;
+
+use crate::builder::ZtServer;
+use crate::error::Error;
+use crate::peer::VerifiedPeer;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long [`ZtServer::serve`] waits for open connections to finish after
+/// shutdown is signalled.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Recovers the verified identity of a completed handshake.
+///
+/// The handshake completed, so the verifier accepted the chain; only the
+/// identity fields are read back here.
+fn peer_of(tls: &TlsStream<TcpStream>) -> Option<VerifiedPeer> {
+    let (_, conn) = tls.get_ref();
+    let leaf = conn.peer_certificates()?.first()?;
+    inspect_leaf(leaf)
+        .ok()
+        .map(VerifiedPeer::from_verified_leaf)
+}
+
+impl ZtServer {
+    /// Serves HTTP (HTTP/1.1 and HTTP/2, by ALPN) over mutual TLS on
+    /// `listener` until `shutdown` completes, then waits up to
+    /// [`SHUTDOWN_GRACE`] for open connections to finish.
+    ///
+    /// `service` is any tower HTTP service: an axum `Router`, tonic
+    /// `Routes`, or a stack of layers over them. Every request it sees
+    /// carries the connection's [`VerifiedPeer`] in its extensions.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Accept`] if the listener fails for good. Failed handshakes
+    /// and connection errors are logged, not returned.
+    pub async fn serve<S, B>(
+        &self,
+        listener: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let acceptor = self.tls_acceptor();
+        let permits = Arc::new(Semaphore::new(self.max_handshakes));
+        let graceful = GracefulShutdown::new();
+        let handshake_timeout = self.handshake_timeout;
+        tokio::pin!(shutdown);
+
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break,
+            };
+            let (tcp, remote) = match accepted {
+                Ok(conn) => conn,
+                Err(e) if is_transient(&e) => {
+                    // Out of descriptors and the like: back off briefly.
+                    tracing::warn!(target: "zt::server", error = %e, "accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(Error::Accept(e)),
+            };
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let service = service.clone();
+            let watcher = graceful.watcher();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::info!(target: "zt::server", %remote, error = %e, "handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!(target: "zt::server", %remote, "handshake timed out");
+                        return;
+                    }
+                };
+                drop(permit);
+                let Some(peer) = peer_of(&tls) else {
+                    tracing::warn!(target: "zt::server", %remote, "no verified peer after handshake; closing");
+                    return;
+                };
+                tracing::debug!(target: "zt::server", %remote, peer = %peer.id(), serial = %peer.serial_hex(), "connection accepted");
+                let hyper_service =
+                    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(peer.clone());
+                        service.clone().oneshot(req)
+                    });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(tls), hyper_service);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    tracing::debug!(target: "zt::server", %remote, error = %e, "connection ended with error");
+                }
+            });
+        }
+
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+                tracing::warn!(target: "zt::server", "connections still open after the shutdown grace period");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock | TimedOut
+    ) || e
+        .raw_os_error()
+        .is_some_and(|code| code == 24 || code == 23)
+}
