@@ -52,6 +52,7 @@ use crate::time::{SharedClock, system_clock};
 use crate::{SpiffeId, TrustDomain};
 
 pub use bad::{BadJwt, BadMaterial, BadSvid};
+pub use server::{SECURITY_HEADER, WorkloadApiServer, WorkloadApiServerHandle};
 pub use source::FakeCaSource;
 
 /// How long a fake CA's authorities are valid.
