@@ -15,3 +15,16 @@ pub fn init_tracing() {
         .compact()
         .try_init();
 }
+
+/// The example `billing` gRPC service (client and server stubs), generated
+/// from `examples/proto/billing.proto` by `tools/gen-proto`.
+#[path = "../examples/pb/billing.rs"]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    rust_2018_idioms,
+    reason = "generated code"
+)]
+pub mod billing;

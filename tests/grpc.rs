@@ -1,0 +1,141 @@
+//! gRPC over mutual TLS: tonic server behind zt-server, tonic channel
+//! through zt-client's connector.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+use zt_client::ZtClient;
+use zt_core::fake_ca::{FakeCa, FakeCaSource};
+use zt_core::matcher::IdMatcher;
+use zt_core::{SpiffeId, TrustDomain};
+use zt_examples::billing::billing_client::BillingClient;
+use zt_examples::billing::billing_server::{Billing, BillingServer};
+use zt_examples::billing::{Invoice, InvoiceRequest};
+use zt_server::{PeerExt as _, ZtServer};
+
+struct Svc;
+
+#[tonic::async_trait]
+impl Billing for Svc {
+    async fn get_invoice(&self, req: Request<InvoiceRequest>) -> Result<Response<Invoice>, Status> {
+        let peer = req
+            .verified_peer()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no peer"))?;
+        Ok(Response::new(Invoice {
+            order_id: req.into_inner().order_id,
+            amount_cents: 1,
+            caller: format!("{} {}", peer.id(), peer.serial_hex()),
+        }))
+    }
+}
+
+const TTL: Duration = Duration::from_secs(300);
+
+async fn start(ca: &FakeCa) -> (SocketAddr, oneshot::Sender<()>) {
+    let billing = FakeCaSource::new(
+        ca.clone(),
+        SpiffeId::new("spiffe://example.org/billing").unwrap(),
+        TTL,
+    )
+    .unwrap();
+    let server = ZtServer::builder(billing).build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let routes = tonic::service::Routes::new(BillingServer::new(Svc));
+    tokio::spawn(async move {
+        server
+            .serve(listener, routes, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, tx)
+}
+
+#[tokio::test]
+async fn tonic_call_carries_the_verified_caller_to_the_handler() {
+    let ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+    let (addr, _stop) = start(&ca).await;
+    let orders = FakeCaSource::new(
+        ca.clone(),
+        SpiffeId::new("spiffe://example.org/orders").unwrap(),
+        TTL,
+    )
+    .unwrap();
+    let serial = orders.current_serial();
+    let client = ZtClient::builder(orders)
+        .pin_server("spiffe://example.org/billing".parse::<IdMatcher>().unwrap())
+        .build()
+        .unwrap();
+    let channel = client
+        .grpc_channel(&format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut grpc = BillingClient::new(channel);
+    for n in 0..3 {
+        let invoice = grpc
+            .get_invoice(InvoiceRequest {
+                order_id: format!("o-{n}"),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(invoice.order_id, format!("o-{n}"));
+        assert_eq!(
+            invoice.caller,
+            format!("spiffe://example.org/orders {serial}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn tonic_channel_refuses_a_server_outside_the_pin() {
+    let ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+    let (addr, _stop) = start(&ca).await;
+    let orders = FakeCaSource::new(
+        ca.clone(),
+        SpiffeId::new("spiffe://example.org/orders").unwrap(),
+        TTL,
+    )
+    .unwrap();
+    let client = ZtClient::builder(orders)
+        .pin_server("spiffe://example.org/ledger".parse::<IdMatcher>().unwrap())
+        .build()
+        .unwrap();
+    let err = client
+        .grpc_channel(&format!("http://{addr}"))
+        .await
+        .unwrap_err();
+    let mut text = err.to_string();
+    let mut cur = std::error::Error::source(&err);
+    while let Some(s) = cur {
+        text.push_str(&format!(" / {s}"));
+        cur = s.source();
+    }
+    assert!(text.contains("spiffe://example.org/billing"), "{text}");
+    assert!(text.contains("spiffe://example.org/ledger"), "{text}");
+}
+
+trait Serial {
+    fn current_serial(&self) -> String;
+}
+
+impl Serial for std::sync::Arc<FakeCaSource> {
+    fn current_serial(&self) -> String {
+        use zt_core::source::SvidSource as _;
+        self.current().unwrap().svid().serial_hex()
+    }
+}
