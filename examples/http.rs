@@ -27,7 +27,7 @@ use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::matcher::IdMatcher;
 use zt_core::source::{SvidSource, WorkloadApiSource};
 use zt_core::{SpiffeId, TrustDomain};
-use zt_server::{VerifiedPeer, ZtServer};
+use zt_server::VerifiedPeer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

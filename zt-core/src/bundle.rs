@@ -584,7 +584,17 @@ pub(crate) fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
         .iter()
         .map(|c| pem::Pem::new("CERTIFICATE", c.to_vec()))
         .collect();
-    pem::encode_many(&blocks)
+    pem::encode_many_config(&blocks, pem_config())
+}
+
+/// PEM with Unix line endings.
+pub(crate) fn pem_config() -> pem::EncodeConfig {
+    pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF)
+}
+
+/// Encodes one PEM block with Unix line endings.
+pub(crate) fn pem_block(tag: &str, der: &[u8]) -> String {
+    pem::encode_config(&pem::Pem::new(tag, der.to_vec()), pem_config())
 }
 
 const OID_P256: &str = "1.2.840.10045.3.1.7";

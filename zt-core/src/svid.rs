@@ -137,7 +137,7 @@ impl X509Svid {
             PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
             _ => "PRIVATE KEY",
         };
-        pem::encode(&pem::Pem::new(tag, self.key.secret_der().to_vec()))
+        crate::bundle::pem_block(tag, self.key.secret_der())
     }
 
     /// The chain as concatenated DER (the Workload API encoding).

@@ -351,6 +351,15 @@ fn canonical_serial(raw: &[u8]) -> Vec<u8> {
     raw[start..].to_vec()
 }
 
+/// The end of a certificate's validity period.
+///
+/// # Errors
+///
+/// [`SvidError::Malformed`] if the certificate does not parse.
+pub(crate) fn certificate_not_after(cert: &CertificateDer<'_>) -> Result<SystemTime, SvidError> {
+    Ok(asn1_to_system_time(parse(0, cert)?.validity().not_after))
+}
+
 /// Reads the identity fields of a leaf certificate **without verifying
 /// it**: only the SPIFFE ID rules (one canonical SPIFFE URI SAN with a path)
 /// are checked.

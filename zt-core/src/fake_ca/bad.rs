@@ -124,10 +124,7 @@ impl BadMaterial {
 
     /// The key as PKCS#8 PEM.
     pub fn key_pem(&self) -> String {
-        pem::encode(&pem::Pem::new(
-            "PRIVATE KEY",
-            self.key.secret_der().to_vec(),
-        ))
+        crate::bundle::pem_block("PRIVATE KEY", self.key.secret_der())
     }
 }
 

@@ -311,10 +311,33 @@ impl FakeCa {
     /// [`FakeCaError::WrongTrustDomain`], [`FakeCaError::InvalidTtl`], or
     /// [`FakeCaError::Certificate`].
     pub fn issue_x509_svid(&self, id: &SpiffeId, ttl: Duration) -> Result<X509Svid, FakeCaError> {
+        self.issue_x509_svid_with_dns::<&str>(id, ttl, &[])
+    }
+
+    /// As [`FakeCa::issue_x509_svid`], adding DNS SANs after the SPIFFE ID,
+    /// as SPIRE does for entries with DNS names. They let TLS clients that
+    /// check host names (curl, browsers) talk to a zt server; SPIFFE
+    /// verification ignores them.
+    ///
+    /// # Errors
+    ///
+    /// As [`FakeCa::issue_x509_svid`], and [`FakeCaError::Certificate`] for
+    /// a name that is not a valid DNS name.
+    pub fn issue_x509_svid_with_dns<N: AsRef<str>>(
+        &self,
+        id: &SpiffeId,
+        ttl: Duration,
+        dns_names: &[N],
+    ) -> Result<X509Svid, FakeCaError> {
         self.check_member(id)?;
         self.check_ttl(ttl)?;
         let now = self.inner.clock.now();
-        let params = leaf_params(&id.to_string(), now, now + ttl)?;
+        let mut params = leaf_params(&id.to_string(), now, now + ttl)?;
+        for name in dns_names {
+            params.subject_alt_names.push(SanType::DnsName(
+                name.as_ref().try_into().map_err(cert_err)?,
+            ));
+        }
         self.sign_leaf(params)
     }
 

@@ -86,8 +86,8 @@ impl WorkloadApiServer {
 
     /// Binds a Unix socket at `path` and serves on it in a background task.
     ///
-    /// A stale socket file at `path` is replaced; any other file there is
-    /// an error.
+    /// A relative `path` is resolved against the current directory. A stale
+    /// socket file at `path` is replaced; any other file there is an error.
     ///
     /// # Errors
     ///
@@ -96,7 +96,10 @@ impl WorkloadApiServer {
         self,
         path: impl AsRef<Path>,
     ) -> Result<WorkloadApiServerHandle, FakeCaError> {
-        let path = path.as_ref().to_path_buf();
+        let path = std::path::absolute(path.as_ref()).map_err(|e| FakeCaError::Io {
+            path: path.as_ref().display().to_string(),
+            reason: e.to_string(),
+        })?;
         let io_err = |e: std::io::Error| FakeCaError::Io {
             path: path.display().to_string(),
             reason: e.to_string(),

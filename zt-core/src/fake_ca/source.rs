@@ -35,6 +35,7 @@ pub struct FakeCaSource {
     ca: FakeCa,
     id: SpiffeId,
     ttl: Duration,
+    dns_names: Vec<String>,
     rotate_fraction: f64,
     federated: Mutex<BundleSet>,
     state: SourceState,
@@ -48,11 +49,27 @@ impl FakeCaSource {
     ///
     /// The [`FakeCaError`] of the first issuance.
     pub fn new(ca: FakeCa, id: SpiffeId, ttl: Duration) -> Result<Arc<Self>, FakeCaError> {
+        Self::with_dns_names(ca, id, ttl, Vec::new())
+    }
+
+    /// As [`FakeCaSource::new`], with DNS SANs in every SVID (see
+    /// [`FakeCa::issue_x509_svid_with_dns`]).
+    ///
+    /// # Errors
+    ///
+    /// The [`FakeCaError`] of the first issuance.
+    pub fn with_dns_names(
+        ca: FakeCa,
+        id: SpiffeId,
+        ttl: Duration,
+        dns_names: Vec<String>,
+    ) -> Result<Arc<Self>, FakeCaError> {
         let state = SourceState::new(ca.clock().clone());
         let source = Arc::new(Self {
             ca,
             id,
             ttl,
+            dns_names,
             rotate_fraction: 0.5,
             federated: Mutex::new(BundleSet::new()),
             state,
@@ -108,7 +125,10 @@ impl FakeCaSource {
     /// The [`FakeCaError`] of the issuance; the previous snapshot keeps
     /// serving.
     pub fn rotate_now(&self) -> Result<Arc<Snapshot>, FakeCaError> {
-        match self.ca.issue_x509_svid(&self.id, self.ttl) {
+        match self
+            .ca
+            .issue_x509_svid_with_dns(&self.id, self.ttl, &self.dns_names)
+        {
             Ok(svid) => Ok(self.state.publish(svid, self.bundles())),
             Err(e) => {
                 self.state.report_failure(e.to_string());

@@ -12,7 +12,7 @@ use std::sync::{Arc, RwLock};
 use rcgen::{Issuer, KeyPair};
 use serde::{Deserialize, Serialize};
 
-use super::{Authority, CaState, DEFAULT_CA_TTL, FakeCa, FakeCaError, Inner, jwt_key_from_pem};
+use super::{Authority, CaState, FakeCa, FakeCaError, Inner, jwt_key_from_pem};
 use crate::id::parse_trust_domain;
 use crate::svid::parse_pem_certificates;
 use crate::time::SharedClock;
@@ -59,6 +59,22 @@ fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), FakeCaEr
     file.write_all(contents).map_err(|e| io_err(path, e))
 }
 
+/// Creates `dir` (and parents) if missing; a directory created here is
+/// readable by its owner only.
+fn create_private_dir(dir: &Path) -> Result<(), FakeCaError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| io_err(dir, e))
+}
+
 fn read_string(path: &Path) -> Result<String, FakeCaError> {
     fs::read_to_string(path).map_err(|e| io_err(path, e))
 }
@@ -91,7 +107,7 @@ impl FakeCa {
     ///
     /// [`FakeCaError::Io`] if a file cannot be written.
     pub fn save(&self, dir: &Path) -> Result<(), FakeCaError> {
-        fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        create_private_dir(dir)?;
         let state = self.read();
         let jwt = state
             .jwt_keys
@@ -105,9 +121,8 @@ impl FakeCa {
         let manifest =
             serde_json::to_vec_pretty(&manifest).map_err(|e| store_err(dir, e.to_string()))?;
         write_file(&dir.join("ca.json"), &manifest, false)?;
-        let pem = |c: &rustls_pki_types::CertificateDer<'_>| {
-            pem::encode(&pem::Pem::new("CERTIFICATE", c.to_vec()))
-        };
+        let pem =
+            |c: &rustls_pki_types::CertificateDer<'_>| crate::bundle::pem_block("CERTIFICATE", c);
         write_file(
             &dir.join("root.pem"),
             pem(&state.root.cert).as_bytes(),
@@ -164,11 +179,27 @@ impl FakeCa {
         let jwt = jwt_key_from_pem(&read_string(&jwt_path)?, Some(&manifest.jwt_key_id))
             .map_err(|e| store_err(&jwt_path, e.to_string()))?;
         let with_intermediate = intermediate.is_some();
+        // Leaves must not outlive the authorities that sign them.
+        let now = clock.now();
+        let mut expiry = crate::x509::certificate_not_after(&root.cert)
+            .map_err(|e| store_err(&dir.join("root.pem"), e.to_string()))?;
+        if let Some(int) = &intermediate {
+            expiry = expiry.min(
+                crate::x509::certificate_not_after(&int.cert)
+                    .map_err(|e| store_err(&dir.join("intermediate.pem"), e.to_string()))?,
+            );
+        }
+        let ca_ttl = expiry.duration_since(now).map_err(|_| {
+            store_err(
+                &dir.join("root.pem"),
+                "the CA certificate has expired; create a new CA",
+            )
+        })?;
         Ok(FakeCa {
             inner: Arc::new(Inner {
                 trust_domain,
                 clock,
-                ca_ttl: DEFAULT_CA_TTL,
+                ca_ttl,
                 with_intermediate,
                 state: RwLock::new(CaState {
                     root,

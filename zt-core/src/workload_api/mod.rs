@@ -1,8 +1,10 @@
-//! SPIFFE Workload API wire types and server stubs, generated from
+//! SPIFFE Workload API wire types and gRPC stubs, generated from
 //! `proto/workload.proto` by `tools/gen-proto` (no `protoc` needed).
 //!
-//! [`WorkloadApiServer`](crate::fake_ca::WorkloadApiServer) implements the
-//! service; clients use the `spiffe` crate.
+//! `pb::spiffe_workload_api_server` is implemented by
+//! [`WorkloadApiServer`](crate::fake_ca::WorkloadApiServer).
+//! `pb::spiffe_workload_api_client` is generic over any tonic `GrpcService`
+//! (it has no `connect()` helper, so tonic's `channel` feature is not needed).
 
 #[allow(
     missing_docs,

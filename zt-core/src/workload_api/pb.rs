@@ -12,7 +12,8 @@ pub struct X509svidResponse {
     #[prost(bytes = "vec", repeated, tag = "2")]
     pub crl: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
     /// Bundles of federated trust domains, keyed by trust domain ID
-    /// (`spiffe://example.org`), each as concatenated DER certificates.
+    /// (`spiffe://example.org`), each as the ASN.1 DER encodings of its CA
+    /// certificates, concatenated.
     #[prost(map = "string, bytes", tag = "3")]
     pub federated_bundles:
         ::std::collections::HashMap<::prost::alloc::string::String, ::prost::alloc::vec::Vec<u8>>,
@@ -22,13 +23,15 @@ pub struct X509svid {
     /// The SPIFFE ID in the leaf certificate.
     #[prost(string, tag = "1")]
     pub spiffe_id: ::prost::alloc::string::String,
-    /// The certificate chain, leaf first, as concatenated DER.
+    /// The certificate chain as concatenated ASN.1 DER certificates: the leaf
+    /// (the SVID itself) first, then any intermediates.
     #[prost(bytes = "vec", tag = "2")]
     pub x509_svid: ::prost::alloc::vec::Vec<u8>,
-    /// The leaf's private key, PKCS#8 DER.
+    /// The leaf's private key, unencrypted PKCS#8, ASN.1 DER.
     #[prost(bytes = "vec", tag = "3")]
     pub x509_svid_key: ::prost::alloc::vec::Vec<u8>,
-    /// The bundle of the SVID's trust domain, concatenated DER certificates.
+    /// The bundle of the SVID's trust domain: its CA certificates as
+    /// concatenated ASN.1 DER.
     #[prost(bytes = "vec", tag = "4")]
     pub bundle: ::prost::alloc::vec::Vec<u8>,
     /// An operator-chosen label telling several SVIDs apart.
@@ -43,7 +46,7 @@ pub struct X509BundlesResponse {
     #[prost(bytes = "vec", repeated, tag = "1")]
     pub crl: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
     /// Every trusted trust domain's X.509 authorities, keyed by trust domain
-    /// ID, each as concatenated DER certificates.
+    /// ID, each as concatenated ASN.1 DER CA certificates.
     #[prost(map = "string, bytes", tag = "2")]
     pub bundles:
         ::std::collections::HashMap<::prost::alloc::string::String, ::prost::alloc::vec::Vec<u8>>,
@@ -78,7 +81,8 @@ pub struct Jwtsvid {
 pub struct JwtBundlesRequest {}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct JwtBundlesResponse {
-    /// JWKS JSON documents keyed by trust domain ID.
+    /// JWT authorities keyed by trust domain ID, each a JWKS document as
+    /// UTF-8 JSON bytes.
     #[prost(map = "string, bytes", tag = "1")]
     pub bundles:
         ::std::collections::HashMap<::prost::alloc::string::String, ::prost::alloc::vec::Vec<u8>>,
@@ -100,6 +104,173 @@ pub struct ValidateJwtsvidResponse {
     /// All claims of the token.
     #[prost(message, optional, tag = "2")]
     pub claims: ::core::option::Option<::prost_types::Struct>,
+}
+/// Generated client implementations.
+pub mod spiffe_workload_api_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value
+    )]
+    use tonic::codegen::http::Uri;
+    use tonic::codegen::*;
+    #[derive(Debug, Clone)]
+    pub struct SpiffeWorkloadApiClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl<T> SpiffeWorkloadApiClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> SpiffeWorkloadApiClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                    http::Request<tonic::body::Body>,
+                    Response = http::Response<
+                        <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                    >,
+                >,
+            <T as tonic::codegen::Service<http::Request<tonic::body::Body>>>::Error:
+                Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            SpiffeWorkloadApiClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Streams the caller's X.509-SVIDs and bundles; a new message is pushed
+        /// whenever any of them changes (rotation, bundle update).
+        pub async fn fetch_x509svid(
+            &mut self,
+            request: impl tonic::IntoRequest<super::X509svidRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::X509svidResponse>>,
+            tonic::Status,
+        > {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/SpiffeWorkloadAPI/FetchX509SVID");
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("SpiffeWorkloadAPI", "FetchX509SVID"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// Streams the X.509 bundles of the local and federated trust domains.
+        pub async fn fetch_x509_bundles(
+            &mut self,
+            request: impl tonic::IntoRequest<super::X509BundlesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::X509BundlesResponse>>,
+            tonic::Status,
+        > {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/SpiffeWorkloadAPI/FetchX509Bundles");
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("SpiffeWorkloadAPI", "FetchX509Bundles"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// Mints JWT-SVIDs for the given audience.
+        pub async fn fetch_jwtsvid(
+            &mut self,
+            request: impl tonic::IntoRequest<super::JwtsvidRequest>,
+        ) -> std::result::Result<tonic::Response<super::JwtsvidResponse>, tonic::Status> {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/SpiffeWorkloadAPI/FetchJWTSVID");
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("SpiffeWorkloadAPI", "FetchJWTSVID"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Streams the JWT bundles (JWKS documents) of every trusted trust domain.
+        pub async fn fetch_jwt_bundles(
+            &mut self,
+            request: impl tonic::IntoRequest<super::JwtBundlesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::JwtBundlesResponse>>,
+            tonic::Status,
+        > {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/SpiffeWorkloadAPI/FetchJWTBundles");
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("SpiffeWorkloadAPI", "FetchJWTBundles"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// Validates a JWT-SVID for an audience and returns its claims.
+        pub async fn validate_jwtsvid(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ValidateJwtsvidRequest>,
+        ) -> std::result::Result<tonic::Response<super::ValidateJwtsvidResponse>, tonic::Status>
+        {
+            self.inner.ready().await.map_err(|e| {
+                tonic::Status::unknown(format!("Service was not ready: {}", e.into()))
+            })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/SpiffeWorkloadAPI/ValidateJWTSVID");
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("SpiffeWorkloadAPI", "ValidateJWTSVID"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
 }
 /// Generated server implementations.
 pub mod spiffe_workload_api_server {

@@ -1,0 +1,236 @@
+//! Cross-checks of what `zt` issues and serves against real peers: openssl
+//! verifying chains, and the `spiffe` crate's Workload API client fetching
+//! from `zt agent`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+use predicates::str::contains;
+use tempfile::TempDir;
+
+use common::{TD, WEB, init_ca, issued, verify, zt};
+
+// ---- openssl as a real peer ----
+
+/// Where openssl is. Missing openssl fails the test: the cross-check is
+/// the point of it.
+fn openssl() -> PathBuf {
+    let path = PathBuf::from("/usr/bin/openssl");
+    let found = if path.is_file() {
+        path
+    } else {
+        PathBuf::from("openssl")
+    };
+    match std::process::Command::new(&found).arg("version").output() {
+        Ok(out) if out.status.success() => found,
+        _ => panic!(
+            "openssl is not installed: install it (e.g. `apt-get install openssl`); \
+             these tests cross-check zt's SVIDs with a real X.509 implementation"
+        ),
+    }
+}
+
+/// Splits a PEM chain into the leaf and the rest.
+fn split_chain(chain: &Path, dir: &Path) -> (PathBuf, Option<PathBuf>) {
+    let pem = std::fs::read_to_string(chain).unwrap();
+    let end = "-----END CERTIFICATE-----";
+    let blocks: Vec<String> = pem
+        .split_inclusive(end)
+        .filter(|b| b.contains("BEGIN CERTIFICATE"))
+        .map(|b| format!("{}\n", b.trim()))
+        .collect();
+    assert!(!blocks.is_empty());
+    let leaf = dir.join("leaf.pem");
+    std::fs::write(&leaf, &blocks[0]).unwrap();
+    if blocks.len() == 1 {
+        return (leaf, None);
+    }
+    let rest = dir.join("intermediates.pem");
+    std::fs::write(&rest, blocks[1..].concat()).unwrap();
+    (leaf, Some(rest))
+}
+
+fn openssl_verify(bundle: &Path, chain: &Path, dir: &Path) -> std::process::Output {
+    let (leaf, intermediates) = split_chain(chain, dir);
+    let mut cmd = std::process::Command::new(openssl());
+    cmd.args(["verify", "-x509_strict", "-purpose", "sslclient", "-CAfile"])
+        .arg(bundle);
+    if let Some(rest) = &intermediates {
+        cmd.arg("-untrusted").arg(rest);
+    }
+    cmd.arg(&leaf).output().unwrap()
+}
+
+#[test]
+fn openssl_accepts_an_svid_from_a_root_only_ca() {
+    let (tmp, _ca, chain, bundle) = issued(false);
+    let out = openssl_verify(&bundle, &chain, tmp.path());
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(": OK"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn openssl_accepts_an_svid_from_an_intermediate_ca() {
+    let (tmp, _ca, chain, bundle) = issued(true);
+    let (_, intermediates) = split_chain(&chain, tmp.path());
+    assert!(
+        intermediates.is_some(),
+        "the chain should carry the intermediate"
+    );
+    let out = openssl_verify(&bundle, &chain, tmp.path());
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(": OK"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn openssl_rejects_an_svid_against_another_cas_bundle() {
+    for intermediate in [false, true] {
+        let (tmp, _ca, chain, _bundle) = issued(intermediate);
+        let other = init_ca(tmp.path(), "other", intermediate);
+        let out = openssl_verify(&other.join("root.pem"), &chain, tmp.path());
+        assert!(
+            !out.status.success(),
+            "intermediate={intermediate}: {out:?}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("unable to get"), "{stderr}");
+    }
+}
+
+// ---- agent and the spiffe crate's Workload API client ----
+
+/// Kills the child on drop, so a failing test leaves no agent running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_socket(path: &Path, agent: &mut KillOnDrop) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        if let Some(status) = agent.0.try_wait().unwrap() {
+            panic!("zt agent exited early with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no socket at {} after 10s",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_serves_rotating_svids_to_the_spiffe_crate_client() {
+    let tmp = TempDir::new().unwrap();
+    let ca = init_ca(tmp.path(), "ca", false);
+    let socket = tmp.path().join("agent.sock");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_zt"))
+        .args(["agent", "--id", WEB, "--ttl", "4s", "--ca"])
+        .arg(&ca)
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent = KillOnDrop(child);
+    wait_for_socket(&socket, &mut agent);
+
+    let source = tokio::time::timeout(
+        Duration::from_secs(10),
+        spiffe::X509Source::builder()
+            .endpoint(format!("unix:{}", socket.display()))
+            .build(),
+    )
+    .await
+    .expect("the X509Source did not sync within 10s")
+    .unwrap();
+    let svid = source.svid().unwrap();
+    assert_eq!(svid.spiffe_id().to_string(), WEB);
+    let td = spiffe::TrustDomain::new(TD).unwrap();
+    let bundle = source.try_bundle_for_trust_domain(&td).unwrap();
+
+    // What the client received verifies with zt, against both the bundle it
+    // was served and the CA's root on disk.
+    let leaf = tmp.path().join("fetched-leaf.der");
+    std::fs::write(&leaf, svid.leaf().as_bytes()).unwrap();
+    let served = tmp.path().join("served-bundle.der");
+    std::fs::write(&served, bundle.authorities()[0].as_bytes()).unwrap();
+    for trusted in [served.as_path(), ca.join("root.pem").as_path()] {
+        verify(&leaf, trusted)
+            .assert()
+            .code(0)
+            .stdout(format!("{WEB}\n"));
+    }
+
+    // Renewal at half the TTL reaches the client.
+    let first = svid.leaf().as_bytes().to_vec();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while source.svid().unwrap().leaf().as_bytes() == first.as_slice() {
+        assert!(Instant::now() < deadline, "no rotated SVID within 10s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    source.shutdown().await;
+
+    // SIGTERM stops the agent cleanly and removes the socket.
+    let pid = agent.0.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = agent.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "zt agent ignored SIGTERM for 10s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists(), "the socket should be removed on shutdown");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(agent.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert_eq!(
+        stdout,
+        format!("SPIFFE_ENDPOINT_SOCKET=unix://{}\n", socket.display())
+    );
+}
+
+#[test]
+fn agent_for_an_id_outside_the_trust_domain_exits_2() {
+    let tmp = TempDir::new().unwrap();
+    let ca = init_ca(tmp.path(), "ca", false);
+    zt().args(["agent", "--id", "spiffe://other.org/web", "--ca"])
+        .arg(&ca)
+        .arg("--socket")
+        .arg(tmp.path().join("a.sock"))
+        .timeout(Duration::from_secs(10))
+        .assert()
+        .code(2)
+        .stderr(contains("error: ").and(contains("other.org")));
+}
