@@ -11,14 +11,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use predicates::prelude::*;
 use predicates::str::contains;
 use tempfile::TempDir;
 
-use common::{TD, WEB, init_ca, issued, verify, zt};
+use common::{TD, WEB, init_ca, issued, start_agent, verify, zt};
 
 // ---- openssl as a real peer ----
 
@@ -115,47 +114,13 @@ fn openssl_rejects_an_svid_against_another_cas_bundle() {
 
 // ---- agent and the spiffe crate's Workload API client ----
 
-/// Kills the child on drop, so a failing test leaves no agent running.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_socket(path: &Path, agent: &mut KillOnDrop) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        if let Some(status) = agent.0.try_wait().unwrap() {
-            panic!("zt agent exited early with {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no socket at {} after 10s",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_serves_rotating_svids_to_the_spiffe_crate_client() {
     let tmp = TempDir::new().unwrap();
     let ca = init_ca(tmp.path(), "ca", false);
     let socket = tmp.path().join("agent.sock");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_zt"))
-        .args(["agent", "--id", WEB, "--ttl", "4s", "--ca"])
-        .arg(&ca)
-        .arg("--socket")
-        .arg(&socket)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut agent = KillOnDrop(child);
-    wait_for_socket(&socket, &mut agent);
+    let mut agent = start_agent(&ca, &socket, WEB, "4s");
+    assert_eq!(agent.endpoint, format!("unix://{}", socket.display()));
 
     let source = tokio::time::timeout(
         Duration::from_secs(10),
@@ -184,40 +149,24 @@ async fn agent_serves_rotating_svids_to_the_spiffe_crate_client() {
             .stdout(format!("{WEB}\n"));
     }
 
-    // Renewal at half the TTL reaches the client.
+    // Renewal at half the TTL is pushed to the client.
     let first = svid.leaf().as_bytes().to_vec();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while source.svid().unwrap().leaf().as_bytes() == first.as_slice() {
-        assert!(Instant::now() < deadline, "no rotated SVID within 10s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let mut updates = source.updated();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while source.svid().unwrap().leaf().as_bytes() == first.as_slice() {
+            updates.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("no rotated SVID within 10s");
     source.shutdown().await;
 
     // SIGTERM stops the agent cleanly and removes the socket.
-    let pid = agent.0.id().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = agent.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "zt agent ignored SIGTERM for 10s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = agent.terminate();
     assert!(status.success(), "{status}");
-    assert!(!socket.exists(), "the socket should be removed on shutdown");
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(agent.0.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    assert_eq!(
-        stdout,
-        format!("SPIFFE_ENDPOINT_SOCKET=unix://{}\n", socket.display())
+    assert!(
+        !agent.socket.exists(),
+        "the socket should be removed on shutdown"
     );
 }
 

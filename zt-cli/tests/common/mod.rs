@@ -65,3 +65,73 @@ pub(crate) fn verify(chain: &Path, bundle: &Path) -> Command {
         .args(["--bundle", &bundle_arg(bundle)]);
     cmd
 }
+
+/// A running `zt agent`, terminated (SIGKILL) on drop if still running.
+pub(crate) struct Agent {
+    child: Option<std::process::Child>,
+    pid: u32,
+    /// The `SPIFFE_ENDPOINT_SOCKET` value the agent printed.
+    pub(crate) endpoint: String,
+    /// The socket path.
+    pub(crate) socket: PathBuf,
+}
+
+/// Starts `zt agent` and returns once it has printed its endpoint, which it
+/// does only after the socket is bound.
+pub(crate) fn start_agent(ca: &Path, socket: &Path, id: &str, ttl: &str) -> Agent {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zt"))
+        .args(["agent", "--id", id, "--ttl", ttl, "--ca"])
+        .arg(ca)
+        .arg("--socket")
+        .arg(socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .unwrap();
+    let endpoint = first
+        .trim_end()
+        .strip_prefix("SPIFFE_ENDPOINT_SOCKET=")
+        .unwrap_or_else(|| panic!("zt agent printed {first:?} instead of its endpoint"))
+        .to_owned();
+    Agent {
+        child: Some(child),
+        pid,
+        endpoint,
+        socket: socket.to_owned(),
+    }
+}
+
+impl Agent {
+    /// Sends SIGTERM and waits (at most 10 s) for the agent to exit.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let mut child = self.child.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("zt agent ignored SIGTERM for 10s")
+            .unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
