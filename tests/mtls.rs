@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -472,5 +472,72 @@ async fn server_without_svid_refuses_handshakes_instead_of_serving_unauthenticat
         .build()
         .unwrap();
     assert!(client.connect(server.addr).await.is_err());
-    let _ = SystemTime::now();
+}
+
+#[tokio::test]
+async fn silent_client_is_cut_off_at_the_handshake_timeout_without_stalling_others() {
+    use tokio::io::AsyncReadExt as _;
+    let ca = ca("example.org");
+    let billing = FakeCaSource::new(ca.clone(), id("spiffe://example.org/billing"), TTL).unwrap();
+    let orders = FakeCaSource::new(ca.clone(), id("spiffe://example.org/orders"), TTL).unwrap();
+    let server = start(
+        ZtServer::builder(billing)
+            .handshake_timeout(Duration::from_millis(300))
+            .max_concurrent_handshakes(2)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    // Connects and never says a word.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+
+    // A real client is served while the silent one still holds its slot.
+    let client = ZtClient::builder(orders)
+        .pin_server(pin("spiffe://example.org/billing"))
+        .build()
+        .unwrap();
+    let resp = client
+        .reqwest_client()
+        .unwrap()
+        .get(url(server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // The silent connection is closed by the server once the timeout fires.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("server kept a silent connection open past its handshake timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "unexpected bytes: {read:?}");
+}
+
+#[tokio::test]
+async fn serve_returns_after_shutdown_is_signalled() {
+    let ca = ca("example.org");
+    let billing = FakeCaSource::new(ca.clone(), id("spiffe://example.org/billing"), TTL).unwrap();
+    let server = ZtServer::builder(billing).build().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        server
+            .serve(
+                listener,
+                Router::new().route("/whoami", get(whoami)),
+                async {
+                    let _ = rx.await;
+                },
+            )
+            .await
+    });
+    tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), serving)
+        .await
+        .expect("serve did not return after shutdown")
+        .unwrap()
+        .unwrap();
+    // The listener is gone.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -1,0 +1,230 @@
+//! Full mutual-TLS handshakes in memory: zt against plain rustls (same
+//! keys, same `ring` provider, webpki verifiers) and against spiffe-rustls
+//! fed by the fake CA's Workload API.
+//!
+//! ```text
+//! cargo bench --bench handshake
+//! ```
+//!
+//! Every configuration has session resumption off, so each iteration is a
+//! full handshake: one ECDSA P-256 signature and one chain verification per
+//! side. The last lines print throughput ratios (higher is better for zt):
+//! `handshake zt/rustls = R` and `handshake zt/spiffe-rustls = R`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark code"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::Criterion;
+use rustls::client::Resumption;
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+};
+use rustls_pki_types::ServerName;
+use zt_client::ZtClient;
+use zt_core::fake_ca::{FakeCa, FakeCaSource, WorkloadApiServer};
+use zt_core::matcher::IdMatcher;
+use zt_core::source::SvidSource;
+use zt_core::{SpiffeId, TrustDomain};
+use zt_server::ZtServer;
+
+const TTL: Duration = Duration::from_secs(3600);
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Moves TLS records between the two ends until both finish the handshake.
+fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>, name: &ServerName<'static>) {
+    let mut c = Connection::Client(ClientConnection::new(client.clone(), name.clone()).unwrap());
+    let mut s = Connection::Server(ServerConnection::new(server.clone()).unwrap());
+    let mut buf = Vec::with_capacity(8192);
+    while c.is_handshaking() || s.is_handshaking() {
+        transfer(&mut c, &mut s, &mut buf);
+        transfer(&mut s, &mut c, &mut buf);
+    }
+}
+
+fn transfer(from: &mut Connection, to: &mut Connection, buf: &mut Vec<u8>) {
+    buf.clear();
+    while from.wants_write() {
+        from.write_tls(buf).unwrap();
+    }
+    let mut rd = &buf[..];
+    while !rd.is_empty() {
+        to.read_tls(&mut rd).unwrap();
+        to.process_new_packets().unwrap();
+    }
+}
+
+struct Configs {
+    client: Arc<ClientConfig>,
+    server: Arc<ServerConfig>,
+}
+
+fn zt_configs(client: &Arc<FakeCaSource>, server: &Arc<FakeCaSource>) -> Configs {
+    let client = ZtClient::builder(client.clone())
+        .pin_server("spiffe://example.org/billing".parse::<IdMatcher>().unwrap())
+        .build()
+        .unwrap()
+        .rustls_config_with_alpn(Vec::new());
+    let server = ZtServer::builder(server.clone())
+        .build()
+        .unwrap()
+        .rustls_config_with_alpn(Vec::new());
+    Configs { client, server }
+}
+
+/// Plain rustls with the very same certificates and keys.
+fn rustls_configs(ca: &FakeCa, client: &Arc<FakeCaSource>, server: &Arc<FakeCaSource>) -> Configs {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.root_certificate()).unwrap();
+    let roots = Arc::new(roots);
+    let c = client.current().unwrap();
+    let s = server.current().unwrap();
+    let mut client = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_client_auth_cert(
+            c.svid().chain().to_vec(),
+            c.svid().private_key().clone_key(),
+        )
+        .unwrap();
+    client.resumption = Resumption::disabled();
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+        .build()
+        .unwrap();
+    let mut server = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            s.svid().chain().to_vec(),
+            s.svid().private_key().clone_key(),
+        )
+        .unwrap();
+    server.session_storage = Arc::new(NoServerSessionStorage {});
+    server.send_tls13_tickets = 0;
+    Configs {
+        client: Arc::new(client),
+        server: Arc::new(server),
+    }
+}
+
+/// spiffe-rustls configs over `X509Source`s connected to two fake-CA
+/// Workload API servers serving the same identities.
+async fn spiffe_rustls_configs(
+    dir: &Path,
+    client: &Arc<FakeCaSource>,
+    server: &Arc<FakeCaSource>,
+) -> (Configs, Vec<zt_core::fake_ca::WorkloadApiServerHandle>) {
+    let client_api = WorkloadApiServer::new(client.clone())
+        .serve_unix(dir.join("orders.sock"))
+        .await
+        .unwrap();
+    let server_api = WorkloadApiServer::new(server.clone())
+        .serve_unix(dir.join("billing.sock"))
+        .await
+        .unwrap();
+    let client_source = spiffe::X509Source::builder()
+        .endpoint(client_api.endpoint())
+        .build()
+        .await
+        .unwrap();
+    let server_source = spiffe::X509Source::builder()
+        .endpoint(server_api.endpoint())
+        .build()
+        .await
+        .unwrap();
+    let client = spiffe_rustls::mtls_client(client_source)
+        .authorize(spiffe_rustls::exact(["spiffe://example.org/billing"]).unwrap())
+        .build()
+        .unwrap();
+    let server = spiffe_rustls::mtls_server(server_source).build().unwrap();
+    (
+        Configs {
+            client: Arc::new(client),
+            server: Arc::new(server),
+        },
+        vec![client_api, server_api],
+    )
+}
+
+/// Median time per iteration criterion estimated for `group/name`, in ns.
+fn median_ns(criterion_dir: &Path, group: &str, name: &str) -> f64 {
+    let path = criterion_dir
+        .join(group)
+        .join(name)
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["median"]["point_estimate"].as_f64().unwrap()
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _guard = runtime.enter();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+    let orders = FakeCaSource::new(
+        ca.clone(),
+        SpiffeId::new("spiffe://example.org/orders").unwrap(),
+        TTL,
+    )
+    .unwrap();
+    let billing = FakeCaSource::with_dns_names(
+        ca.clone(),
+        SpiffeId::new("spiffe://example.org/billing").unwrap(),
+        TTL,
+        vec!["billing.test".into()],
+    )
+    .unwrap();
+
+    let zt = zt_configs(&orders, &billing);
+    let plain = rustls_configs(&ca, &orders, &billing);
+    let (spiffe, _apis) = runtime.block_on(spiffe_rustls_configs(dir.path(), &orders, &billing));
+    let name = ServerName::try_from("billing.test").unwrap();
+    // Sanity: every pair completes a handshake before being timed.
+    for c in [&zt, &plain, &spiffe] {
+        handshake(&c.client, &c.server, &name);
+    }
+
+    let criterion_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("criterion");
+    let mut criterion = Criterion::default()
+        .output_directory(&criterion_dir)
+        .configure_from_args();
+    let mut group = criterion.benchmark_group("handshake");
+    group.bench_function("zt", |b| {
+        b.iter(|| handshake(&zt.client, &zt.server, &name))
+    });
+    group.bench_function("rustls", |b| {
+        b.iter(|| handshake(&plain.client, &plain.server, &name))
+    });
+    group.bench_function("spiffe-rustls", |b| {
+        b.iter(|| handshake(&spiffe.client, &spiffe.server, &name))
+    });
+    group.finish();
+    criterion.final_summary();
+
+    let zt_ns = median_ns(&criterion_dir, "handshake", "zt");
+    let rustls_ns = median_ns(&criterion_dir, "handshake", "rustls");
+    let spiffe_ns = median_ns(&criterion_dir, "handshake", "spiffe-rustls");
+    println!(
+        "median handshake: zt {:.1} µs, rustls {:.1} µs, spiffe-rustls {:.1} µs",
+        zt_ns / 1e3,
+        rustls_ns / 1e3,
+        spiffe_ns / 1e3
+    );
+    println!("handshake zt/rustls = {:.3}", rustls_ns / zt_ns);
+    println!("handshake zt/spiffe-rustls = {:.3}", spiffe_ns / zt_ns);
+}
