@@ -11,7 +11,7 @@ use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signat
 use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use zt_core::matcher::IdMatcher;
-use zt_core::peer::{PeerError, verify_peer};
+use zt_core::peer::{PeerError, verify_peer_with_source};
 use zt_core::source::SvidSource;
 use zt_core::time::SharedClock;
 use zt_core::x509::Usage;
@@ -61,17 +61,11 @@ impl ServerCertVerifier for ServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let snapshot = self
-            .source
-            .current()
-            .map_err(|e| rejected(PeerError::LocalSource(e)))?;
-        let mut chain = Vec::with_capacity(1 + intermediates.len());
-        chain.push(end_entity.clone());
-        chain.extend(intermediates.iter().cloned());
-        match verify_peer(
-            &chain,
-            &snapshot,
-            self.clock.now(),
+        match verify_peer_with_source(
+            &*self.source,
+            end_entity,
+            intermediates,
+            &*self.clock,
             Usage::ServerAuth,
             self.pin.as_ref(),
         ) {

@@ -13,7 +13,8 @@ use rustls_pki_types::CertificateDer;
 use crate::SpiffeId;
 use crate::matcher::IdMatcher;
 use crate::source::Snapshot;
-use crate::source::SourceError;
+use crate::source::{SourceError, SvidSource};
+use crate::time::Clock;
 use crate::x509::{SvidError, Usage, VerifiedSvid, verify_x509_svid};
 
 /// Why a TLS peer was refused.
@@ -71,4 +72,30 @@ pub fn verify_peer(
         });
     }
     Ok(verified)
+}
+
+/// Verifies a peer as a TLS verifier sees it — the end-entity certificate
+/// and the intermediates, separately — against the *current* snapshot of
+/// `source`, at the time `clock` gives.
+///
+/// Fails closed with [`PeerError::LocalSource`] when the local source has no
+/// usable snapshot (none yet, or expired): without our own bundle we cannot
+/// tell who the peer is.
+///
+/// # Errors
+///
+/// As [`verify_peer`], plus [`PeerError::LocalSource`].
+pub fn verify_peer_with_source(
+    source: &dyn SvidSource,
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    clock: &dyn Clock,
+    usage: Usage,
+    pin: Option<&IdMatcher>,
+) -> Result<VerifiedSvid, PeerError> {
+    let snapshot = source.current()?;
+    let mut chain = Vec::with_capacity(1 + intermediates.len());
+    chain.push(end_entity.clone());
+    chain.extend(intermediates.iter().cloned());
+    verify_peer(&chain, &snapshot, clock.now(), usage, pin)
 }

@@ -356,6 +356,7 @@ fn canonical_serial(raw: &[u8]) -> Vec<u8> {
 /// # Errors
 ///
 /// [`SvidError::Malformed`] if the certificate does not parse.
+#[cfg(feature = "fake-ca")]
 pub(crate) fn certificate_not_after(cert: &CertificateDer<'_>) -> Result<SystemTime, SvidError> {
     Ok(asn1_to_system_time(parse(0, cert)?.validity().not_after))
 }

@@ -13,7 +13,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, UnixTime};
 use zt_core::matcher::IdMatcher;
-use zt_core::peer::{PeerError, verify_peer};
+use zt_core::peer::{PeerError, verify_peer_with_source};
 use zt_core::source::SvidSource;
 use zt_core::time::SharedClock;
 use zt_core::x509::Usage;
@@ -73,17 +73,11 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let snapshot = self
-            .source
-            .current()
-            .map_err(|e| rejected(PeerError::LocalSource(e)))?;
-        let mut chain = Vec::with_capacity(1 + intermediates.len());
-        chain.push(end_entity.clone());
-        chain.extend(intermediates.iter().cloned());
-        match verify_peer(
-            &chain,
-            &snapshot,
-            self.clock.now(),
+        match verify_peer_with_source(
+            &*self.source,
+            end_entity,
+            intermediates,
+            &*self.clock,
             Usage::ClientAuth,
             self.pin.as_ref(),
         ) {

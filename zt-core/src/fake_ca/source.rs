@@ -3,13 +3,11 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use super::{FakeCa, FakeCaError};
 use crate::SpiffeId;
 use crate::bundle::{BundleSet, TrustBundle};
 use crate::jwt::JwtSvid;
-use crate::source::{BoxFuture, Health, Snapshot, SourceError, SourceState, SvidSource};
+use crate::source::{BoxFuture, Snapshot, SourceError, SourceState, SvidSource};
 
 /// A source that issues its SVIDs from a [`FakeCa`] and re-issues them at a
 /// fraction of their TTL (half, as SPIRE does, unless configured).
@@ -204,16 +202,8 @@ impl Drop for FakeCaSource {
 }
 
 impl SvidSource for FakeCaSource {
-    fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
-        self.state.current()
-    }
-
-    fn updates(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
-        self.state.subscribe()
-    }
-
-    fn health(&self) -> Health {
-        self.state.health()
+    fn state(&self) -> &SourceState {
+        &self.state
     }
 
     fn fetch_jwt_svid<'a>(

@@ -5,9 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
 
-use super::{Health, Snapshot, SourceError, SourceState, SvidSource};
+use super::{SourceError, SourceState, SvidSource};
 use crate::TrustDomain;
 use crate::bundle::{BundleSet, TrustBundle};
 use crate::svid::X509Svid;
@@ -228,15 +227,7 @@ impl Drop for WatchHandle {
 }
 
 impl SvidSource for FileSource {
-    fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
-        self.state.current()
-    }
-
-    fn updates(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
-        self.state.subscribe()
-    }
-
-    fn health(&self) -> Health {
-        self.state.health()
+    fn state(&self) -> &SourceState {
+        &self.state
     }
 }

@@ -188,22 +188,32 @@ pub enum SourceError {
 
 /// A provider of a workload's rotating identity.
 ///
-/// Implementations keep a [`SourceState`] and publish through it; see the
-/// module documentation for the behaviour every source shares.
+/// Implementations keep a [`SourceState`], publish through it, and return
+/// it from [`SvidSource::state`]; the provided methods then give every
+/// source the behaviour described in the module documentation.
 pub trait SvidSource: Send + Sync + fmt::Debug + 'static {
+    /// The state this source publishes its snapshots through.
+    fn state(&self) -> &SourceState;
+
     /// The current snapshot.
     ///
     /// # Errors
     ///
     /// [`SourceError::NotReady`] before the first SVID,
     /// [`SourceError::Expired`] once the last SVID has expired.
-    fn current(&self) -> Result<Arc<Snapshot>, SourceError>;
+    fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
+        self.state().current()
+    }
 
     /// A receiver that sees every snapshot the source publishes.
-    fn updates(&self) -> watch::Receiver<Option<Arc<Snapshot>>>;
+    fn updates(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.state().subscribe()
+    }
 
     /// The source's state.
-    fn health(&self) -> Health;
+    fn health(&self) -> Health {
+        self.state().health()
+    }
 
     /// Fetches a JWT-SVID for `audience` (the first entry is the primary
     /// audience).
@@ -219,6 +229,10 @@ pub trait SvidSource: Send + Sync + fmt::Debug + 'static {
 }
 
 impl<S: SvidSource + ?Sized> SvidSource for Arc<S> {
+    fn state(&self) -> &SourceState {
+        (**self).state()
+    }
+
     fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
         (**self).current()
     }

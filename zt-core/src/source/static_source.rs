@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
-
-use super::{Health, Snapshot, SourceError, SourceState, SvidSource};
+use super::{Snapshot, SourceState, SvidSource};
 use crate::bundle::BundleSet;
 use crate::svid::X509Svid;
 use crate::time::{SharedClock, system_clock};
@@ -37,15 +35,7 @@ impl StaticSource {
 }
 
 impl SvidSource for StaticSource {
-    fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
-        self.state.current()
-    }
-
-    fn updates(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
-        self.state.subscribe()
-    }
-
-    fn health(&self) -> Health {
-        self.state.health()
+    fn state(&self) -> &SourceState {
+        &self.state
     }
 }

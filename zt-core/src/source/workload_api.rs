@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use spiffe::{JwtSource, X509Source};
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::OnceCell;
 
-use super::{BoxFuture, Health, Snapshot, SourceError, SourceState, SvidSource};
+use super::{BoxFuture, SourceError, SourceState, SvidSource};
 use crate::bundle::{BundleSet, JwtAuthority, TrustBundle};
 use crate::jwt::JwtSvid;
 use crate::svid::X509Svid;
@@ -229,16 +229,8 @@ fn merge_jwt_bundles(jwt: &JwtSource, bundles: &mut BundleSet) -> Result<(), Sou
 }
 
 impl SvidSource for WorkloadApiSource {
-    fn current(&self) -> Result<Arc<Snapshot>, SourceError> {
-        self.state.current()
-    }
-
-    fn updates(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
-        self.state.subscribe()
-    }
-
-    fn health(&self) -> Health {
-        self.state.health()
+    fn state(&self) -> &SourceState {
+        &self.state
     }
 
     fn fetch_jwt_svid<'a>(
