@@ -12,8 +12,10 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use zt_core::matcher::IdMatcher;
+use zt_core::peer::{DEFAULT_CHAIN_CACHE_CAPACITY, PeerVerifier};
 use zt_core::source::{DerivedCache, SvidSource};
 use zt_core::time::{SharedClock, system_clock};
+use zt_core::x509::Usage;
 
 use crate::error::Error;
 use crate::resolve::ClientCertResolver;
@@ -26,6 +28,7 @@ pub struct ClientBuilder {
     any_server: bool,
     provider: Option<Arc<CryptoProvider>>,
     clock: SharedClock,
+    chain_cache: usize,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -46,6 +49,7 @@ impl ClientBuilder {
             any_server: false,
             provider: None,
             clock: system_clock(),
+            chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
         }
     }
 
@@ -68,6 +72,16 @@ impl ClientBuilder {
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// How many verified peer chains to remember (see
+    /// [`PeerVerifier`](zt_core::peer::PeerVerifier)); 0 verifies every
+    /// chain in full at every handshake. Default:
+    /// [`DEFAULT_CHAIN_CACHE_CAPACITY`](zt_core::peer::DEFAULT_CHAIN_CACHE_CAPACITY).
+    #[must_use]
+    pub fn verified_chain_cache(mut self, capacity: usize) -> Self {
+        self.chain_cache = capacity;
         self
     }
 
@@ -96,10 +110,14 @@ impl ClientBuilder {
             .provider
             .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
         let verifier = Arc::new(ServerVerifier {
-            source: self.source.clone(),
-            pin: self.pin.clone(),
+            peers: PeerVerifier::new(
+                self.source.clone(),
+                self.clock,
+                Usage::ServerAuth,
+                self.pin.clone(),
+            )
+            .with_cache_capacity(self.chain_cache),
             provider: provider.clone(),
-            clock: self.clock,
         });
         let resolver = Arc::new(ClientCertResolver {
             source: self.source.clone(),

@@ -10,11 +10,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::{CertificateError, DigitallySignedStruct, Error, OtherError, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use zt_core::matcher::IdMatcher;
-use zt_core::peer::{PeerError, verify_peer_with_source};
-use zt_core::source::SvidSource;
-use zt_core::time::SharedClock;
-use zt_core::x509::Usage;
+use zt_core::peer::{PeerError, PeerVerifier};
 
 /// The reason a handshake refused the server, carried inside the rustls
 /// error (`CertificateError::Other`) that the caller's request returns.
@@ -32,16 +28,14 @@ impl fmt::Debug for PeerRejected {
 }
 
 pub(crate) struct ServerVerifier {
-    pub(crate) source: Arc<dyn SvidSource>,
-    pub(crate) pin: Option<IdMatcher>,
+    pub(crate) peers: PeerVerifier,
     pub(crate) provider: Arc<CryptoProvider>,
-    pub(crate) clock: SharedClock,
 }
 
 impl fmt::Debug for ServerVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerVerifier")
-            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("peers", &self.peers)
             .finish_non_exhaustive()
     }
 }
@@ -61,14 +55,7 @@ impl ServerCertVerifier for ServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        match verify_peer_with_source(
-            &*self.source,
-            end_entity,
-            intermediates,
-            &*self.clock,
-            Usage::ServerAuth,
-            self.pin.as_ref(),
-        ) {
+        match self.peers.verify(end_entity, intermediates) {
             Ok(peer) => {
                 tracing::debug!(target: "zt::client", server = %peer.id(), "server identity verified");
                 Ok(ServerCertVerified::assertion())

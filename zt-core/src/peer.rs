@@ -12,9 +12,15 @@ use rustls_pki_types::CertificateDer;
 
 use crate::SpiffeId;
 use crate::matcher::IdMatcher;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sha2::{Digest as _, Sha256};
+
 use crate::source::Snapshot;
 use crate::source::{SourceError, SvidSource};
-use crate::time::Clock;
+use crate::time::SharedClock;
 use crate::x509::{SvidError, Usage, VerifiedSvid, verify_x509_svid};
 
 /// Why a TLS peer was refused.
@@ -74,28 +80,139 @@ pub fn verify_peer(
     Ok(verified)
 }
 
-/// Verifies a peer as a TLS verifier sees it — the end-entity certificate
-/// and the intermediates, separately — against the *current* snapshot of
-/// `source`, at the time `clock` gives.
+/// How many verified chains a [`PeerVerifier`] remembers by default.
+pub const DEFAULT_CHAIN_CACHE_CAPACITY: usize = 4096;
+
+/// Verifies TLS peers against a source's current snapshot, remembering
+/// chains it has already verified.
 ///
-/// Fails closed with [`PeerError::LocalSource`] when the local source has no
-/// usable snapshot (none yet, or expired): without our own bundle we cannot
-/// tell who the peer is.
+/// This is what `zt-client` and `zt-server` run inside their rustls
+/// verifiers. A peer that reconnects presents the same chain until its SVID
+/// rotates; re-verifying its signatures each time would repeat identical
+/// work. A cached result is reused only for the **identical chain bytes**,
+/// under the **same snapshot revision** (any bundle change empties the
+/// cache), and only while the injected clock is inside the validity period
+/// of every certificate in the chain. The pin is checked on every call.
+/// Failures are never cached.
 ///
-/// # Errors
-///
-/// As [`verify_peer`], plus [`PeerError::LocalSource`].
-pub fn verify_peer_with_source(
-    source: &dyn SvidSource,
-    end_entity: &CertificateDer<'_>,
-    intermediates: &[CertificateDer<'_>],
-    clock: &dyn Clock,
+/// The TLS handshake's own signature (CertificateVerify), which proves the
+/// peer holds the key, is checked by rustls on every handshake regardless.
+pub struct PeerVerifier {
+    source: Arc<dyn SvidSource>,
+    clock: SharedClock,
     usage: Usage,
-    pin: Option<&IdMatcher>,
-) -> Result<VerifiedSvid, PeerError> {
-    let snapshot = source.current()?;
-    let mut chain = Vec::with_capacity(1 + intermediates.len());
-    chain.push(end_entity.clone());
-    chain.extend(intermediates.iter().cloned());
-    verify_peer(&chain, &snapshot, clock.now(), usage, pin)
+    pin: Option<IdMatcher>,
+    capacity: usize,
+    cache: Mutex<ChainCache>,
+}
+
+#[derive(Default)]
+struct ChainCache {
+    revision: u64,
+    entries: HashMap<[u8; 32], VerifiedSvid>,
+}
+
+impl fmt::Debug for PeerVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerVerifier")
+            .field("usage", &self.usage)
+            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .finish_non_exhaustive()
+    }
+}
+
+fn chain_digest(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for cert in std::iter::once(end_entity).chain(intermediates) {
+        hasher.update((cert.len() as u64).to_be_bytes());
+        hasher.update(cert.as_ref());
+    }
+    hasher.finalize().into()
+}
+
+impl PeerVerifier {
+    /// A verifier for peers presenting certificates for `usage`, checked
+    /// against `source`'s bundles at `clock`'s time and, if given, `pin`.
+    pub fn new(
+        source: Arc<dyn SvidSource>,
+        clock: SharedClock,
+        usage: Usage,
+        pin: Option<IdMatcher>,
+    ) -> Self {
+        Self {
+            source,
+            clock,
+            usage,
+            pin,
+            capacity: DEFAULT_CHAIN_CACHE_CAPACITY,
+            cache: Mutex::new(ChainCache::default()),
+        }
+    }
+
+    /// Sets how many verified chains are remembered; 0 verifies every
+    /// chain in full every time.
+    #[must_use]
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The pin, if any.
+    pub fn pin(&self) -> Option<&IdMatcher> {
+        self.pin.as_ref()
+    }
+
+    /// Verifies a peer as a TLS verifier sees it: the end-entity
+    /// certificate and the intermediates, separately.
+    ///
+    /// Fails closed with [`PeerError::LocalSource`] when the local source
+    /// has no usable snapshot (none yet, or expired): without our own bundle
+    /// we cannot tell who the peer is.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify_peer`], plus [`PeerError::LocalSource`].
+    pub fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Result<VerifiedSvid, PeerError> {
+        let snapshot = self.source.current()?;
+        let now = self.clock.now();
+        let digest = chain_digest(end_entity, intermediates);
+        let cached = {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if cache.revision != snapshot.revision() {
+                cache.entries.clear();
+                cache.revision = snapshot.revision();
+            }
+            cache.entries.get(&digest).cloned()
+        };
+        let verified = match cached {
+            Some(v) if v.chain_validity().0 <= now && now <= v.chain_validity().1 => v,
+            _ => {
+                let mut chain = Vec::with_capacity(1 + intermediates.len());
+                chain.push(end_entity.clone());
+                chain.extend(intermediates.iter().cloned());
+                let verified = verify_x509_svid(&chain, snapshot.bundles(), now, self.usage)?;
+                let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+                if self.capacity > 0 && cache.revision == snapshot.revision() {
+                    if cache.entries.len() >= self.capacity {
+                        cache.entries.clear();
+                    }
+                    cache.entries.insert(digest, verified.clone());
+                }
+                verified
+            }
+        };
+        if let Some(pin) = &self.pin
+            && !pin.matches(verified.id())
+        {
+            return Err(PeerError::NotAccepted {
+                presented: verified.id().clone(),
+                expected: pin.to_string(),
+            });
+        }
+        Ok(verified)
+    }
 }

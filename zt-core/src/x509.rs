@@ -197,6 +197,8 @@ pub struct VerifiedSvid {
     serial: Vec<u8>,
     not_before: SystemTime,
     not_after: SystemTime,
+    /// When every certificate of the presented chain is valid.
+    chain_valid: (SystemTime, SystemTime),
 }
 
 impl VerifiedSvid {
@@ -228,6 +230,12 @@ impl VerifiedSvid {
     /// End of the leaf's validity.
     pub fn not_after(&self) -> SystemTime {
         self.not_after
+    }
+
+    /// The period in which every certificate of the presented chain is
+    /// valid: the intersection of their validity periods.
+    pub fn chain_validity(&self) -> (SystemTime, SystemTime) {
+        self.chain_valid
     }
 }
 
@@ -449,13 +457,21 @@ pub fn verify_x509_svid(
     let leaf = parse(0, leaf_der)?;
     let id = leaf_id(&leaf)?;
     check_leaf_usage(&leaf)?;
-    for (i, der) in intermediates.iter().enumerate() {
-        let index = i + 1;
-        check_signing_cert(index, &parse(index, der)?)?;
-    }
-
     let not_before = asn1_to_system_time(leaf.validity().not_before);
     let not_after = asn1_to_system_time(leaf.validity().not_after);
+    let mut chain_valid = (not_before, not_after);
+    for (i, der) in intermediates.iter().enumerate() {
+        let index = i + 1;
+        let cert = parse(index, der)?;
+        check_signing_cert(index, &cert)?;
+        chain_valid.0 = chain_valid
+            .0
+            .max(asn1_to_system_time(cert.validity().not_before));
+        chain_valid.1 = chain_valid
+            .1
+            .min(asn1_to_system_time(cert.validity().not_after));
+    }
+
     if now < not_before {
         return Err(SvidError::NotYetValid {
             not_before: Timestamp(not_before),
@@ -508,6 +524,7 @@ pub fn verify_x509_svid(
         serial: canonical_serial(leaf.raw_serial()),
         not_before,
         not_after,
+        chain_valid,
     })
 }
 

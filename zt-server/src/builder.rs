@@ -9,8 +9,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::NoServerSessionStorage;
 use tokio_rustls::TlsAcceptor;
 use zt_core::matcher::IdMatcher;
+use zt_core::peer::{DEFAULT_CHAIN_CACHE_CAPACITY, PeerVerifier};
 use zt_core::source::{DerivedCache, SvidSource};
 use zt_core::time::{SharedClock, system_clock};
+use zt_core::x509::Usage;
 
 use crate::error::Error;
 use crate::resolve::ServerCertResolver;
@@ -28,6 +30,7 @@ pub struct ServerBuilder {
     pin: Option<IdMatcher>,
     provider: Option<Arc<CryptoProvider>>,
     clock: SharedClock,
+    chain_cache: usize,
     handshake_timeout: Duration,
     max_handshakes: usize,
 }
@@ -50,6 +53,7 @@ impl ServerBuilder {
             pin: None,
             provider: None,
             clock: system_clock(),
+            chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
         }
@@ -79,6 +83,16 @@ impl ServerBuilder {
         self
     }
 
+    /// How many verified peer chains to remember (see
+    /// [`PeerVerifier`](zt_core::peer::PeerVerifier)); 0 verifies every
+    /// chain in full at every handshake. Default:
+    /// [`DEFAULT_CHAIN_CACHE_CAPACITY`](zt_core::peer::DEFAULT_CHAIN_CACHE_CAPACITY).
+    #[must_use]
+    pub fn verified_chain_cache(mut self, capacity: usize) -> Self {
+        self.chain_cache = capacity;
+        self
+    }
+
     /// Bound on one handshake; a client that takes longer is disconnected.
     #[must_use]
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
@@ -104,10 +118,14 @@ impl ServerBuilder {
             .provider
             .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
         let verifier = Arc::new(ClientVerifier {
-            source: self.source.clone(),
-            pin: self.pin.clone(),
+            peers: PeerVerifier::new(
+                self.source.clone(),
+                self.clock,
+                Usage::ClientAuth,
+                self.pin.clone(),
+            )
+            .with_cache_capacity(self.chain_cache),
             provider: provider.clone(),
-            clock: self.clock,
         });
         let resolver = Arc::new(ServerCertResolver {
             source: self.source.clone(),

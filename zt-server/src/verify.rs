@@ -12,11 +12,7 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, UnixTime};
-use zt_core::matcher::IdMatcher;
-use zt_core::peer::{PeerError, verify_peer_with_source};
-use zt_core::source::SvidSource;
-use zt_core::time::SharedClock;
-use zt_core::x509::Usage;
+use zt_core::peer::{PeerError, PeerVerifier};
 
 /// The reason a handshake refused the client, carried inside the rustls
 /// error (`CertificateError::Other`).
@@ -34,16 +30,14 @@ impl fmt::Debug for PeerRejected {
 }
 
 pub(crate) struct ClientVerifier {
-    pub(crate) source: Arc<dyn SvidSource>,
-    pub(crate) pin: Option<IdMatcher>,
+    pub(crate) peers: PeerVerifier,
     pub(crate) provider: Arc<CryptoProvider>,
-    pub(crate) clock: SharedClock,
 }
 
 impl fmt::Debug for ClientVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientVerifier")
-            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("peers", &self.peers)
             .finish_non_exhaustive()
     }
 }
@@ -73,14 +67,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        match verify_peer_with_source(
-            &*self.source,
-            end_entity,
-            intermediates,
-            &*self.clock,
-            Usage::ClientAuth,
-            self.pin.as_ref(),
-        ) {
+        match self.peers.verify(end_entity, intermediates) {
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err(e) => {
                 tracing::warn!(target: "zt::server", error = %e, "client refused at handshake");
