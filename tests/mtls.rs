@@ -541,3 +541,17 @@ async fn serve_returns_after_shutdown_is_signalled() {
     // The listener is gone.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[test]
+fn client_without_a_server_pin_does_not_build_unless_danger_is_chosen() {
+    let ca = ca("example.org");
+    let orders = FakeCaSource::new(ca, id("spiffe://example.org/orders"), TTL).unwrap();
+    let err = ZtClient::builder(orders.clone()).build().unwrap_err();
+    assert!(matches!(err, zt_client::Error::NoServerPin), "{err:?}");
+    assert!(err.to_string().contains("dangerous()"), "{err}");
+    ZtClient::builder(orders)
+        .dangerous()
+        .accept_any_authenticated_server()
+        .build()
+        .unwrap();
+}

@@ -6,7 +6,7 @@
 //!
 //! 1. the chain is not empty and every certificate parses;
 //! 2. the leaf has exactly one URI SAN, it is a SPIFFE ID in canonical form
-//!    (see [`parse_canonical`](crate::id::parse_canonical)), and its path is
+//!    (see [`crate::id::parse_canonical`]), and its path is
 //!    not the root;
 //! 3. the leaf is not a CA, its key usage includes `digitalSignature` and
 //!    excludes `keyCertSign` and `cRLSign`;

@@ -34,7 +34,7 @@ pub struct FakeCaSource {
     id: SpiffeId,
     ttl: Duration,
     dns_names: Vec<String>,
-    rotate_fraction: f64,
+    rotate_fraction: Mutex<f64>,
     federated: Mutex<BundleSet>,
     state: SourceState,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -68,7 +68,7 @@ impl FakeCaSource {
             id,
             ttl,
             dns_names,
-            rotate_fraction: 0.5,
+            rotate_fraction: Mutex::new(0.5),
             federated: Mutex::new(BundleSet::new()),
             state,
             task: Mutex::new(None),
@@ -151,17 +151,22 @@ impl FakeCaSource {
 
     /// Sets when SVIDs are re-issued, as a fraction of their TTL (0.1 to
     /// 0.9, default 0.5). Call before [`FakeCaSource::start_rotation`].
-    pub fn set_rotate_fraction(self: &mut Arc<Self>, fraction: f64) {
-        if let Some(this) = Arc::get_mut(self) {
-            this.rotate_fraction = fraction.clamp(0.1, 0.9);
-        }
+    pub fn set_rotate_fraction(&self, fraction: f64) {
+        *self
+            .rotate_fraction
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = fraction.clamp(0.1, 0.9);
     }
 
     /// Starts a task that re-issues the SVID every `ttl × fraction`.
     /// Stops when [`FakeCaSource::stop_rotation`] is called or the source is
     /// dropped. Must be called within a Tokio runtime.
     pub fn start_rotation(self: &Arc<Self>) {
-        let period = self.ttl.mul_f64(self.rotate_fraction);
+        let fraction = *self
+            .rotate_fraction
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let period = self.ttl.mul_f64(fraction);
         let weak = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);

@@ -148,7 +148,7 @@ pub enum PatternError {
         #[source]
         source: spiffe::SpiffeIdError,
     },
-    /// One pattern of a list ([`IdMatcher::one_of_strs`]) is invalid.
+    /// One pattern of a list ([`IdMatcher::one_of_strs`](super::IdMatcher::one_of_strs)) is invalid.
     #[error("pattern {index} of the list (counting from 0) is invalid: {source}")]
     InList {
         /// Index of the bad pattern in the list.

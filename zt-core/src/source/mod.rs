@@ -17,7 +17,7 @@
 //! Backends: [`StaticSource`] (fixed material), [`FileSource`] (PEM files on
 //! disk, reloaded on change), [`WorkloadApiSource`] (a SPIFFE Workload API
 //! such as a SPIRE agent, feature `workload-api`) and
-//! [`FakeCaSource`](crate::fake_ca::FakeCaSource) (feature `fake-ca`).
+//! `fake_ca::FakeCaSource` (feature `fake-ca`).
 
 mod cache;
 mod file;
