@@ -555,3 +555,35 @@ fn client_without_a_server_pin_does_not_build_unless_danger_is_chosen() {
         .build()
         .unwrap();
 }
+
+#[tokio::test]
+async fn server_caller_pin_refuses_other_workloads_of_the_same_trust_domain() {
+    let ca = ca("example.org");
+    let billing = FakeCaSource::new(ca.clone(), id("spiffe://example.org/billing"), TTL).unwrap();
+    let server = start(
+        ZtServer::builder(billing)
+            .accept_callers(pin("spiffe://example.org/orders"))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    for (caller, allowed) in [("orders", true), ("ledger", false)] {
+        let source = FakeCaSource::new(
+            ca.clone(),
+            id(&format!("spiffe://example.org/{caller}")),
+            TTL,
+        )
+        .unwrap();
+        let client = ZtClient::builder(source)
+            .pin_server(pin("spiffe://example.org/billing"))
+            .build()
+            .unwrap();
+        let result = client
+            .reqwest_client()
+            .unwrap()
+            .get(url(server.addr))
+            .send()
+            .await;
+        assert_eq!(result.is_ok(), allowed, "{caller}: {result:?}");
+    }
+}
