@@ -28,3 +28,16 @@ pub fn init_tracing() {
     reason = "generated code"
 )]
 pub mod billing;
+
+/// Renders an error and all its sources on one line, `a / b / c`, so the
+/// refusal reason nested inside a TLS or HTTP error is visible.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(" / ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}

@@ -119,12 +119,7 @@ async fn tonic_channel_refuses_a_server_outside_the_pin() {
         .grpc_channel(&format!("http://{addr}"))
         .await
         .unwrap_err();
-    let mut text = err.to_string();
-    let mut cur = std::error::Error::source(&err);
-    while let Some(s) = cur {
-        text.push_str(&format!(" / {s}"));
-        cur = s.source();
-    }
+    let text = zt_examples::error_chain(&err);
     assert!(text.contains("spiffe://example.org/billing"), "{text}");
     assert!(text.contains("spiffe://example.org/ledger"), "{text}");
 }

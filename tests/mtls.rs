@@ -23,6 +23,7 @@ use zt_core::source::{StaticSource, SvidSource};
 use zt_core::svid::X509Svid;
 use zt_core::time::ManualClock;
 use zt_core::{BundleSet, SpiffeId, TrustDomain};
+use zt_examples::error_chain as chain;
 use zt_server::{VerifiedPeer, ZtServer};
 
 const TTL: Duration = Duration::from_secs(300);
@@ -67,18 +68,6 @@ async fn start(server: ZtServer) -> Running {
 
 fn url(addr: SocketAddr) -> String {
     format!("https://{addr}/whoami")
-}
-
-/// Renders an error and all its sources, so assertions can look inside.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(" / ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 #[tokio::test]

@@ -290,12 +290,7 @@ async fn zt_client_handshakes_with_openssl_s_server_and_enforces_the_pin() {
         .await
         .expect("handshake with s_server did not finish")
         .unwrap_err();
-    let mut text = err.to_string();
-    let mut cur = std::error::Error::source(&err);
-    while let Some(s) = cur {
-        text.push_str(&format!(" / {s}"));
-        cur = s.source();
-    }
+    let text = zt_examples::error_chain(&err);
     assert!(text.contains("spiffe://example.org/billing"), "{text}");
     assert!(text.contains("spiffe://example.org/ledger"), "{text}");
 }
