@@ -2,11 +2,9 @@
 //! client written by others. `.ci/run` installs the package; without it
 //! this test fails with an install hint instead of skipping.
 //!
-//! The client is given a socket path relative to its working directory.
-//! gRPC C-core (under py-spiffe) sends an absolute socket path as the
-//! HTTP/2 `:authority` (`tmp%2Fdir%2Fagent.sock`), which the `h2` crate
-//! behind tonic rejects with `PROTOCOL_ERROR` (hyperium/h2#487); a relative
-//! path yields a valid authority. The README documents this limitation.
+//! py-spiffe runs on gRPC C-core, which sends the absolute socket path as
+//! the HTTP/2 `:authority`; this test is what shows the agent's authority
+//! relay works for such clients.
 
 #![allow(
     clippy::unwrap_used,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt as _};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::{UnixListenerStream, WatchStream};
+use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
 use super::FakeCaError;
@@ -121,7 +121,7 @@ impl WorkloadApiServer {
         let task = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(relayed_connections(listener), async {
                     let _ = stop_rx.await;
                 })
                 .await;
@@ -139,6 +139,36 @@ impl WorkloadApiServer {
 
     fn snapshot(&self) -> Result<Arc<Snapshot>, Status> {
         self.source.current().map_err(no_identity)
+    }
+}
+
+/// Accepted Unix connections, each handed to the server through an
+/// in-memory pipe behind the `:authority` relay (see `super::authority`).
+fn relayed_connections(
+    listener: UnixListener,
+) -> impl Stream<Item = std::io::Result<tokio::io::DuplexStream>> {
+    futures::stream::unfold(listener, |listener| async move {
+        let item = listener.accept().await.map(|(unix, _)| {
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(relay(unix, ours));
+            theirs
+        });
+        Some((item, listener))
+    })
+}
+
+async fn relay(unix: tokio::net::UnixStream, server: tokio::io::DuplexStream) {
+    use tokio::io::AsyncWriteExt as _;
+    let (client_read, mut client_write) = unix.into_split();
+    let (mut server_read, server_write) = tokio::io::split(server);
+    let up = super::authority::relay_client_frames(client_read, server_write);
+    let down = async {
+        tokio::io::copy(&mut server_read, &mut client_write).await?;
+        client_write.shutdown().await
+    };
+    let (up, down) = tokio::join!(up, down);
+    if let Err(e) = up.and(down) {
+        tracing::debug!(target: "zt::agent", error = %e, "Workload API connection ended with an error");
     }
 }
 
