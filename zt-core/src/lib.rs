@@ -65,6 +65,7 @@ pub mod id;
 pub mod jwt;
 pub mod matcher;
 pub mod peer;
+pub mod policy;
 pub mod source;
 pub mod svid;
 pub mod time;

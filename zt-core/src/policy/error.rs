@@ -1,0 +1,244 @@
+//! Errors of policy construction and policy files.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::matcher::PatternError;
+
+/// Where a rule or a mistake comes from: a source name (the file name given
+/// to [`Policy::from_toml_str`](super::Policy::from_toml_str), or `<code>`
+/// for rules built in code) and, for files, a 1-based line and column.
+///
+/// `Display` writes `source:line:column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    source: Arc<str>,
+    line: Option<u32>,
+    column: Option<u32>,
+}
+
+impl Origin {
+    /// The origin of rules built in code.
+    pub(crate) fn code() -> Self {
+        Self {
+            source: Arc::from("<code>"),
+            line: None,
+            column: None,
+        }
+    }
+
+    /// The origin of byte `offset` of `text`, read from `source`.
+    pub(crate) fn at(source: &Arc<str>, text: &str, offset: usize) -> Self {
+        let offset = offset.min(text.len());
+        let before = &text.as_bytes()[..offset];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = text
+            .get(line_start..offset)
+            .map_or(offset - line_start, |s| s.chars().count())
+            + 1;
+        Self {
+            source: Arc::clone(source),
+            line: u32::try_from(line).ok(),
+            column: u32::try_from(column).ok(),
+        }
+    }
+
+    /// The source name: a file name, or `<code>`.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The 1-based line, for rules read from a file.
+    pub fn line(&self) -> Option<u32> {
+        self.line
+    }
+
+    /// The 1-based column (in characters), for rules read from a file.
+    pub fn column(&self) -> Option<u32> {
+        self.column
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a policy could not be built or read. Every variant names where the
+/// mistake is ([`Origin`]) and, where there is one, the rule id. A policy is
+/// validated completely before it is returned, so a reloading server keeps
+/// its old policy when it gets one of these.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The file is not valid TOML or does not have the policy shape: a
+    /// syntax error, an unknown field, a missing field or a value of the
+    /// wrong type.
+    #[error("{origin}: {}{message}; see the policy file format in the zt_core::policy docs", in_rule(.rule_id))]
+    File {
+        /// Where.
+        origin: Origin,
+        /// The rule the mistake is in, if it could be told.
+        rule_id: Option<String>,
+        /// What the TOML reader said.
+        message: String,
+    },
+    /// A rule has an empty id.
+    #[error("{origin}: a rule has an empty id; give every rule a unique, non-empty id")]
+    EmptyRuleId {
+        /// Where.
+        origin: Origin,
+    },
+    /// Two rules have the same id.
+    #[error(
+        "{origin}: rule id `{rule_id}` is already used by the rule at {first}; rule ids must be \
+         unique, because decisions and audit records name the rule by its id"
+    )]
+    DuplicateRuleId {
+        /// Where the second rule is.
+        origin: Origin,
+        /// The id.
+        rule_id: String,
+        /// Where the first rule with this id is.
+        first: Origin,
+    },
+    /// The effect is not one of `allow`, `deny`, `audit`.
+    #[error(
+        "{origin}: rule `{rule_id}`: unknown effect `{effect}`; write `allow`, `deny` or `audit`"
+    )]
+    UnknownEffect {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The effect as written.
+        effect: String,
+    },
+    /// A caller is not a valid SPIFFE ID or ID pattern.
+    #[error(
+        "{origin}: rule `{rule_id}`: caller `{pattern}` is not a valid SPIFFE ID pattern: {source}"
+    )]
+    BadCaller {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The caller as written.
+        pattern: String,
+        /// What is wrong with it.
+        source: Box<PatternError>,
+    },
+    /// An HTTP method is neither `*` nor an uppercase method token.
+    #[error("{origin}: rule `{rule_id}`: HTTP method `{method}` {reason}")]
+    BadMethod {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The method as written.
+        method: String,
+        /// What is wrong with it and what to write instead.
+        reason: String,
+    },
+    /// An HTTP path pattern is malformed.
+    #[error("{origin}: rule `{rule_id}`: path pattern `{path}` {reason}")]
+    BadPath {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The pattern as written.
+        path: String,
+        /// What is wrong with it and what to write instead.
+        reason: String,
+    },
+    /// A gRPC method pattern is malformed.
+    #[error("{origin}: rule `{rule_id}`: gRPC method pattern `{pattern}` {reason}")]
+    BadGrpcMethod {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it and what to write instead.
+        reason: String,
+    },
+    /// An explicit policy version is empty.
+    #[error("{origin}: the policy version is empty; remove it to use a content hash, or write one")]
+    EmptyVersion {
+        /// Where.
+        origin: Origin,
+    },
+}
+
+fn in_rule(rule_id: &Option<String>) -> String {
+    rule_id
+        .as_ref()
+        .map(|id| format!("in rule `{id}`: "))
+        .unwrap_or_default()
+}
+
+impl PolicyError {
+    /// Where the mistake is.
+    pub fn origin(&self) -> &Origin {
+        match self {
+            Self::File { origin, .. }
+            | Self::EmptyRuleId { origin }
+            | Self::DuplicateRuleId { origin, .. }
+            | Self::UnknownEffect { origin, .. }
+            | Self::BadCaller { origin, .. }
+            | Self::BadMethod { origin, .. }
+            | Self::BadPath { origin, .. }
+            | Self::BadGrpcMethod { origin, .. }
+            | Self::EmptyVersion { origin } => origin,
+        }
+    }
+
+    /// The 1-based line of the mistake, for policy files.
+    pub fn line(&self) -> Option<u32> {
+        self.origin().line()
+    }
+
+    /// The id of the rule the mistake is in, when known.
+    pub fn rule_id(&self) -> Option<&str> {
+        match self {
+            Self::File { rule_id, .. } => rule_id.as_deref(),
+            Self::DuplicateRuleId { rule_id, .. }
+            | Self::UnknownEffect { rule_id, .. }
+            | Self::BadCaller { rule_id, .. }
+            | Self::BadMethod { rule_id, .. }
+            | Self::BadPath { rule_id, .. }
+            | Self::BadGrpcMethod { rule_id, .. } => Some(rule_id),
+            Self::EmptyRuleId { .. } | Self::EmptyVersion { .. } => None,
+        }
+    }
+
+    /// The same error, placed at `at`.
+    pub(crate) fn at(mut self, at: Origin) -> Self {
+        match &mut self {
+            Self::File { origin, .. }
+            | Self::EmptyRuleId { origin }
+            | Self::DuplicateRuleId { origin, .. }
+            | Self::UnknownEffect { origin, .. }
+            | Self::BadCaller { origin, .. }
+            | Self::BadMethod { origin, .. }
+            | Self::BadPath { origin, .. }
+            | Self::BadGrpcMethod { origin, .. }
+            | Self::EmptyVersion { origin } => *origin = at,
+        }
+        self
+    }
+}

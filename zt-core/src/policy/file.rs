@@ -1,0 +1,149 @@
+//! The TOML policy file format (documented on the [module](super)).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::Policy;
+use super::error::{Origin, PolicyError};
+use super::rule::{Effect, Rule};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    version: Option<Spanned<String>>,
+    #[serde(default)]
+    rule: Vec<Spanned<FileRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRule {
+    id: Spanned<String>,
+    effect: Spanned<String>,
+    #[serde(default)]
+    callers: Vec<Spanned<String>>,
+    #[serde(default)]
+    http: Vec<Spanned<FileHttp>>,
+    #[serde(default)]
+    grpc: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    method: Option<Spanned<String>>,
+    path: Spanned<String>,
+}
+
+/// A lenient reading of the same text, only to tell which rule a shape
+/// error is in.
+#[derive(Deserialize)]
+struct LooseDoc {
+    #[serde(default)]
+    rule: Vec<Spanned<LooseRule>>,
+}
+
+#[derive(Deserialize)]
+struct LooseRule {
+    id: Option<String>,
+}
+
+pub(super) fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyError> {
+    let source: Arc<str> = Arc::from(source_name);
+    let at = |span: Range<usize>| Origin::at(&source, text, span.start);
+    let doc: FileDoc = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        PolicyError::File {
+            origin: match e.span() {
+                Some(span) => at(span),
+                None => Origin::at(&source, "", 0),
+            },
+            rule_id: rule_around(text, offset),
+            message: e.message().trim_end().to_owned(),
+        }
+    })?;
+
+    let mut builder = Policy::builder();
+    if let Some(version) = doc.version {
+        let origin = at(version.span());
+        builder = builder.version_at(version.into_inner(), origin);
+    }
+    for spanned in doc.rule {
+        let rule_origin = at(spanned.span());
+        let file_rule = spanned.into_inner();
+        let id_origin = at(file_rule.id.span());
+        let id = file_rule.id.into_inner();
+        let Some(effect) = Effect::parse(file_rule.effect.get_ref()) else {
+            return Err(PolicyError::UnknownEffect {
+                origin: at(file_rule.effect.span()),
+                rule_id: id,
+                effect: file_rule.effect.into_inner(),
+            });
+        };
+        let mut rule = Rule::new(&id, effect);
+        rule.set_origin(if id.is_empty() {
+            rule_origin
+        } else {
+            id_origin
+        });
+        for caller in file_rule.callers {
+            rule = rule.caller(caller.get_ref()).map_err(|e| {
+                let origin = at(caller_offset(text, &caller, &e));
+                e.at(origin)
+            })?;
+        }
+        for http in file_rule.http {
+            let entry_origin = at(http.span());
+            let entry = http.into_inner();
+            let method = entry.method.as_ref().map_or("*", |m| m.get_ref().as_str());
+            rule =
+                rule.http(method, entry.path.get_ref())
+                    .map_err(|e| match (&e, &entry.method) {
+                        (PolicyError::BadMethod { .. }, Some(m)) => e.at(at(m.span())),
+                        (PolicyError::BadPath { .. }, _) => e.at(at(entry.path.span())),
+                        _ => e.at(entry_origin),
+                    })?;
+        }
+        for grpc in file_rule.grpc {
+            rule = rule
+                .grpc(grpc.get_ref())
+                .map_err(|e| e.at(at(grpc.span())))?;
+        }
+        builder = builder.rule(rule);
+    }
+    builder.build()
+}
+
+/// The id of the `[[rule]]` that contains byte `offset`, if the text reads
+/// leniently enough to tell.
+fn rule_around(text: &str, offset: usize) -> Option<String> {
+    let loose: LooseDoc = toml::from_str(text).ok()?;
+    loose
+        .rule
+        .iter()
+        .rfind(|r| r.span().start <= offset)
+        .and_then(|r| r.get_ref().id.clone())
+}
+
+/// The span of a bad caller, narrowed to the offending character when the
+/// pattern is a plain string (no escapes) and the error knows its position.
+fn caller_offset(text: &str, caller: &Spanned<String>, error: &PolicyError) -> Range<usize> {
+    let span = caller.span();
+    let position = match error {
+        PolicyError::BadCaller { source, .. } => source.position(),
+        _ => None,
+    };
+    let plain = text
+        .get(span.clone())
+        .is_some_and(|raw| raw.len() == caller.get_ref().len() + 2);
+    match position {
+        Some(p) if plain => {
+            let start = span.start + 1 + p;
+            start..start
+        }
+        _ => span,
+    }
+}
