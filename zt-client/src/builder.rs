@@ -179,9 +179,13 @@ impl ZtClient {
 
     /// A rustls config offering the given ALPN protocols (none if empty).
     pub fn rustls_config_with_alpn(&self, alpn: Vec<Vec<u8>>) -> Arc<ClientConfig> {
+        Arc::new(self.config_with_alpn(alpn))
+    }
+
+    fn config_with_alpn(&self, alpn: Vec<Vec<u8>>) -> ClientConfig {
         let mut config = (*self.base).clone();
         config.alpn_protocols = alpn;
-        Arc::new(config)
+        config
     }
 
     /// A tokio-rustls connector without ALPN, for raw TLS over TCP.
@@ -223,7 +227,7 @@ impl ZtClient {
     /// adding timeouts and other options.
     #[cfg(feature = "reqwest")]
     pub fn reqwest_builder(&self) -> reqwest::ClientBuilder {
-        let config: ClientConfig = (*self.rustls_config()).clone();
+        let config = self.config_with_alpn(vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
         reqwest::Client::builder()
             .tls_backend_preconfigured(config)
             .no_proxy()

@@ -274,7 +274,10 @@ fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<SystemTi
                 .as_u64()
                 .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
                 .ok_or_else(|| malformed(format!("`{name}` is not a NumericDate")))?;
-            Ok(Some(UNIX_EPOCH + Duration::from_secs(secs)))
+            UNIX_EPOCH
+                .checked_add(Duration::from_secs(secs))
+                .map(Some)
+                .ok_or_else(|| malformed(format!("`{name}` is out of range")))
         }
     }
 }
@@ -369,7 +372,11 @@ pub fn validate_jwt_svid(
 
     let leeway = leeway.min(MAX_LEEWAY);
     let expiry = time_claim(&claims, "exp")?.ok_or(JwtError::MissingExpiry)?;
-    if now > expiry + leeway {
+    // An expiry too far out to add leeway to has not passed.
+    if expiry
+        .checked_add(leeway)
+        .is_some_and(|deadline| now > deadline)
+    {
         return Err(JwtError::Expired {
             expired_at: Timestamp(expiry),
             now: Timestamp(now),

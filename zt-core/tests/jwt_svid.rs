@@ -224,3 +224,36 @@ fn rotated_jwt_key_keeps_old_tokens_valid_during_overlap() {
         Err(JwtError::UnknownKeyId { .. })
     ));
 }
+
+#[test]
+fn out_of_range_times_are_malformed_not_a_panic() {
+    use base64::Engine as _;
+    let (ca, clock, bundles, _) = setup();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let kid = ca
+        .bundle()
+        .jwt_authorities()
+        .next()
+        .unwrap()
+        .key_id()
+        .to_owned();
+    let header = b64.encode(format!(r#"{{"alg":"ES256","kid":"{kid}"}}"#));
+    for claims in [
+        format!(r#"{{"sub":"spiffe://example.org/a","aud":"{AUD}","exp":18446744073709551615}}"#),
+        format!(r#"{{"sub":"spiffe://example.org/a","aud":"{AUD}","exp":1,"nbf":1e300}}"#),
+    ] {
+        let token = format!("{header}.{}.c2ln", b64.encode(claims));
+        // The signature is checked before the times; both must fail cleanly.
+        let err =
+            validate_jwt_svid(&token, &bundles, AUD, clock.now(), Duration::ZERO).unwrap_err();
+        assert!(matches!(err, JwtError::BadSignature { .. }), "{err:?}");
+    }
+    // Reading an `exp` past what SystemTime holds is an error, not a panic.
+    let claims =
+        format!(r#"{{"sub":"spiffe://example.org/a","aud":"{AUD}","exp":18446744073709551615}}"#);
+    let token = format!("{header}.{}.c2ln", b64.encode(claims));
+    assert!(matches!(
+        zt_core::jwt::JwtSvid::from_trusted_token(token),
+        Err(JwtError::Malformed { .. })
+    ));
+}

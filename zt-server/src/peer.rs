@@ -44,11 +44,13 @@ impl VerifiedPeer {
 
     /// The serial number as lowercase hex.
     pub fn serial_hex(&self) -> String {
-        self.inner
-            .serial()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        use fmt::Write as _;
+        let mut out = String::with_capacity(self.inner.serial().len() * 2);
+        for b in self.inner.serial() {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{b:02x}");
+        }
+        out
     }
 
     /// When the caller's leaf certificate expires.

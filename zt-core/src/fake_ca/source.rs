@@ -222,7 +222,7 @@ impl SvidSource for FakeCaSource {
                 .max(Duration::from_secs(1));
             self.ca
                 .issue_jwt_svid(&self.id, audience, ttl)
-                .map_err(|e| SourceError::WorkloadApi {
+                .map_err(|e| SourceError::Issuer {
                     reason: e.to_string(),
                 })
         })

@@ -172,6 +172,12 @@ pub enum SourceError {
         /// What failed.
         reason: String,
     },
+    /// The issuing CA refused to issue (fake CA sources).
+    #[error("the CA refused to issue: {reason}")]
+    Issuer {
+        /// What the CA reported.
+        reason: String,
+    },
     /// The upstream sent an SVID that breaks a SPIFFE rule.
     #[error("received an invalid X.509-SVID: {0}")]
     Svid(#[from] SvidError),
