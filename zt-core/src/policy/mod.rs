@@ -125,8 +125,10 @@ pub trait PolicyEngine: Send + Sync {
     /// is denied.
     fn evaluate(&self, request: &Request<'_>) -> Decision;
 
-    /// The version of the policy in force.
-    fn version(&self) -> &str;
+    /// The version of the policy in force now. A holder that swaps
+    /// policies may answer differently from one call to the next; the
+    /// version that decided a request is the one in its [`Decision`].
+    fn version(&self) -> Arc<str>;
 }
 
 /// What the engine sees of a request.
@@ -280,8 +282,8 @@ impl PolicyEngine for Policy {
         inner.index.evaluate(&inner.rules, &inner.version, request)
     }
 
-    fn version(&self) -> &str {
-        &self.inner.version
+    fn version(&self) -> Arc<str> {
+        Arc::clone(&self.inner.version)
     }
 }
 

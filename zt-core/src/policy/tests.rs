@@ -686,5 +686,5 @@ fn policy_is_a_send_sync_engine() {
     fn assert_engine<T: PolicyEngine + Clone + 'static>() {}
     assert_engine::<Policy>();
     let engine: Box<dyn PolicyEngine> = Box::new(table_policy());
-    assert_eq!(engine.version(), "table");
+    assert_eq!(&*engine.version(), "table");
 }
