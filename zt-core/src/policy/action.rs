@@ -4,6 +4,7 @@
 //! types. Patterns are validated and split into segments once, when the rule
 //! is built; matching does not allocate.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::Request;
@@ -139,9 +140,12 @@ enum PathKind {
     },
 }
 
+/// One segment of a path pattern (after the leading `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
+pub(crate) enum Segment {
+    /// Exactly this text (empty only in the pattern `/`).
     Literal(Box<str>),
+    /// `{name}` or `*`: one non-empty segment.
     Param,
 }
 
@@ -234,6 +238,20 @@ impl PathPattern {
     /// `true` if the pattern has no wildcard.
     pub fn is_exact(&self) -> bool {
         matches!(self.kind, PathKind::Exact)
+    }
+
+    /// The segments after the leading `/`, and whether the pattern ends in
+    /// `/**` (which is not among them). An exact pattern is all literals;
+    /// `/` is one empty literal, as the path `/` splits.
+    pub(crate) fn segments(&self) -> (Cow<'_, [Segment]>, bool) {
+        match &self.kind {
+            PathKind::Exact => {
+                let rest = self.text.strip_prefix('/').unwrap_or(&self.text);
+                let literals = rest.split('/').map(|s| Segment::Literal(s.into()));
+                (Cow::Owned(literals.collect()), false)
+            }
+            PathKind::Segments { segments, tail } => (Cow::Borrowed(segments), *tail),
+        }
     }
 
     /// `true` if `path` (a raw path, or a route template when `route`)

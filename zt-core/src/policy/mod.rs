@@ -110,12 +110,14 @@ mod action;
 mod engine;
 mod error;
 mod file;
+mod lint;
 mod rule;
 #[cfg(test)]
 mod tests;
 
 pub use action::{Action, GrpcPattern, MethodMatch, PathPattern};
 pub use error::{Origin, PolicyError};
+pub use lint::{LintKind, LintWarning};
 pub use rule::{Effect, Rule};
 
 /// Something that decides requests: the compiled [`Policy`], or a wrapper
