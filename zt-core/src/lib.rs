@@ -46,6 +46,10 @@
 //! | [`peer`] | [`verify_peer`](peer::verify_peer): SVID rules plus a pin, for TLS verifiers |
 //! | [`source`] | [`SvidSource`](source::SvidSource): rotating snapshots from the Workload API, files, static material |
 //! | [`time`] | injectable [`Clock`](time::Clock) |
+//! | [`policy`] | authorization rules, TOML policy files, the compiled engine, [`PolicyStore`](policy::PolicyStore) for hot reload |
+//! | [`revocation`] | hot-updatable deny-list of SPIFFE IDs and leaf serials |
+//! | [`authz`] | [`Authorizer`](authz::Authorizer): revocation + policy + dry-run + audit, once per request |
+//! | [`audit`] | audit events (`tracing` target `zt::audit`) and a non-blocking JSON-lines writer |
 //! | `fake_ca` | development CA, broken material for tests, Workload API server (feature `fake-ca`) |
 //!
 //! # Features
@@ -58,6 +62,8 @@
 //! [`FakeCa`]: https://docs.rs/zt-core/latest/zt_core/fake_ca/struct.FakeCa.html
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod authz;
 pub mod bundle;
 #[cfg(feature = "fake-ca")]
 pub mod fake_ca;
@@ -66,6 +72,7 @@ pub mod jwt;
 pub mod matcher;
 pub mod peer;
 pub mod policy;
+pub mod revocation;
 pub mod source;
 pub mod svid;
 pub mod time;

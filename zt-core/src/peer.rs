@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::revocation::Revocations;
 use crate::source::Snapshot;
 use crate::source::{SourceError, SvidSource};
 use crate::time::SharedClock;
@@ -92,8 +93,8 @@ pub const DEFAULT_CHAIN_CACHE_CAPACITY: usize = 4096;
 /// work. A cached result is reused only for the **identical chain bytes**,
 /// under the **same snapshot revision** (any bundle change empties the
 /// cache), and only while the injected clock is inside the validity period
-/// of every certificate in the chain. The pin is checked on every call.
-/// Failures are never cached.
+/// of every certificate in the chain. The pin and the revocation list are
+/// checked on every call. Failures are never cached.
 ///
 /// The TLS handshake's own signature (CertificateVerify), which proves the
 /// peer holds the key, is checked by rustls on every handshake regardless.
@@ -102,6 +103,7 @@ pub struct PeerVerifier {
     clock: SharedClock,
     usage: Usage,
     pin: Option<IdMatcher>,
+    revocations: Option<Revocations>,
     capacity: usize,
     cache: Mutex<ChainCache>,
 }
@@ -144,6 +146,7 @@ impl PeerVerifier {
             clock,
             usage,
             pin,
+            revocations: None,
             capacity: DEFAULT_CHAIN_CACHE_CAPACITY,
             cache: Mutex::new(ChainCache::default()),
         }
@@ -154,6 +157,14 @@ impl PeerVerifier {
     #[must_use]
     pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
+        self
+    }
+
+    /// Refuses peers whose ID or leaf serial is on `revocations`, checked at
+    /// every verification, cached chains included.
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = Some(revocations);
         self
     }
 
@@ -211,6 +222,16 @@ impl PeerVerifier {
             return Err(PeerError::NotAccepted {
                 presented: verified.id().clone(),
                 expected: pin.to_string(),
+            });
+        }
+        if let Some(revocations) = &self.revocations
+            && revocations
+                .check(verified.id(), verified.serial())
+                .is_some()
+        {
+            return Err(PeerError::Revoked {
+                presented: verified.id().clone(),
+                serial: verified.serial_hex(),
             });
         }
         Ok(verified)

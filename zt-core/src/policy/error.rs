@@ -27,6 +27,15 @@ impl Origin {
         }
     }
 
+    /// The origin of a whole file, with no position.
+    pub(crate) fn file(source: &str) -> Self {
+        Self {
+            source: Arc::from(source),
+            line: None,
+            column: None,
+        }
+    }
+
     /// The origin of byte `offset` of `text`, read from `source`.
     pub(crate) fn at(source: &Arc<str>, text: &str, offset: usize) -> Self {
         let offset = offset.min(text.len());
@@ -182,6 +191,14 @@ pub enum PolicyError {
         /// Where.
         origin: Origin,
     },
+    /// The policy file could not be read.
+    #[error("{origin}: cannot read the policy file: {reason}")]
+    Io {
+        /// The file.
+        origin: Origin,
+        /// The I/O error, or why the content is not text.
+        reason: String,
+    },
 }
 
 fn in_rule(rule_id: &Option<String>) -> String {
@@ -203,7 +220,8 @@ impl PolicyError {
             | Self::BadMethod { origin, .. }
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
-            | Self::EmptyVersion { origin } => origin,
+            | Self::EmptyVersion { origin }
+            | Self::Io { origin, .. } => origin,
         }
     }
 
@@ -222,7 +240,7 @@ impl PolicyError {
             | Self::BadMethod { rule_id, .. }
             | Self::BadPath { rule_id, .. }
             | Self::BadGrpcMethod { rule_id, .. } => Some(rule_id),
-            Self::EmptyRuleId { .. } | Self::EmptyVersion { .. } => None,
+            Self::EmptyRuleId { .. } | Self::EmptyVersion { .. } | Self::Io { .. } => None,
         }
     }
 
@@ -237,7 +255,8 @@ impl PolicyError {
             | Self::BadMethod { origin, .. }
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
-            | Self::EmptyVersion { origin } => *origin = at,
+            | Self::EmptyVersion { origin }
+            | Self::Io { origin, .. } => *origin = at,
         }
         self
     }

@@ -107,11 +107,14 @@ use sha2::{Digest, Sha256};
 use crate::SpiffeId;
 
 mod action;
+#[cfg(feature = "cedar")]
+pub mod cedar;
 mod engine;
 mod error;
 mod file;
 mod lint;
 mod rule;
+mod store;
 #[cfg(test)]
 mod tests;
 
@@ -119,6 +122,7 @@ pub use action::{Action, GrpcPattern, MethodMatch, PathPattern};
 pub use error::{Origin, PolicyError};
 pub use lint::{LintKind, LintWarning};
 pub use rule::{Effect, Rule};
+pub use store::PolicyStore;
 
 /// Something that decides requests: the compiled [`Policy`], or a wrapper
 /// around one (a hot-reloading holder, a test double).
@@ -187,6 +191,9 @@ pub enum DecisionReason {
     NoMatchingRule,
     /// The request had no verified caller: denied before any rule was read.
     Unauthenticated,
+    /// The caller's ID or certificate is revoked: denied before any rule
+    /// was read (by an [`Authorizer`](crate::authz::Authorizer)).
+    Revoked,
 }
 
 impl DecisionReason {
@@ -197,6 +204,7 @@ impl DecisionReason {
             Self::MatchedDeny => "matched-deny",
             Self::NoMatchingRule => "no-matching-rule",
             Self::Unauthenticated => "unauthenticated",
+            Self::Revoked => "revoked",
         }
     }
 }

@@ -154,18 +154,10 @@ impl FileSource {
     /// The task stops when the returned [`WatchHandle`] is dropped or the
     /// source is dropped. Must be called within a Tokio runtime.
     pub fn watch(self: &Arc<Self>, interval: Duration) -> WatchHandle {
-        let weak = Arc::downgrade(self);
-        let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let Some(source) = weak.upgrade() else { break };
-                // Failures are recorded in the source's health.
-                let _ = source.reload();
-            }
-        });
-        WatchHandle { task }
+        WatchHandle::poll(Arc::downgrade(self), interval, |source: &Self| {
+            // Failures are recorded in the source's health.
+            let _ = source.reload();
+        })
     }
 
     fn load(&self) -> Result<Option<(X509Svid, BundleSet, [u8; 32])>, SourceError> {
@@ -214,10 +206,36 @@ fn read(path: &Path) -> Result<Vec<u8>, SourceError> {
     })
 }
 
-/// Stops a [`FileSource`] watcher task when dropped.
+/// Stops a file watcher task when dropped: that of a [`FileSource`], a
+/// [`PolicyStore`](crate::policy::PolicyStore) or a
+/// [`Revocations`](crate::revocation::Revocations) list.
 #[derive(Debug)]
 pub struct WatchHandle {
     task: tokio::task::JoinHandle<()>,
+}
+
+impl WatchHandle {
+    /// Calls `tick` on `target` every `interval` (the first call at once)
+    /// until `target` is dropped or the handle is. Must be called within a
+    /// Tokio runtime.
+    pub(crate) fn poll<T: Send + Sync + 'static>(
+        target: std::sync::Weak<T>,
+        interval: Duration,
+        tick: fn(&T),
+    ) -> Self {
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(target) = target.upgrade() else {
+                    break;
+                };
+                tick(&target);
+            }
+        });
+        Self { task }
+    }
 }
 
 impl Drop for WatchHandle {
