@@ -10,6 +10,7 @@ use rustls::server::NoServerSessionStorage;
 use tokio_rustls::TlsAcceptor;
 use zt_core::matcher::IdMatcher;
 use zt_core::peer::{DEFAULT_CHAIN_CACHE_CAPACITY, PeerVerifier};
+use zt_core::revocation::Revocations;
 use zt_core::source::{DerivedCache, SvidSource};
 use zt_core::time::{SharedClock, system_clock};
 use zt_core::x509::Usage;
@@ -33,6 +34,7 @@ pub struct ServerBuilder {
     chain_cache: usize,
     handshake_timeout: Duration,
     max_handshakes: usize,
+    revocations: Option<Revocations>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -56,7 +58,19 @@ impl ServerBuilder {
             chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
+            revocations: None,
         }
+    }
+
+    /// Refuse, at the handshake, callers whose SPIFFE ID or leaf serial is
+    /// on `revocations`. Connections already open are not cut; give the
+    /// same list to the [`Authorizer`](zt_core::authz::Authorizer) of an
+    /// [`AuthorizeLayer`](crate::AuthorizeLayer) so their next request is
+    /// refused too.
+    #[must_use]
+    pub fn revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     /// Refuse, at the handshake, callers whose SPIFFE ID does not match
@@ -117,14 +131,18 @@ impl ServerBuilder {
         let provider = self
             .provider
             .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let mut peers = PeerVerifier::new(
+            self.source.clone(),
+            self.clock,
+            Usage::ClientAuth,
+            self.pin.clone(),
+        )
+        .with_cache_capacity(self.chain_cache);
+        if let Some(revocations) = self.revocations {
+            peers = peers.with_revocations(revocations);
+        }
         let verifier = Arc::new(ClientVerifier {
-            peers: PeerVerifier::new(
-                self.source.clone(),
-                self.clock,
-                Usage::ClientAuth,
-                self.pin.clone(),
-            )
-            .with_cache_capacity(self.chain_cache),
+            peers,
             provider: provider.clone(),
         });
         let resolver = Arc::new(ServerCertResolver {

@@ -50,6 +50,7 @@
 //! would skip client-certificate verification.
 #![forbid(unsafe_code)]
 
+mod authorize;
 mod builder;
 mod error;
 mod peer;
@@ -57,6 +58,7 @@ mod resolve;
 mod serve;
 mod verify;
 
+pub use authorize::{Authorize, AuthorizeLayer, ResponseBody, ResponseFuture};
 pub use builder::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, ServerBuilder, ZtServer,
 };

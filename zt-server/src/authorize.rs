@@ -1,0 +1,396 @@
+//! [`AuthorizeLayer`]: per-request authorization for axum and tonic.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body, Frame, SizeHint};
+use tower::{Layer, Service};
+use zt_core::authz::{Authorization, Authorizer};
+use zt_core::policy::{self, PolicyEngine};
+
+use crate::peer::VerifiedPeer;
+
+/// A tower layer that authorizes every request against a policy before the
+/// inner service sees it.
+///
+/// It reads the [`VerifiedPeer`] that [`ZtServer`](crate::ZtServer) put in
+/// the request extensions and asks an [`Authorizer`] — revocation list,
+/// policy, dry-run, audit — for a decision. One layer serves axum and tonic:
+/// it works on `http::Request<B>`.
+///
+/// | situation | HTTP | gRPC |
+/// |---|---|---|
+/// | allowed, or denied in dry-run mode | passed on | passed on |
+/// | no verified peer | `401`, `{"error":"unauthenticated"}` | `UNAUTHENTICATED` |
+/// | denied by policy or revoked | `403`, `{"error":"permission_denied"}` | `PERMISSION_DENIED` |
+///
+/// A request is gRPC when its `content-type` is `application/grpc` or
+/// `application/grpc+…`; its path is then its gRPC method
+/// (`/package.Service/Method`), which `grpc` rules match. The caller learns
+/// nothing else: rule ids, policy text and reasons go to the audit log only.
+/// Denied requests are refused before the body is read.
+///
+/// An allowed request carries the [`Authorization`] in its extensions.
+///
+/// # axum
+///
+/// Add the layer with [`Router::route_layer`](https://docs.rs/axum/0.8/axum/struct.Router.html#method.route_layer):
+/// it then runs after routing, so rules can name the route template
+/// (`/invoices/{id}`, axum's `MatchedPath`) as well as the raw path, and a
+/// request for an unknown path stays a `404` instead of becoming a `403`.
+///
+/// ```no_run
+/// # fn app(policy: zt_core::policy::Policy) {
+/// use axum::{Router, routing::get};
+/// use zt_server::AuthorizeLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/invoices/{id}", get(|| async { "invoice" }))
+///     .route_layer(AuthorizeLayer::from_policy(policy));
+/// # }
+/// ```
+///
+/// # tonic
+///
+/// Wrap the `Routes`; the layer sees each call's method path, which
+/// interceptors cannot, so rules can be per method:
+///
+/// ```no_run
+/// # fn routes(routes: tonic::service::Routes, policy: zt_core::policy::Policy) {
+/// use tower::Layer as _;
+/// use zt_server::AuthorizeLayer;
+///
+/// let service = AuthorizeLayer::from_policy(policy).layer(routes.prepare());
+/// // server.serve(listener, service, shutdown)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AuthorizeLayer {
+    authorizer: Authorizer,
+}
+
+impl fmt::Debug for AuthorizeLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizeLayer")
+            .field("authorizer", &self.authorizer)
+            .finish()
+    }
+}
+
+impl AuthorizeLayer {
+    /// A layer deciding with `authorizer` (which holds the policy, the
+    /// revocation list, the dry-run switch and the audit sink).
+    pub fn new(authorizer: Authorizer) -> Self {
+        Self { authorizer }
+    }
+
+    /// A layer enforcing `engine` with no revocation list, no dry run and
+    /// audit through `tracing` only.
+    pub fn from_policy(engine: impl PolicyEngine + 'static) -> Self {
+        Self::new(Authorizer::builder(engine).build())
+    }
+
+    /// The authorizer.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
+    }
+}
+
+impl<S> Layer<S> for AuthorizeLayer {
+    type Service = Authorize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authorize {
+            inner,
+            authorizer: self.authorizer.clone(),
+        }
+    }
+}
+
+/// The service [`AuthorizeLayer`] wraps around another.
+#[derive(Clone)]
+pub struct Authorize<S> {
+    inner: S,
+    authorizer: Authorizer,
+}
+
+impl<S> fmt::Debug for Authorize<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorize")
+            .field("authorizer", &self.authorizer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Authorize<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// `true` for `application/grpc` and `application/grpc+proto` (etc.).
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.strip_prefix("application/grpc")
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('+'))
+        })
+}
+
+#[cfg(feature = "axum")]
+fn matched_route(extensions: &http::Extensions) -> Option<&str> {
+    extensions
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str)
+}
+
+#[cfg(not(feature = "axum"))]
+fn matched_route(_: &http::Extensions) -> Option<&str> {
+    None
+}
+
+impl<S, B, ResBody> Service<Request<B>> for Authorize<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let grpc = is_grpc(req.headers());
+        let authorization = {
+            let peer = VerifiedPeer::from_extensions(req.extensions());
+            let path = req.uri().path();
+            let mut request =
+                policy::Request::new(peer.map(VerifiedPeer::id), req.method().as_str(), path);
+            if let Some(route) = matched_route(req.extensions()) {
+                request = request.with_route(route);
+            }
+            if grpc {
+                request = request.with_grpc_method(path);
+            }
+            self.authorizer
+                .authorize(&request, peer.map(VerifiedPeer::serial))
+        };
+        if authorization.proceeds() {
+            req.extensions_mut().insert(authorization);
+            ResponseFuture::inner(self.inner.call(req))
+        } else {
+            ResponseFuture::denied(denial(grpc, &authorization))
+        }
+    }
+}
+
+/// The response to a refused request: no detail beyond the category.
+fn denial(grpc: bool, authorization: &Authorization) -> Response<Bytes> {
+    let unauthenticated = authorization.is_unauthenticated();
+    let mut response = if grpc {
+        // A trailers-only gRPC response: status in the headers, no body.
+        let (code, message) = if unauthenticated {
+            ("16", "unauthenticated")
+        } else {
+            ("7", "permission denied")
+        };
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from_static(code));
+        headers.insert("grpc-message", HeaderValue::from_static(message));
+        response
+    } else {
+        let (status, body) = if unauthenticated {
+            (
+                StatusCode::UNAUTHORIZED,
+                &b"{\"error\":\"unauthenticated\"}"[..],
+            )
+        } else {
+            (
+                StatusCode::FORBIDDEN,
+                &b"{\"error\":\"permission_denied\"}"[..],
+            )
+        };
+        let mut response = Response::new(Bytes::from_static(body));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Authorize`]: the inner service's, or an immediate
+    /// refusal.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: FutureKind<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = FutureKindProj]
+    enum FutureKind<F> {
+        Inner {
+            #[pin]
+            future: F,
+        },
+        Denied {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    fn inner(future: F) -> Self {
+        Self {
+            kind: FutureKind::Inner { future },
+        }
+    }
+
+    fn denied(response: Response<Bytes>) -> Self {
+        Self {
+            kind: FutureKind::Denied {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            FutureKind::Inner { .. } => "inner",
+            FutureKind::Denied { .. } => "denied",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl<F, ResBody, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FutureKindProj::Inner { future } => future
+                .poll(cx)
+                .map_ok(|response| response.map(ResponseBody::inner)),
+            FutureKindProj::Denied { response } => {
+                // Polled again after completion: answer with an empty 403
+                // rather than panic.
+                let response = response.take().unwrap_or_else(|| {
+                    let mut r = Response::new(Bytes::new());
+                    *r.status_mut() = StatusCode::FORBIDDEN;
+                    r
+                });
+                Poll::Ready(Ok(response.map(ResponseBody::denied)))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body of [`Authorize`]: the inner service's, or the
+    /// short body of a refusal.
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<B> {
+        Inner {
+            #[pin]
+            body: B,
+        },
+        Denied {
+            bytes: Option<Bytes>,
+        },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    fn inner(body: B) -> Self {
+        Self {
+            kind: BodyKind::Inner { body },
+        }
+    }
+
+    fn denied(bytes: Bytes) -> Self {
+        Self {
+            kind: BodyKind::Denied {
+                bytes: Some(bytes).filter(|b| !b.is_empty()),
+            },
+        }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            BodyKind::Inner { body } => f.debug_tuple("Inner").field(body).finish(),
+            BodyKind::Denied { bytes } => f.debug_tuple("Denied").field(bytes).finish(),
+        }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Inner { body } => body.poll_frame(cx),
+            BodyKindProj::Denied { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Inner { body } => body.is_end_stream(),
+            BodyKind::Denied { bytes } => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Inner { body } => body.size_hint(),
+            BodyKind::Denied { bytes } => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
