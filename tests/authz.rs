@@ -1,0 +1,526 @@
+//! Authorization end to end over mutual TLS on 127.0.0.1: AuthorizeLayer in
+//! front of axum and tonic, hot reload, revocation on a live keep-alive
+//! connection, dry run, and the audit events each decision emits.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::{Code, Request, Response, Status};
+use tower::{Layer as _, ServiceExt as _};
+use zt_client::ZtClient;
+use zt_core::authz::Authorizer;
+use zt_core::fake_ca::{FakeCa, FakeCaSource};
+use zt_core::policy::{Policy, PolicyStore};
+use zt_core::revocation::Revocations;
+use zt_core::source::SvidSource as _;
+use zt_core::{SpiffeId, TrustDomain};
+use zt_examples::audit_capture::{AuditCapture, Fields};
+use zt_examples::billing::billing_client::BillingClient;
+use zt_examples::billing::billing_server::{Billing, BillingServer};
+use zt_examples::billing::{Invoice, InvoiceRequest};
+use zt_server::{AuthorizeLayer, ZtServer};
+
+const TTL: Duration = Duration::from_secs(300);
+
+const POLICY: &str = r#"
+version = "e2e-1"
+
+[[rule]]
+id = "orders-reads-invoices"
+effect = "allow"
+callers = ["spiffe://example.org/orders"]
+http = [{ method = "GET", path = "/invoices/{id}" }]
+grpc = ["/billing.Billing/GetInvoice"]
+
+[[rule]]
+id = "workloads-see-admin"
+effect = "allow"
+callers = ["spiffe://example.org/**"]
+http = [{ method = "GET", path = "/admin/**" }]
+
+[[rule]]
+id = "no-admin-for-orders"
+effect = "deny"
+callers = ["spiffe://example.org/orders"]
+http = [{ method = "*", path = "/admin/**" }]
+"#;
+
+const POLICY_V2: &str = r#"
+version = "e2e-2"
+
+[[rule]]
+id = "orders-reads-invoices"
+effect = "allow"
+callers = ["spiffe://example.org/orders"]
+http = [{ method = "GET", path = "/invoices/{id}" }]
+
+[[rule]]
+id = "invoice-42-is-sealed"
+effect = "deny"
+http = [{ method = "*", path = "/invoices/42" }]
+"#;
+
+const BROKEN: &str = r#"
+version = "e2e-broken"
+
+[[rule]]
+id = "orders-reads-invoices"
+effect = "allow"
+callers = ["spiffe://example.org/orders"]
+http = [{ method = "GET", path = "/invoices/{id}" }]
+colour = "blue"
+"#;
+
+fn id(s: &str) -> SpiffeId {
+    SpiffeId::new(s).unwrap()
+}
+
+fn ca() -> FakeCa {
+    FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap()
+}
+
+fn workload(ca: &FakeCa, name: &str) -> Arc<FakeCaSource> {
+    FakeCaSource::new(ca.clone(), id(&format!("spiffe://example.org/{name}")), TTL).unwrap()
+}
+
+fn client(ca: &FakeCa, name: &str) -> (Arc<FakeCaSource>, reqwest::Client) {
+    let source = workload(ca, name);
+    let client = ZtClient::builder(source.clone())
+        .pin_server("spiffe://example.org/billing".parse().unwrap())
+        .build()
+        .unwrap()
+        .reqwest_client()
+        .unwrap();
+    (source, client)
+}
+
+fn app(authorizer: Authorizer) -> Router {
+    Router::new()
+        .route(
+            "/invoices/{id}",
+            get(|Path(n): Path<String>| async move { format!("invoice {n}") }),
+        )
+        .route("/admin/users", get(|| async { "users" }))
+        .route_layer(AuthorizeLayer::new(authorizer))
+}
+
+fn authorizer(policy: impl zt_core::policy::PolicyEngine + 'static) -> Authorizer {
+    Authorizer::builder(policy).target("billing").build()
+}
+
+/// A running server; dropping it shuts it down.
+struct Running {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn serve<S, B>(server: ZtServer, service: S) -> Running
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        server
+            .serve(listener, service, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Running { addr, _stop: tx }
+}
+
+async fn billing_server(ca: &FakeCa, authorizer: Authorizer) -> Running {
+    let server = ZtServer::builder(workload(ca, "billing")).build().unwrap();
+    serve(server, app(authorizer)).await
+}
+
+async fn get_text(client: &reqwest::Client, addr: SocketAddr, path: &str) -> (u16, String) {
+    let response = client
+        .get(format!("https://{addr}{path}"))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+fn field<'a>(event: &'a Fields, name: &str) -> &'a str {
+    event
+        .get(name)
+        .unwrap_or_else(|| panic!("no `{name}` in {event:?}"))
+}
+
+fn single(capture: &AuditCapture) -> Fields {
+    let mut events = capture.take();
+    assert_eq!(events.len(), 1, "{events:?}");
+    events.pop().unwrap()
+}
+
+#[tokio::test]
+async fn axum_routes_are_allowed_denied_and_audited_over_mtls() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = ca();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let server = billing_server(&ca, authorizer(policy)).await;
+    let (orders_source, orders) = client(&ca, "orders");
+    let orders_serial = orders_source.current().unwrap().svid().serial_hex();
+
+    // Allowed by the route template.
+    assert_eq!(
+        get_text(&orders, server.addr, "/invoices/7").await,
+        (200, "invoice 7".into())
+    );
+    let event = single(&audit);
+    assert_eq!(field(&event, "level"), "INFO");
+    assert_eq!(field(&event, "caller"), "spiffe://example.org/orders");
+    assert_eq!(field(&event, "caller_serial"), orders_serial);
+    assert_eq!(field(&event, "target_service"), "billing");
+    assert_eq!(field(&event, "method"), "GET");
+    assert_eq!(field(&event, "path"), "/invoices/7");
+    assert_eq!(field(&event, "route"), "/invoices/{id}");
+    assert_eq!(field(&event, "grpc_method"), "-");
+    assert_eq!(field(&event, "decision"), "allow");
+    assert_eq!(field(&event, "reason"), "matched-allow");
+    assert_eq!(field(&event, "rule"), "orders-reads-invoices");
+    assert_eq!(field(&event, "policy_version"), "e2e-1");
+    assert_eq!(field(&event, "audit_rules"), "-");
+    field(&event, "eval_ns").parse::<u64>().unwrap();
+
+    // Denied by a deny rule that overrides an allow rule: 403, a fixed
+    // body, no rule text.
+    let response = orders
+        .get(format!("https://{}/admin/users", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "{response:?}"
+    );
+    let body = response.text().await.unwrap();
+    assert_eq!(body, r#"{"error":"permission_denied"}"#);
+    let event = single(&audit);
+    assert_eq!(field(&event, "level"), "WARN");
+    assert_eq!(field(&event, "decision"), "deny");
+    assert_eq!(field(&event, "reason"), "matched-deny");
+    assert_eq!(field(&event, "rule"), "no-admin-for-orders");
+    assert_eq!(field(&event, "path"), "/admin/users");
+
+    // Another workload: the allow rule for the admin prefix applies.
+    let (_, ledger) = client(&ca, "ledger");
+    assert_eq!(
+        get_text(&ledger, server.addr, "/admin/users").await,
+        (200, "users".into())
+    );
+    assert_eq!(field(&single(&audit), "rule"), "workloads-see-admin");
+
+    // …but no rule lets it read invoices: default deny.
+    assert_eq!(get_text(&ledger, server.addr, "/invoices/7").await.0, 403);
+    let event = single(&audit);
+    assert_eq!(field(&event, "reason"), "no-matching-rule");
+    assert_eq!(field(&event, "rule"), "-");
+
+    // An unknown path stays a 404 and is not a decision.
+    assert_eq!(get_text(&orders, server.addr, "/nope").await.0, 404);
+    assert!(audit.take().is_empty());
+}
+
+#[tokio::test]
+async fn a_request_without_a_verified_peer_is_unauthenticated() {
+    let (audit, _guard) = AuditCapture::install();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    // The same router served over plain TCP, with no ZtServer in front.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app(authorizer(policy));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(
+            http::Request::get("/invoices/7")
+                .header("host", "billing")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"error":"unauthenticated"}"#);
+    let event = single(&audit);
+    assert_eq!(field(&event, "caller"), "-");
+    assert_eq!(field(&event, "decision"), "deny");
+    assert_eq!(field(&event, "reason"), "unauthenticated");
+    assert_eq!(field(&event, "policy_version"), "e2e-1");
+}
+
+struct Svc;
+
+#[tonic::async_trait]
+impl Billing for Svc {
+    async fn get_invoice(&self, req: Request<InvoiceRequest>) -> Result<Response<Invoice>, Status> {
+        Ok(Response::new(Invoice {
+            order_id: req.into_inner().order_id,
+            amount_cents: 100,
+            caller: String::new(),
+        }))
+    }
+}
+
+fn grpc_routes(policy: Policy) -> zt_server::Authorize<tonic::service::Routes> {
+    let routes = tonic::service::Routes::new(BillingServer::new(Svc)).prepare();
+    AuthorizeLayer::new(authorizer(policy)).layer(routes)
+}
+
+async fn grpc_client(
+    ca: &FakeCa,
+    name: &str,
+    addr: SocketAddr,
+) -> BillingClient<tonic::transport::Channel> {
+    let channel = ZtClient::builder(workload(ca, name))
+        .pin_server("spiffe://example.org/billing".parse().unwrap())
+        .build()
+        .unwrap()
+        .grpc_channel(&format!("http://{addr}"))
+        .await
+        .unwrap();
+    BillingClient::new(channel)
+}
+
+#[tokio::test]
+async fn tonic_methods_are_authorized_per_method_over_mtls() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = ca();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let server = ZtServer::builder(workload(&ca, "billing")).build().unwrap();
+    let server = serve(server, grpc_routes(policy)).await;
+
+    let mut orders = grpc_client(&ca, "orders", server.addr).await;
+    let invoice = orders
+        .get_invoice(InvoiceRequest {
+            order_id: "o-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(invoice.order_id, "o-1");
+    let event = single(&audit);
+    assert_eq!(field(&event, "decision"), "allow");
+    assert_eq!(field(&event, "method"), "POST");
+    assert_eq!(field(&event, "grpc_method"), "/billing.Billing/GetInvoice");
+    assert_eq!(field(&event, "path"), "/billing.Billing/GetInvoice");
+    assert_eq!(field(&event, "rule"), "orders-reads-invoices");
+
+    let mut ledger = grpc_client(&ca, "ledger", server.addr).await;
+    let status = ledger
+        .get_invoice(InvoiceRequest {
+            order_id: "o-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(status.message(), "permission denied");
+    let event = single(&audit);
+    assert_eq!(field(&event, "caller"), "spiffe://example.org/ledger");
+    assert_eq!(field(&event, "decision"), "deny");
+    assert_eq!(field(&event, "reason"), "no-matching-rule");
+    assert_eq!(field(&event, "grpc_method"), "/billing.Billing/GetInvoice");
+}
+
+#[tokio::test]
+async fn a_grpc_call_without_a_verified_peer_is_unauthenticated() {
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let request = http::Request::post("/billing.Billing/GetInvoice")
+        .header("content-type", "application/grpc")
+        .body(tonic::body::Body::empty())
+        .unwrap();
+    let response = grpc_routes(policy).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "16");
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.is_empty());
+}
+
+/// One HTTP/1.1 connection over mutual TLS, for requests that must share it.
+async fn keep_alive(
+    source: Arc<FakeCaSource>,
+    addr: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let tls = ZtClient::builder(source)
+        .pin_server("spiffe://example.org/billing".parse().unwrap())
+        .build()
+        .unwrap()
+        .connect(addr)
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn status_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    path: &str,
+) -> u16 {
+    sender.ready().await.unwrap();
+    let response = sender
+        .send_request(
+            http::Request::get(path)
+                .header("host", "billing")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn revocation_reaches_an_open_keep_alive_connection_and_new_handshakes() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = ca();
+    let revocations = Revocations::new();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let authz = Authorizer::builder(policy)
+        .target("billing")
+        .revocations(revocations.clone())
+        .build();
+    let server = ZtServer::builder(workload(&ca, "billing"))
+        .revocations(revocations.clone())
+        .build()
+        .unwrap();
+    let server = serve(server, app(authz)).await;
+    let orders = workload(&ca, "orders");
+
+    let mut conn = keep_alive(orders.clone(), server.addr).await;
+    assert_eq!(status_on(&mut conn, "/invoices/1").await, 200);
+
+    // Revoked while the connection is open: its next request is refused.
+    revocations.revoke_id(id("spiffe://example.org/orders"));
+    assert_eq!(status_on(&mut conn, "/invoices/2").await, 403);
+    assert!(!conn.is_closed(), "the same connection answered");
+    let events = audit.take();
+    assert_eq!(events.len(), 2);
+    assert_eq!(field(&events[1], "reason"), "revoked");
+    assert_eq!(field(&events[1], "rule"), "-");
+
+    // A new connection is refused at the handshake.
+    let (_, fresh) = client(&ca, "orders");
+    let refused = fresh
+        .get(format!("https://{}/invoices/3", server.addr))
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Reinstated, then one certificate revoked by serial: a rotation to a
+    // new certificate is accepted again.
+    revocations.reinstate_id(&id("spiffe://example.org/orders"));
+    assert_eq!(status_on(&mut conn, "/invoices/4").await, 200);
+    let serial = orders.current().unwrap().svid().serial().to_vec();
+    revocations.revoke_serial(&serial);
+    assert_eq!(status_on(&mut conn, "/invoices/5").await, 403);
+    orders.rotate_now().unwrap();
+    let mut rotated = keep_alive(orders.clone(), server.addr).await;
+    assert_eq!(status_on(&mut rotated, "/invoices/6").await, 200);
+    assert_eq!(
+        status_on(&mut conn, "/invoices/7").await,
+        403,
+        "old certificate"
+    );
+}
+
+#[tokio::test]
+async fn hot_reload_changes_decisions_and_a_bad_file_keeps_the_running_policy() {
+    let (audit, _guard) = AuditCapture::install();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(&path, POLICY).unwrap();
+    let store = PolicyStore::from_file(&path).unwrap();
+    let ca = ca();
+    let server = billing_server(&ca, authorizer(store.clone())).await;
+    let (_, orders) = client(&ca, "orders");
+
+    assert_eq!(get_text(&orders, server.addr, "/invoices/42").await.0, 200);
+    assert_eq!(field(&single(&audit), "policy_version"), "e2e-1");
+
+    // A broken file (unknown field) is rejected with its line and rule;
+    // the running policy stays.
+    std::fs::write(&path, BROKEN).unwrap();
+    let err = store.reload().unwrap_err();
+    assert_eq!(err.line(), Some(9), "{err}");
+    assert_eq!(err.rule_id(), Some("orders-reads-invoices"), "{err}");
+    assert!(err.to_string().contains("colour"), "{err}");
+    assert_eq!(store.last_error(), Some(err));
+    assert_eq!(get_text(&orders, server.addr, "/invoices/42").await.0, 200);
+    assert_eq!(field(&single(&audit), "policy_version"), "e2e-1");
+
+    // A good file is swapped in; the same client's next request is decided
+    // by it.
+    std::fs::write(&path, POLICY_V2).unwrap();
+    store.reload().unwrap();
+    assert_eq!(get_text(&orders, server.addr, "/invoices/42").await.0, 403);
+    let event = single(&audit);
+    assert_eq!(field(&event, "policy_version"), "e2e-2");
+    assert_eq!(field(&event, "rule"), "invoice-42-is-sealed");
+    assert_eq!(get_text(&orders, server.addr, "/invoices/41").await.0, 200);
+}
+
+#[tokio::test]
+async fn dry_run_lets_denied_requests_through_and_audits_them_as_would_deny() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = ca();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let authz = Authorizer::builder(policy)
+        .target("billing")
+        .dry_run(true)
+        .build();
+    let server = billing_server(&ca, authz).await;
+    let (_, ledger) = client(&ca, "ledger");
+    assert_eq!(
+        get_text(&ledger, server.addr, "/invoices/9").await,
+        (200, "invoice 9".into())
+    );
+    let event = single(&audit);
+    assert_eq!(field(&event, "decision"), "would-deny");
+    assert_eq!(field(&event, "reason"), "no-matching-rule");
+    assert_eq!(field(&event, "level"), "WARN");
+}
