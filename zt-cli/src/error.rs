@@ -30,6 +30,22 @@ impl CliError {
         }
     }
 
+    /// A check that ran, said no and has printed its answer on standard
+    /// output (a denied request, a policy with warnings): exit 1, with
+    /// nothing more on standard error.
+    pub(crate) fn answered_no() -> Self {
+        Self {
+            code: EXIT_FAILURE,
+            message: String::new(),
+        }
+    }
+
+    /// `true` if the answer is already printed and there is nothing to
+    /// report on standard error.
+    pub(crate) fn is_answered(&self) -> bool {
+        self.message.is_empty()
+    }
+
     /// A usage error or unusable input (exit 2).
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self {

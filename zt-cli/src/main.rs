@@ -8,11 +8,14 @@
 //! zt svid verify --cert certs/web.pem --bundle example.org=certs/bundle.pem
 //! zt jwt issue --ca ca --id spiffe://example.org/web --aud orders
 //! zt agent --ca ca --socket /tmp/zt.sock --id spiffe://example.org/web
+//! zt policy check --policy policy.toml --caller spiffe://example.org/web --path /health
+//! zt policy lint policy.toml
 //! ```
 //!
-//! Exit codes: 0 success; 1 a check said no (a rejected SVID or token) or
-//! an operation failed; 2 bad arguments or unreadable input files. Errors
-//! are written to stderr as `error: <message>`.
+//! Exit codes: 0 success; 1 a check said no (a rejected SVID or token, a
+//! denied request, a policy with lint warnings) or an operation failed; 2
+//! bad arguments or unreadable input files. Errors are written to stderr as
+//! `error: <message>`.
 #![forbid(unsafe_code)]
 
 mod agent;
@@ -24,6 +27,7 @@ mod files;
 mod inspect;
 mod jwt;
 mod output;
+mod policy;
 mod svid;
 
 use std::process::ExitCode;
@@ -43,6 +47,8 @@ Commands in full:
   zt jwt issue     Issue a JWT-SVID and print the token
   zt jwt verify    Validate a JWT-SVID against trust bundles
   zt agent         Serve the SPIFFE Workload API on a Unix socket (dev agent)
+  zt policy check  Decide one request against a policy file
+  zt policy lint   Check a policy file for errors and rules that never decide
 
 Exit codes: 0 success; 1 rejected or failed; 2 bad arguments or unreadable files.
 Run `zt <command> <subcommand> --help` for the flags of each.";
@@ -74,6 +80,9 @@ enum Command {
     /// TTL, until Ctrl-C or SIGTERM. Prints the
     /// `SPIFFE_ENDPOINT_SOCKET=unix://…` line clients need.
     Agent(agent::AgentArgs),
+    /// Authorization policy files: decide a request, lint a file.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -83,7 +92,9 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            output::warn_line(&format!("error: {e}"));
+            if !e.is_answered() {
+                output::warn_line(&format!("error: {e}"));
+            }
             e.exit_code()
         }
     }
@@ -95,6 +106,7 @@ fn run(cli: &Cli) -> CliResult {
         Command::Svid(c) => svid::run(c),
         Command::Jwt(c) => jwt::run(c),
         Command::Agent(a) => agent::run(a),
+        Command::Policy(c) => policy::run(c),
     }
 }
 
