@@ -1,6 +1,7 @@
 //! Zero-trust calls in one process: a fake CA, an `orders` service calling
-//! a `billing` service over mutual TLS, an impostor refused, and SVIDs
-//! rotating under traffic.
+//! a `billing` service over mutual TLS, an impostor refused, SVIDs rotating
+//! under traffic, and per-request authorization with audit lines and a
+//! revocation.
 //!
 //! Run it with:
 //!
@@ -9,8 +10,11 @@
 //! ```
 //!
 //! No SPIRE is needed: the fake CA in `zt-core` issues the same X.509-SVIDs
-//! a SPIRE agent would. Set `RUST_LOG=zt=debug` to watch the handshakes.
+//! a SPIRE agent would. Set `RUST_LOG=zt=debug` to watch the handshakes,
+//! `RUST_LOG=zt::audit=info` to see authorization decisions as `tracing`
+//! events as well as the JSON lines printed here.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,12 +22,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use zt_client::ZtClient;
+use zt_core::audit::JsonLinesAuditWriter;
+use zt_core::authz::Authorizer;
 use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::matcher::IdMatcher;
+use zt_core::policy::Policy;
+use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource;
 use zt_core::{SpiffeId, TrustDomain};
-use zt_server::{VerifiedPeer, ZtServer};
+use zt_server::{AuthorizeLayer, VerifiedPeer, ZtServer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -148,11 +157,136 @@ async fn main() -> Result<(), BoxError> {
         return Err("rotation under traffic did not go cleanly".into());
     }
 
-    step(7, "shutting down");
+    step(
+        7,
+        "ledger authorizes every request by policy and audits each decision",
+    );
+    let (ledger_addr, stop_ledger, audit, revocations) = start_ledger(&ca, ttl).await?;
+    let ledger_client = ZtClient::builder(orders.clone())
+        .pin_server(IdMatcher::exact(SpiffeId::new(
+            "spiffe://example.org/ledger",
+        )?))
+        .build()?
+        .reqwest_client()?;
+    for (what, path, expected) in [
+        ("an allowed route", "/entries/7", 200),
+        ("a denied route", "/admin/reset", 403),
+        (
+            "a route an audit-only (dry-run) rule watches",
+            "/entries/export",
+            200,
+        ),
+    ] {
+        let resp = ledger_client
+            .get(format!("https://{ledger_addr}{path}"))
+            .send()
+            .await?;
+        let status = resp.status();
+        println!("    {what}: GET {path} -> {status} {}", resp.text().await?);
+        audit.flush();
+        if status.as_u16() != expected {
+            return Err(format!("GET {path}: expected {expected}, got {status}").into());
+        }
+    }
+    println!("    revoking {orders_id}: its next request is refused, open connection or not");
+    revocations.revoke_id(orders_id.clone());
+    let resp = ledger_client
+        .get(format!("https://{ledger_addr}/entries/7"))
+        .send()
+        .await?;
+    let status = resp.status();
+    println!("    GET /entries/7 -> {status} {}", resp.text().await?);
+    audit.flush();
+    if status.as_u16() != 403 {
+        return Err(format!("a revoked caller got {status}").into());
+    }
+    let _ = stop_ledger.send(());
+
+    step(8, "shutting down");
     let _ = stop_tx.send(());
     serving.await??;
     println!("    done: every call proved who made it.");
     Ok(())
+}
+
+const LEDGER_POLICY: &str = r#"
+version = "quickstart-1"
+
+[[rule]]
+id = "orders-reads-entries"
+effect = "allow"
+callers = ["spiffe://example.org/orders"]
+http = [{ method = "GET", path = "/entries/{id}" }]
+
+[[rule]]
+id = "nobody-resets"
+effect = "deny"
+http = [{ method = "*", path = "/admin/**" }]
+
+[[rule]]
+id = "watch-exports"
+effect = "audit"
+http = [{ method = "GET", path = "/entries/export" }]
+"#;
+
+/// Audit lines go to stdout through the non-blocking JSON-lines writer.
+type Audit = Arc<JsonLinesAuditWriter>;
+
+/// Starts `ledger`: any workload of example.org may connect; the policy
+/// decides per request.
+async fn start_ledger(
+    ca: &FakeCa,
+    ttl: Duration,
+) -> Result<(SocketAddr, oneshot::Sender<()>, Audit, Revocations), BoxError> {
+    let ledger = FakeCaSource::new(
+        ca.clone(),
+        SpiffeId::new("spiffe://example.org/ledger")?,
+        ttl,
+    )?;
+    let audit: Audit = Arc::new(JsonLinesAuditWriter::new(
+        Indented(std::io::stdout()),
+        1024,
+    )?);
+    let revocations = Revocations::new();
+    let authorizer = Authorizer::builder(Policy::from_toml_str(LEDGER_POLICY, "ledger.toml")?)
+        .target("ledger")
+        .revocations(revocations.clone())
+        .audit_sink(audit.clone())
+        .build();
+    let app = Router::new()
+        .route("/entries/{id}", get(|| async { "entry" }))
+        .route("/admin/reset", get(|| async { "reset" }))
+        .route_layer(AuthorizeLayer::new(authorizer));
+    let server = ZtServer::builder(ledger)
+        .accept_callers(IdMatcher::in_trust_domain(TrustDomain::new("example.org")?))
+        .revocations(revocations.clone())
+        .build()?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = server
+            .serve(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((addr, stop, audit, revocations))
+}
+
+/// Prefixes every audit line with `    audit: `.
+struct Indented<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Indented<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(b"    audit: ")?;
+        self.0.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

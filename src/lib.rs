@@ -4,11 +4,12 @@
 #![forbid(unsafe_code)]
 
 /// Installs a compact `tracing` subscriber for examples, honouring
-/// `RUST_LOG` (default: warnings only, so the examples' own output stays
+/// `RUST_LOG` (default: warnings only, and no `zt::audit` events, which the
+/// examples print as JSON lines themselves, so their own output stays
 /// readable).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,zt::audit=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
