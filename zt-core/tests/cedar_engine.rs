@@ -175,293 +175,58 @@ impl Row {
     }
 }
 
+#[rustfmt::skip]
 fn table() -> Vec<Row> {
     use DecisionReason::{MatchedAllow as Allow, MatchedDeny as Deny, NoMatchingRule as NoRule};
+    let prod_x = Some("spiffe://example.org/ns/prod/sa/x");
+    let reader = Some("spiffe://example.org/ns/dev/sa/reader");
     vec![
-        http(
-            "exact ID on a path template",
-            Some(BILLING),
-            "GET",
-            "/invoices/42",
-            Allow,
-            Some("exact-billing"),
-        ),
-        http(
-            "exact ID, other method",
-            Some(BILLING),
-            "POST",
-            "/invoices/42",
-            NoRule,
-            None,
-        ),
-        http(
-            "path template is one segment",
-            Some(BILLING),
-            "GET",
-            "/invoices/42/lines",
-            NoRule,
-            None,
-        ),
-        http(
-            "path template needs a segment",
-            Some(BILLING),
-            "GET",
-            "/invoices/",
-            NoRule,
-            None,
-        ),
-        http(
-            "route template matches the template",
-            Some(BILLING),
-            "GET",
-            "/v2/invoices/42",
-            Allow,
-            Some("exact-billing"),
-        )
-        .route("/invoices/{id}"),
-        http(
-            "trust domain",
-            Some(PARTNER),
-            "GET",
-            "/catalog",
-            Allow,
-            Some("trust-domain-partner"),
-        )
-        .audit(&["audit-partner"]),
-        http(
-            "other trust domain",
-            Some(STRANGER),
-            "GET",
-            "/catalog",
-            NoRule,
-            None,
-        ),
-        http(
-            "ID prefix",
-            Some("spiffe://example.org/ns/prod/sa/x"),
-            "GET",
-            "/reports/q3/summary",
-            Allow,
-            Some("prefix-prod"),
-        ),
-        http(
-            "path prefix covers its base",
-            Some("spiffe://example.org/ns/prod/sa/x"),
-            "GET",
-            "/reports",
-            Allow,
-            Some("prefix-prod"),
-        ),
-        http(
-            "ID prefix excludes its base",
-            Some("spiffe://example.org/ns/prod"),
-            "GET",
-            "/reports",
-            NoRule,
-            None,
-        ),
-        http(
-            "ID prefix is on a segment boundary",
-            Some("spiffe://example.org/ns/production/x"),
-            "GET",
-            "/reports",
-            NoRule,
-            None,
-        ),
-        http(
-            "ID glob",
-            Some("spiffe://example.org/ns/dev/sa/reader"),
-            "GET",
-            "/docs/intro",
-            Allow,
-            Some("glob-readers"),
-        ),
-        http(
-            "ID glob star is one segment",
-            Some("spiffe://example.org/ns/a/b/sa/reader"),
-            "GET",
-            "/docs/intro",
-            NoRule,
-            None,
-        ),
-        http(
-            "path star is one segment",
-            Some("spiffe://example.org/ns/dev/sa/reader"),
-            "GET",
-            "/docs/a/b",
-            NoRule,
-            None,
-        ),
-        http(
-            "one of several IDs",
-            Some(OPS_2),
-            "POST",
-            "/deploy",
-            Allow,
-            Some("one-of-ops"),
-        ),
-        http(
-            "not one of them",
-            Some(OPS_3),
-            "POST",
-            "/deploy",
-            NoRule,
-            None,
-        ),
-        http(
-            "one-segment wildcard never matches a catch-all route",
-            Some(OPS_3),
-            "GET",
-            "/files/a/b",
-            NoRule,
-            None,
-        )
-        .route("/files/{*rest}"),
-        http(
-            "one-segment wildcard on the raw path",
-            Some(OPS_3),
-            "GET",
-            "/files/a",
-            Allow,
-            Some("files-one-segment"),
-        )
-        .route("/files/{*rest}"),
-        http(
-            "final ** matches a catch-all route",
-            Some(OPS_1),
-            "GET",
-            "/x",
-            Allow,
-            Some("files-everything"),
-        )
-        .route("/files/{*rest}"),
-        http(
-            "gRPC method",
-            Some(API),
-            "POST",
-            "/billing.Billing/GetInvoice",
-            Allow,
-            Some("grpc-method"),
-        )
-        .grpc("/billing.Billing/GetInvoice"),
-        http(
-            "other gRPC method",
-            Some(API),
-            "POST",
-            "/billing.Billing/Refund",
-            NoRule,
-            None,
-        )
-        .grpc("/billing.Billing/Refund"),
-        http(
-            "gRPC service-wide",
-            Some(LEDGER),
-            "POST",
-            "/ledger.Ledger/Post",
-            Allow,
-            Some("grpc-service"),
-        )
-        .grpc("/ledger.Ledger/Post"),
-        http(
-            "gRPC pattern needs a gRPC method",
-            Some(LEDGER),
-            "POST",
-            "/ledger.Ledger/Post",
-            NoRule,
-            None,
-        ),
-        http(
-            "gRPC service-wide needs a method name",
-            Some(LEDGER),
-            "POST",
-            "/ledger.Ledger/",
-            NoRule,
-            None,
-        )
-        .grpc("/ledger.Ledger/"),
-        http(
-            "deny overrides allow",
-            Some(ADMIN),
-            "GET",
-            "/admin/users",
-            Deny,
-            Some("no-admin"),
-        ),
-        http(
-            "deny covers the base path",
-            Some(BILLING),
-            "GET",
-            "/admin",
-            Deny,
-            Some("no-admin"),
-        ),
-        http(
-            "default deny",
-            Some(BILLING),
-            "GET",
-            "/nothing",
-            NoRule,
-            None,
-        ),
-        http(
-            "rule without callers",
-            Some(STRANGER),
-            "GET",
-            "/health",
-            Allow,
-            Some("anyone-health"),
-        ),
-        http(
-            "first matching allow decides",
-            Some(BILLING),
-            "GET",
-            "/status",
-            Allow,
-            Some("example-status"),
-        ),
-        http(
-            "later allow for other callers",
-            Some(STRANGER),
-            "GET",
-            "/status",
-            Allow,
-            Some("anyone-status"),
-        ),
-        http(
-            "unauthenticated",
-            None,
-            "GET",
-            "/health",
-            DecisionReason::Unauthenticated,
-            None,
-        ),
-        http(
-            "audit-only never decides",
-            Some(BILLING),
-            "DELETE",
-            "/invoices/42",
-            NoRule,
-            None,
-        )
-        .audit(&["audit-deletes"]),
-        http(
-            "every audit-only match, in order",
-            Some(PARTNER),
-            "DELETE",
-            "/catalog",
-            NoRule,
-            None,
-        )
-        .audit(&["audit-deletes", "audit-partner"]),
-        http(
-            "audit-only beside a deny",
-            Some(PARTNER),
-            "DELETE",
-            "/admin/x",
-            Deny,
-            Some("no-admin"),
-        )
-        .audit(&["audit-deletes", "audit-partner"]),
+        http("exact ID on a path template", Some(BILLING), "GET", "/invoices/42", Allow, Some("exact-billing")),
+        http("exact ID, other method", Some(BILLING), "POST", "/invoices/42", NoRule, None),
+        http("path template is one segment", Some(BILLING), "GET", "/invoices/42/lines", NoRule, None),
+        http("path template needs a non-empty segment", Some(BILLING), "GET", "/invoices/", NoRule, None),
+        http("route template matches the template", Some(BILLING), "GET", "/v2/invoices/42", Allow, Some("exact-billing"))
+            .route("/invoices/{id}"),
+        http("trust domain", Some(PARTNER), "GET", "/catalog", Allow, Some("trust-domain-partner"))
+            .audit(&["audit-partner"]),
+        http("other trust domain", Some(STRANGER), "GET", "/catalog", NoRule, None),
+        http("ID prefix", prod_x, "GET", "/reports/q3/summary", Allow, Some("prefix-prod")),
+        http("path prefix covers its base", prod_x, "GET", "/reports", Allow, Some("prefix-prod")),
+        http("ID prefix excludes its base", Some("spiffe://example.org/ns/prod"), "GET", "/reports", NoRule, None),
+        http("ID prefix is on a segment boundary", Some("spiffe://example.org/ns/production/x"), "GET", "/reports", NoRule, None),
+        http("ID glob", reader, "GET", "/docs/intro", Allow, Some("glob-readers")),
+        http("ID glob star is one segment", Some("spiffe://example.org/ns/a/b/sa/reader"), "GET", "/docs/intro", NoRule, None),
+        http("path star is one segment", reader, "GET", "/docs/a/b", NoRule, None),
+        http("one of several IDs", Some(OPS_2), "POST", "/deploy", Allow, Some("one-of-ops")),
+        http("not one of them", Some(OPS_3), "POST", "/deploy", NoRule, None),
+        http("one-segment wildcard never matches a catch-all route", Some(OPS_3), "GET", "/files/a/b", NoRule, None)
+            .route("/files/{*rest}"),
+        http("one-segment wildcard on the raw path", Some(OPS_3), "GET", "/files/a", Allow, Some("files-one-segment"))
+            .route("/files/{*rest}"),
+        http("final ** matches a catch-all route", Some(OPS_1), "GET", "/x", Allow, Some("files-everything"))
+            .route("/files/{*rest}"),
+        http("gRPC method", Some(API), "POST", "/billing.Billing/GetInvoice", Allow, Some("grpc-method"))
+            .grpc("/billing.Billing/GetInvoice"),
+        http("other gRPC method", Some(API), "POST", "/billing.Billing/Refund", NoRule, None)
+            .grpc("/billing.Billing/Refund"),
+        http("gRPC service-wide", Some(LEDGER), "POST", "/ledger.Ledger/Post", Allow, Some("grpc-service"))
+            .grpc("/ledger.Ledger/Post"),
+        http("gRPC pattern needs a gRPC method", Some(LEDGER), "POST", "/ledger.Ledger/Post", NoRule, None),
+        http("gRPC service-wide needs a method name", Some(LEDGER), "POST", "/ledger.Ledger/", NoRule, None)
+            .grpc("/ledger.Ledger/"),
+        http("deny overrides allow", Some(ADMIN), "GET", "/admin/users", Deny, Some("no-admin")),
+        http("deny covers the base path", Some(BILLING), "GET", "/admin", Deny, Some("no-admin")),
+        http("default deny", Some(BILLING), "GET", "/nothing", NoRule, None),
+        http("rule without callers", Some(STRANGER), "GET", "/health", Allow, Some("anyone-health")),
+        http("first matching allow decides", Some(BILLING), "GET", "/status", Allow, Some("example-status")),
+        http("later allow for other callers", Some(STRANGER), "GET", "/status", Allow, Some("anyone-status")),
+        http("unauthenticated", None, "GET", "/health", DecisionReason::Unauthenticated, None),
+        http("audit-only never decides", Some(BILLING), "DELETE", "/invoices/42", NoRule, None)
+            .audit(&["audit-deletes"]),
+        http("every audit-only match, in order", Some(PARTNER), "DELETE", "/catalog", NoRule, None)
+            .audit(&["audit-deletes", "audit-partner"]),
+        http("audit-only beside a deny", Some(PARTNER), "DELETE", "/admin/x", Deny, Some("no-admin"))
+            .audit(&["audit-deletes", "audit-partner"]),
     ]
 }
 

@@ -237,13 +237,18 @@ impl CedarPolicy {
         };
         let callers = t.any(rule.callers(), |t, m| t.caller(m))?;
         let actions = t.any(rule.actions(), |t, a| t.action(a))?;
-        let (kind, set) = match rule.effect() {
-            Effect::Allow => ("permit", &mut self.decide),
-            Effect::Deny => ("forbid", &mut self.decide),
-            Effect::AuditOnly => ("permit", &mut self.audit),
+        let (kind, set, note) = match rule.effect() {
+            Effect::Allow => ("permit", &mut self.decide, "allow"),
+            Effect::Deny => ("forbid", &mut self.decide, "deny"),
+            Effect::AuditOnly => (
+                "permit",
+                &mut self.audit,
+                "audit-only, in its own policy set",
+            ),
         };
         let text = format!(
-            "@id({id})\n{kind} (principal, action, resource)\nwhen {{\n  {callers}\n  && {actions}\n}};\n",
+            "// r{index}: {note}\n@id({id})\n{kind} (principal, action, resource)\nwhen {{\n  \
+             {callers}\n  && {actions}\n}};\n",
             id = quote(rule.id()),
         );
         let parsed =
@@ -534,7 +539,8 @@ impl Translator<'_> {
         }
     }
 
-    /// `(a || b || …)`; `true` for an empty list (no callers / no actions).
+    /// `(a || b || …)`, or `a` alone; `true` for an empty list (no callers /
+    /// no actions).
     fn any<T>(
         &mut self,
         items: &[T],
@@ -543,11 +549,20 @@ impl Translator<'_> {
         if items.is_empty() {
             return Ok("true".to_owned());
         }
-        let parts = items
+        let mut parts = items
             .iter()
             .map(|item| each(self, item))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(format!("({})", parts.join(" || ")))
+        // Every part is a comparison or parenthesised, so one needs no
+        // parentheses of its own.
+        match parts.pop() {
+            Some(only) if parts.is_empty() => Ok(only),
+            Some(last) => {
+                parts.push(last);
+                Ok(format!("({})", parts.join(" || ")))
+            }
+            None => Ok("false".to_owned()),
+        }
     }
 
     fn caller(&mut self, matcher: &IdMatcher) -> Result<String, CedarError> {
