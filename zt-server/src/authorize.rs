@@ -34,8 +34,6 @@ use crate::peer::VerifiedPeer;
 /// nothing else: rule ids, policy text and reasons go to the audit log only.
 /// Denied requests are refused before the body is read.
 ///
-/// An allowed request carries the [`Authorization`] in its extensions.
-///
 /// # axum
 ///
 /// Add the layer with [`Router::route_layer`](https://docs.rs/axum/0.8/axum/struct.Router.html#method.route_layer):
@@ -169,7 +167,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         let grpc = is_grpc(req.headers());
         let authorization = {
             let peer = VerifiedPeer::from_extensions(req.extensions());
@@ -186,7 +184,6 @@ where
                 .authorize(&request, peer.map(VerifiedPeer::serial))
         };
         if authorization.proceeds() {
-            req.extensions_mut().insert(authorization);
             ResponseFuture::inner(self.inner.call(req))
         } else {
             ResponseFuture::denied(denial(grpc, &authorization))

@@ -25,10 +25,16 @@ pub(super) struct Index {
     audit: CallerIndex,
 }
 
+/// The index's hasher. Keys are SPIFFE IDs and trust domains of callers
+/// that completed mutual TLS with a trusted CA, so hash flooding by chosen
+/// keys is not a concern, and SipHash would cost several times more per
+/// request; the seed is still random per process.
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Debug, Default)]
 struct CallerIndex {
-    by_id: HashMap<SpiffeId, Vec<Candidate>>,
-    by_trust_domain: HashMap<TrustDomain, Vec<Candidate>>,
+    by_id: HashMap<SpiffeId, Vec<Candidate>, Hasher>,
+    by_trust_domain: HashMap<TrustDomain, Vec<Candidate>, Hasher>,
     other: Vec<Candidate>,
     len: usize,
 }
