@@ -13,6 +13,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use zt_core::matcher::IdMatcher;
 use zt_core::peer::{DEFAULT_CHAIN_CACHE_CAPACITY, PeerVerifier};
+use zt_core::revocation::Revocations;
 use zt_core::source::{DerivedCache, SvidSource};
 use zt_core::time::{SharedClock, system_clock};
 use zt_core::x509::Usage;
@@ -29,6 +30,7 @@ pub struct ClientBuilder {
     provider: Option<Arc<CryptoProvider>>,
     clock: SharedClock,
     chain_cache: usize,
+    revocations: Option<Revocations>,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -50,7 +52,16 @@ impl ClientBuilder {
             provider: None,
             clock: system_clock(),
             chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
+            revocations: None,
         }
+    }
+
+    /// Refuse, at every handshake, servers whose SPIFFE ID or leaf serial
+    /// is on `revocations`. Connections already open in a pool are not cut.
+    #[must_use]
+    pub fn revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     /// Accept only servers whose SPIFFE ID matches `matcher` (an exact ID,
@@ -109,14 +120,18 @@ impl ClientBuilder {
         let provider = self
             .provider
             .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let mut peers = PeerVerifier::new(
+            self.source.clone(),
+            self.clock,
+            Usage::ServerAuth,
+            self.pin.clone(),
+        )
+        .with_cache_capacity(self.chain_cache);
+        if let Some(revocations) = self.revocations {
+            peers = peers.with_revocations(revocations);
+        }
         let verifier = Arc::new(ServerVerifier {
-            peers: PeerVerifier::new(
-                self.source.clone(),
-                self.clock,
-                Usage::ServerAuth,
-                self.pin.clone(),
-            )
-            .with_cache_capacity(self.chain_cache),
+            peers,
             provider: provider.clone(),
         });
         let resolver = Arc::new(ClientCertResolver {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use zt_core::fake_ca::{BadSvid, FakeCa, FakeCaSource};
 use zt_core::matcher::IdMatcher;
 use zt_core::peer::{PeerError, PeerVerifier};
+use zt_core::revocation::Revocations;
 use zt_core::time::ManualClock;
 use zt_core::x509::{SvidError, Usage};
 use zt_core::{SpiffeId, TrustDomain};
@@ -133,4 +134,39 @@ fn no_local_identity_fails_closed() {
         v.verify(peer.leaf(), &[]),
         Err(PeerError::LocalSource(_))
     ));
+}
+
+#[test]
+fn a_revoked_peer_is_refused_even_when_its_chain_is_cached() {
+    let s = setup();
+    let orders = id("spiffe://example.org/orders");
+    let peer =
+        s.ca.issue_x509_svid(&orders, Duration::from_secs(60))
+            .unwrap();
+    let revocations = Revocations::new();
+    let v = verifier(&s, None).with_revocations(revocations.clone());
+    let verified = v.verify(peer.leaf(), &[]).unwrap();
+
+    revocations.revoke_serial(verified.serial());
+    let err = v.verify(peer.leaf(), &[]).unwrap_err();
+    assert_eq!(
+        err,
+        PeerError::Revoked {
+            presented: orders.clone(),
+            serial: verified.serial_hex(),
+        }
+    );
+    // Another certificate of the same workload is still accepted.
+    let next =
+        s.ca.issue_x509_svid(&orders, Duration::from_secs(60))
+            .unwrap();
+    v.verify(next.leaf(), &[]).unwrap();
+
+    revocations.revoke_id(orders.clone());
+    assert!(matches!(
+        v.verify(next.leaf(), &[]),
+        Err(PeerError::Revoked { .. })
+    ));
+    revocations.reinstate_id(&orders);
+    v.verify(next.leaf(), &[]).unwrap();
 }

@@ -12,6 +12,12 @@
 //! `VerifiedPeer` has no public constructor: holding one proves the TLS
 //! layer verified it, so authorization code can rely on it.
 //!
+//! [`AuthorizeLayer`] decides every request by explicit policy before the
+//! handler runs: it reads the `VerifiedPeer`, asks a
+//! [`zt_core::authz::Authorizer`] (revocation list, policy, dry-run, audit),
+//! and answers refusals with `403` / `PERMISSION_DENIED`, or `401` /
+//! `UNAUTHENTICATED` when there is no verified identity.
+//!
 //! # Quick start
 //!
 //! ```no_run
@@ -28,6 +34,31 @@
 //! let server = ZtServer::builder(source).build()?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
 //! let app = Router::new().route("/whoami", get(whoami));
+//! server.serve(listener, app, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! With authorization, from a policy file reloaded when it changes:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use zt_core::authz::Authorizer;
+//! use zt_core::policy::PolicyStore;
+//! use zt_core::source::WorkloadApiSource;
+//! use zt_server::{AuthorizeLayer, ZtServer};
+//!
+//! let policy = PolicyStore::from_file("policy.toml")?;
+//! let _watch = policy.watch(Duration::from_secs(5));
+//! let authz = Authorizer::builder(policy).target("billing").build();
+//! let app = Router::new()
+//!     .route("/invoices/{id}", get(|| async { "invoice" }))
+//!     .route_layer(AuthorizeLayer::new(authz));
+//!
+//! let source = WorkloadApiSource::builder().build().await?;
+//! let server = ZtServer::builder(source).build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
 //! server.serve(listener, app, std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
