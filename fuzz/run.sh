@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS each, one at a time, and prints a table:
+# target, seconds, executions, executions per second, crash found or not.
+#
+#   fuzz/run.sh SECONDS [TARGET...]
+#
+# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
+# The checked-in seeds in fuzz/corpus/<target>/ are read but not written:
+# inputs the fuzzer finds go to fuzz/target/corpus/<target>/ (ignored by git),
+# crashing inputs to fuzz/artifacts/<target>/, logs to fuzz/target/logs/.
+# Exits non-zero if any target crashed.
+set -euo pipefail
+
+if [[ $# -lt 1 || ! $1 =~ ^[0-9]+$ ]]; then
+    echo "usage: $0 SECONDS [TARGET...]" >&2
+    exit 2
+fi
+seconds=$1
+shift
+cd "$(dirname "$0")"
+
+if [[ $# -gt 0 ]]; then
+    targets=("$@")
+else
+    mapfile -t targets < <(cargo +nightly fuzz list)
+fi
+
+cargo +nightly fuzz build
+mkdir -p target/logs
+status=0
+rows=()
+for t in "${targets[@]}"; do
+    mkdir -p "target/corpus/$t"
+    log="target/logs/$t.log"
+    echo "== $t: ${seconds}s" >&2
+    if cargo +nightly fuzz run "$t" "target/corpus/$t" "corpus/$t" -- \
+        -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+        >"$log" 2>&1; then
+        crash=no
+    else
+        crash="YES (see $log and artifacts/$t/)"
+        status=1
+    fi
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    execs=${execs:-$(sed -n 's/^#\([0-9]*\).*/\1/p' "$log" | tail -1)}
+    execs=${execs:-0}
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    rate=${rate:-$((execs / (seconds > 0 ? seconds : 1)))}
+    rows+=("$(printf '%-12s %8s %12s %9s  %s' "$t" "$seconds" "$execs" "$rate" "$crash")")
+done
+
+printf '%-12s %8s %12s %9s  %s\n' target seconds executions exec/s crash
+printf '%s\n' "${rows[@]}"
+exit "$status"
