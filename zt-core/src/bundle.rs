@@ -337,6 +337,24 @@ impl TrustBundle {
             return Ok(());
         }
         let index = self.x509.len();
+        // webpki reads only the subject and key of an anchor; parse the whole
+        // certificate too, so every format accepts the same certificates and
+        // a bundle loaded from one can be written in and read from another.
+        match X509Certificate::from_der(&cert) {
+            Ok(([], _)) => {}
+            Ok(_) => {
+                return Err(BundleError::BadCertificate {
+                    index,
+                    reason: "trailing data after the certificate".into(),
+                });
+            }
+            Err(e) => {
+                return Err(BundleError::BadCertificate {
+                    index,
+                    reason: e.to_string(),
+                });
+            }
+        }
         let anchor = webpki::anchor_from_trusted_cert(&cert)
             .map_err(|e| BundleError::BadCertificate {
                 index,
