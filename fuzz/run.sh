@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each, one at a time, and prints a table:
-# target, seconds, executions, executions per second, crash found or not.
+# target, seconds run, executions, executions per second, crash found or not
+# (after a crash: the figures up to it).
 #
 #   fuzz/run.sh SECONDS [TARGET...]
 #
@@ -41,12 +42,17 @@ for t in "${targets[@]}"; do
         crash="YES (see $log and artifacts/$t/)"
         status=1
     fi
+    # libFuzzer's final stats; after a crash, its last status line instead.
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    execs=${execs:-$(sed -n 's/^#\([0-9]*\).*/\1/p' "$log" | tail -1)}
-    execs=${execs:-0}
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
-    rate=${rate:-$((execs / (seconds > 0 ? seconds : 1)))}
-    rows+=("$(printf '%-12s %8s %12s %9s  %s' "$t" "$seconds" "$execs" "$rate" "$crash")")
+    ran=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+    last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
+    execs=${execs:-$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$last")}
+    rate=${rate:-$(sed -n 's/.*exec\/s: \([0-9]*\).*/\1/p' <<<"$last")}
+    execs=${execs:-0}
+    rate=${rate:-0}
+    ran=${ran:-$((rate > 0 ? execs / rate : 0))}
+    rows+=("$(printf '%-12s %8s %12s %9s  %s' "$t" "$ran" "$execs" "$rate" "$crash")")
 done
 
 printf '%-12s %8s %12s %9s  %s\n' target seconds executions exec/s crash
