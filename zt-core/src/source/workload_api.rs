@@ -2,7 +2,7 @@
 //! built on the `spiffe` crate's `X509Source` and `JwtSource`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use spiffe::{JwtSource, X509Source};
@@ -13,6 +13,7 @@ use crate::bundle::{BundleSet, JwtAuthority, TrustBundle};
 use crate::jwt::JwtSvid;
 use crate::svid::X509Svid;
 use crate::time::{SharedClock, system_clock};
+use crate::x509::{SvidError, Usage, verify_x509_svid};
 
 /// Configures a [`WorkloadApiSource`].
 #[derive(Debug, Clone)]
@@ -79,8 +80,15 @@ impl WorkloadApiSourceBuilder {
         if let Some(timeout) = self.initial_sync_timeout {
             x509 = x509.initial_sync_timeout(timeout);
         }
+        // Name the endpoint: "initial synchronization timed out" alone does
+        // not say which agent was not answering.
         let x509 = x509.build().await.map_err(|e| SourceError::WorkloadApi {
-            reason: e.to_string(),
+            reason: format!(
+                "{e} (endpoint `{}`; is the agent running and the socket reachable?)",
+                self.endpoint
+                    .as_deref()
+                    .unwrap_or("from SPIFFE_ENDPOINT_SOCKET")
+            ),
         })?;
         let source = Arc::new(WorkloadApiSource {
             state: SourceState::new(self.clock),
@@ -117,7 +125,9 @@ impl WorkloadApiSourceBuilder {
 ///
 /// X.509 material streams in through the `spiffe` crate's `X509Source`, which
 /// reconnects with backoff when the API goes away; the last good SVID keeps
-/// serving until it expires. JWT-SVIDs and JWT bundles come from a
+/// serving until it expires. An SVID that does not chain to its own trust
+/// domain's bundle, or has already expired, is refused: the last good one
+/// keeps serving and [`SvidSource::health`] reports why. JWT-SVIDs and JWT bundles come from a
 /// `JwtSource` opened on first use; JWT authorities are merged into the
 /// snapshot's bundle set.
 ///
@@ -206,8 +216,27 @@ impl WorkloadApiSource {
         if let Some(jwt) = self.jwt.get() {
             merge_jwt_bundles(jwt, &mut bundles)?;
         }
+        verify_own_svid(&ours, &bundles, self.state.clock().now())?;
         self.state.publish(ours, bundles);
         Ok(())
+    }
+}
+
+/// Refuses an SVID that peers would refuse: one that does not chain to an
+/// authority of its own trust domain in `bundles` (an agent pushing an SVID
+/// for another trust domain, or one signed outside the bundle), or that has
+/// already expired. The caller keeps the last good snapshot instead.
+///
+/// An SVID not yet valid by our clock is checked as of its start, so a
+/// workload clock running behind the agent's does not refuse fresh SVIDs.
+fn verify_own_svid(svid: &X509Svid, bundles: &BundleSet, now: SystemTime) -> Result<(), SvidError> {
+    let at = now.max(svid.not_before());
+    // SPIRE SVIDs carry both TLS usages; accept one that carries either.
+    match verify_x509_svid(svid.chain(), bundles, at, Usage::ClientAuth) {
+        Err(SvidError::WrongExtendedKeyUsage { .. }) => {
+            verify_x509_svid(svid.chain(), bundles, at, Usage::ServerAuth).map(drop)
+        }
+        other => other.map(drop),
     }
 }
 
