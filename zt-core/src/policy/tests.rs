@@ -688,3 +688,58 @@ fn policy_is_a_send_sync_engine() {
     let engine: Box<dyn PolicyEngine> = Box::new(table_policy());
     assert_eq!(&*engine.version(), "table");
 }
+
+#[test]
+fn rules_sharing_a_trust_domain_are_indexed_by_route() {
+    // 10,000 rules for one trust domain, each on its own route; a few that
+    // apply to every route.
+    let mut builder = Policy::builder();
+    for i in 0..10_000 {
+        builder = builder.rule(
+            Rule::allow(format!("svc-{i}"))
+                .caller("spiffe://example.org/**")
+                .unwrap()
+                .http("GET", &format!("/svc-{i}/items/{{id}}"))
+                .unwrap()
+                .grpc(&format!("/pkg.Svc{i}/*"))
+                .unwrap(),
+        );
+    }
+    builder = builder
+        .rule(Rule::allow("health").http("GET", "/{any}").unwrap())
+        .rule(
+            Rule::allow("partner-wide")
+                .caller("spiffe://example.org/**")
+                .unwrap(),
+        );
+    let policy = builder.build().unwrap();
+    let caller = SpiffeId::new("spiffe://example.org/ns/prod/sa/x").unwrap();
+
+    let http = Request::new(Some(&caller), "GET", "/svc-4242/items/7");
+    let decision = policy.evaluate(&http);
+    assert_eq!(decision.rule_id.as_deref(), Some("svc-4242"));
+    // Tried: the rule on this route, and the two that apply to any route.
+    assert_eq!(policy.inner.index.tried(&http), 3);
+
+    let with_route =
+        Request::new(Some(&caller), "GET", "/svc-17/items/7").with_route("/svc-9/items/{id}");
+    assert_eq!(
+        policy.evaluate(&with_route).rule_id.as_deref(),
+        Some("svc-9"),
+        "the route template is looked up as well as the path"
+    );
+    assert_eq!(policy.inner.index.tried(&with_route), 4);
+
+    let grpc =
+        Request::new(Some(&caller), "POST", "/pkg.Svc77/Get").with_grpc_method("/pkg.Svc77/Get");
+    assert_eq!(policy.evaluate(&grpc).rule_id.as_deref(), Some("svc-77"));
+    assert_eq!(policy.inner.index.tried(&grpc), 3);
+
+    // A route no rule names falls through to the rules for any route.
+    let other = Request::new(Some(&caller), "GET", "/nothing/here");
+    assert_eq!(
+        policy.evaluate(&other).rule_id.as_deref(),
+        Some("partner-wide")
+    );
+    assert_eq!(policy.inner.index.tried(&other), 2);
+}
