@@ -2,6 +2,13 @@
 //! Each test names its target and says what went wrong (see
 //! `fuzz/README.md`).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use zt_core::bundle::BundleError;
 use zt_core::{TrustBundle, TrustDomain};
 
