@@ -375,6 +375,10 @@ impl SpiffeWorkloadApi for WorkloadApiServer {
     }
 }
 
+/// How long [`WorkloadApiServerHandle::shutdown`] waits for open calls to
+/// end before closing their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
+
 /// A running Workload API server. Dropping it stops the server.
 #[derive(Debug)]
 pub struct WorkloadApiServerHandle {
@@ -397,8 +401,17 @@ impl WorkloadApiServerHandle {
     /// Stops accepting calls, ends open streams, and removes the socket.
     pub async fn shutdown(mut self) {
         self.stop_now();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take() {
+            // Graceful shutdown waits for open connections to finish, and a
+            // client's FetchX509SVID stream never does while it listens: after
+            // a grace period, abort the server, which closes them.
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
         }
         let _ = std::fs::remove_file(&self.path);
     }
