@@ -10,12 +10,13 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt as _};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinSet;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
@@ -117,11 +118,13 @@ impl WorkloadApiServer {
         }
         let listener = UnixListener::bind(&path).map_err(io_err)?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let relays = Arc::new(Mutex::new(JoinSet::new()));
         let service = self.into_service();
+        let relays_in = relays.clone();
         let task = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(relayed_connections(listener), async {
+                .serve_with_incoming_shutdown(relayed_connections(listener, relays_in), async {
                     let _ = stop_rx.await;
                 })
                 .await;
@@ -134,6 +137,7 @@ impl WorkloadApiServer {
             path,
             stop: Some(stop_tx),
             task: Some(task),
+            relays,
         })
     }
 
@@ -144,16 +148,25 @@ impl WorkloadApiServer {
 
 /// Accepted Unix connections, each handed to the server through an
 /// in-memory pipe behind the `:authority` relay (see `super::authority`).
+/// The relays run in `relays`, so that shutting the server down can close
+/// every client connection.
 fn relayed_connections(
     listener: UnixListener,
+    relays: Arc<Mutex<JoinSet<()>>>,
 ) -> impl Stream<Item = std::io::Result<tokio::io::DuplexStream>> {
-    futures::stream::unfold(listener, |listener| async move {
-        let item = listener.accept().await.map(|(unix, _)| {
-            let (ours, theirs) = tokio::io::duplex(64 * 1024);
-            tokio::spawn(relay(unix, ours));
-            theirs
-        });
-        Some((item, listener))
+    futures::stream::unfold(listener, move |listener| {
+        let relays = relays.clone();
+        async move {
+            let item = listener.accept().await.map(|(unix, _)| {
+                let (ours, theirs) = tokio::io::duplex(64 * 1024);
+                let mut relays = relays.lock().unwrap_or_else(PoisonError::into_inner);
+                // Reap finished relays so the set does not grow.
+                while relays.try_join_next().is_some() {}
+                relays.spawn(relay(unix, ours));
+                theirs
+            });
+            Some((item, listener))
+        }
     })
 }
 
@@ -385,6 +398,7 @@ pub struct WorkloadApiServerHandle {
     path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    relays: Arc<Mutex<JoinSet<()>>>,
 }
 
 impl WorkloadApiServerHandle {
@@ -420,6 +434,13 @@ impl WorkloadApiServerHandle {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        // Close every client connection, as a dying agent does: an open
+        // FetchX509SVID stream would otherwise outlive the server, and its
+        // client would never reconnect to the next one.
+        self.relays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .abort_all();
     }
 }
 
