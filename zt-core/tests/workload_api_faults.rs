@@ -212,23 +212,50 @@ async fn last_good_svid_serves_after_the_agent_dies_until_it_expires_then_fails_
     server.shutdown().await;
     assert!(!path.exists(), "the agent's socket is gone");
 
-    // Until expiry the last good SVID keeps serving.
+    // The loss is reported; until expiry the last good SVID keeps serving.
+    wait_for_health(&source, "the agent's loss to be reported", |h| {
+        matches!(h, Health::Degraded { .. })
+    })
+    .await;
+    let Health::Degraded {
+        reason,
+        serving_until,
+    } = source.health()
+    else {
+        unreachable!()
+    };
+    assert!(reason.starts_with("Workload API: "), "{reason}");
+    assert!(
+        reason.contains("agent") || reason.contains("stream"),
+        "{reason}"
+    );
     let not_after = good.svid().not_after();
+    assert_eq!(serving_until.0, not_after);
     clock.set(not_after);
     let still = source.current().unwrap();
     assert_eq!(still.svid().serial(), good.svid().serial());
-    assert!(source.health().is_serving(), "{:?}", source.health());
 
     // One second past expiry: fail closed, saying which SVID and why.
     clock.set(not_after + SECOND);
     let err = source.current().unwrap_err();
-    let SourceError::Expired { id, expired_at, .. } = &err else {
+    let SourceError::Expired {
+        id,
+        expired_at,
+        reason,
+    } = &err
+    else {
         panic!("expected Expired, got {err:?}");
     };
     assert_eq!(id, "spiffe://example.org/orders");
     assert_eq!(expired_at.0, not_after);
+    assert!(
+        reason
+            .as_ref()
+            .is_some_and(|r| r.starts_with("Workload API: "))
+    );
     let message = err.to_string();
     assert!(message.contains("expired at"), "{message}");
+    assert!(message.contains("Workload API: "), "{message}");
     assert!(message.contains("fail closed"), "{message}");
     assert!(
         matches!(source.health(), Health::Expired { expired_at, .. } if expired_at.0 == not_after),
@@ -475,11 +502,25 @@ async fn malformed_response_is_rejected_and_last_good_kept() {
         .puppet
         .state
         .publish(orphan, BundleSet::new().with(agent.ca.bundle()));
-    // The client drops the response and reconnects; the agent's next good
-    // SVID arrives as the very next snapshot: the malformed one never was.
+    // The client drops the response, reports it, and reconnects; the
+    // agent's next good SVID arrives as the very next snapshot: the
+    // malformed one never was.
+    wait_for_health(&agent.source, "the rejection to be reported", |h| {
+        matches!(h, Health::Degraded { .. })
+    })
+    .await;
+    let Health::Degraded { reason, .. } = agent.source.health() else {
+        unreachable!()
+    };
+    assert!(reason.contains("stream failed"), "{reason}");
+    assert_eq!(
+        agent.source.current().unwrap().svid().serial(),
+        agent.good.svid().serial()
+    );
     let next = agent.push_good_and_wait().await;
     assert_eq!(next.revision(), agent.good.revision() + 1);
     assert_eq!(next.svid().id(), &orders());
+    assert_eq!(agent.source.health(), Health::Healthy);
     agent.shutdown().await;
 }
 

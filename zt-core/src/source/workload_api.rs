@@ -1,10 +1,11 @@
 //! A source backed by a SPIFFE Workload API (SPIRE agent, `zt agent`),
 //! built on the `spiffe` crate's `X509Source` and `JwtSource`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use spiffe::x509_source::{MetricsErrorKind, MetricsRecorder};
 use spiffe::{JwtSource, X509Source};
 use tokio::sync::OnceCell;
 
@@ -73,7 +74,13 @@ impl WorkloadApiSourceBuilder {
     /// [`SourceError::WorkloadApi`] if the endpoint is invalid, the initial
     /// sync times out, or the first SVID received is unusable.
     pub async fn build(self) -> Result<Arc<WorkloadApiSource>, SourceError> {
-        let mut x509 = X509Source::builder().reconnect_backoff(self.backoff.0, self.backoff.1);
+        let state = Arc::new(SourceState::new(self.clock));
+        let mut x509 = X509Source::builder()
+            .reconnect_backoff(self.backoff.0, self.backoff.1)
+            .metrics(Arc::new(FailureReporter {
+                state: state.clone(),
+                last: Mutex::new(None),
+            }));
         if let Some(endpoint) = &self.endpoint {
             x509 = x509.endpoint(endpoint);
         }
@@ -91,7 +98,7 @@ impl WorkloadApiSourceBuilder {
             ),
         })?;
         let source = Arc::new(WorkloadApiSource {
-            state: SourceState::new(self.clock),
+            state,
             x509,
             jwt: OnceCell::new(),
             endpoint: self.endpoint,
@@ -142,7 +149,7 @@ impl WorkloadApiSourceBuilder {
 /// ```
 #[derive(Debug)]
 pub struct WorkloadApiSource {
-    state: SourceState,
+    state: Arc<SourceState>,
     x509: X509Source,
     jwt: OnceCell<JwtSource>,
     endpoint: Option<String>,
@@ -219,6 +226,58 @@ impl WorkloadApiSource {
         verify_own_svid(&ours, &bundles, self.state.clock().now())?;
         self.state.publish(ours, bundles);
         Ok(())
+    }
+}
+
+/// Reports the `X509Source`'s stream failures (agent gone, stream ended,
+/// response rejected) in the source's health. The crate reconnects and keeps
+/// the last good context without notifying its subscribers of these, so
+/// without this a dead agent would leave the source `Healthy`.
+///
+/// The failure clears with the next snapshot published. An agent that comes
+/// back with exactly the material it had before sends no update, so health
+/// stays `Degraded` (still serving) until its next rotation.
+struct FailureReporter {
+    state: Arc<SourceState>,
+    /// The last kind reported, so a dead agent logs once, not per retry.
+    last: Mutex<Option<MetricsErrorKind>>,
+}
+
+impl MetricsRecorder for FailureReporter {
+    fn record_update(&self) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    fn record_reconnect(&self) {}
+
+    fn record_error(&self, kind: MetricsErrorKind) {
+        let reason = match kind {
+            MetricsErrorKind::ClientCreation | MetricsErrorKind::StreamConnect => {
+                "cannot reach the agent; retrying with backoff"
+            }
+            MetricsErrorKind::StreamError => "the stream failed; reconnecting",
+            MetricsErrorKind::StreamEnded => "the agent ended the stream; reconnecting",
+            MetricsErrorKind::UpdateRejected
+            | MetricsErrorKind::LimitMaxSvids
+            | MetricsErrorKind::LimitMaxBundles
+            | MetricsErrorKind::LimitMaxBundleDerBytes => {
+                "the agent sent an update that was rejected"
+            }
+            // Initial sync failures surface as `build`'s error; the rest are
+            // reported through `refresh` or are not about the upstream.
+            _ => return,
+        };
+        // Before the first SVID, `build` is still waiting and reports its own error.
+        if self.state.latest().is_none() {
+            return;
+        }
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if *last == Some(kind) {
+            return;
+        }
+        *last = Some(kind);
+        self.state
+            .report_failure(format!("Workload API: {reason} ({})", kind.as_str()));
     }
 }
 
