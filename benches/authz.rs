@@ -39,7 +39,7 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
@@ -57,6 +57,7 @@ use zt_core::policy::cedar::CedarPolicy;
 use zt_core::policy::{Policy, PolicyEngine, Request, Rule};
 use zt_core::revocation::Revocations;
 use zt_core::{SpiffeId, TrustDomain};
+use zt_examples::criterion_median_ns as median_ns;
 use zt_server::{AuthorizeLayer, ZtServer};
 
 const SIZES: [usize; 3] = [10, 1_000, 100_000];
@@ -286,18 +287,6 @@ struct LayerOverhead {
     /// `route_layer(no-op layer)` against no layer: axum's own cost of a
     /// route layer.
     noop_route_layer: f64,
-}
-
-/// Median time per iteration criterion estimated for `group/name`, in ns.
-fn median_ns(criterion_dir: &Path, group: &str, name: &str) -> f64 {
-    let path = criterion_dir
-        .join(group)
-        .join(name)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["median"]["point_estimate"].as_f64().unwrap()
 }
 
 fn main() {

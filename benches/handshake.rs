@@ -40,6 +40,7 @@ use zt_core::fake_ca::{FakeCa, FakeCaSource, WorkloadApiServer};
 use zt_core::matcher::IdMatcher;
 use zt_core::source::SvidSource;
 use zt_core::{SpiffeId, TrustDomain};
+use zt_examples::criterion_median_ns as median_ns;
 use zt_server::ZtServer;
 
 const TTL: Duration = Duration::from_secs(3600);
@@ -170,18 +171,6 @@ async fn spiffe_rustls_configs(
         },
         vec![client_api, server_api],
     )
-}
-
-/// Median time per iteration criterion estimated for `group/name`, in ns.
-fn median_ns(criterion_dir: &Path, group: &str, name: &str) -> f64 {
-    let path = criterion_dir
-        .join(group)
-        .join(name)
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["median"]["point_estimate"].as_f64().unwrap()
 }
 
 fn main() {

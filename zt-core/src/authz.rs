@@ -190,19 +190,14 @@ impl Authorizer {
 
 /// Configures an [`Authorizer`]; from [`Authorizer::builder`].
 pub struct AuthorizerBuilder {
-    engine: Arc<dyn PolicyEngine>,
-    revocations: Option<Revocations>,
-    target: Arc<str>,
-    dry_run: bool,
-    sink: Option<Arc<dyn AuditSink>>,
-    clock: SharedClock,
+    inner: Inner,
 }
 
 impl fmt::Debug for AuthorizerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthorizerBuilder")
-            .field("target", &self.target)
-            .field("dry_run", &self.dry_run)
+            .field("target", &self.inner.target)
+            .field("dry_run", &self.inner.dry_run)
             .finish_non_exhaustive()
     }
 }
@@ -211,26 +206,28 @@ impl AuthorizerBuilder {
     /// A builder deciding with a shared engine.
     pub fn new(engine: Arc<dyn PolicyEngine>) -> Self {
         Self {
-            engine,
-            revocations: None,
-            target: Arc::from("-"),
-            dry_run: false,
-            sink: None,
-            clock: system_clock(),
+            inner: Inner {
+                engine,
+                revocations: None,
+                target: Arc::from("-"),
+                dry_run: false,
+                sink: None,
+                clock: system_clock(),
+            },
         }
     }
 
     /// Names the service in audit events (`target`). Default: `-`.
     #[must_use]
     pub fn target(mut self, name: impl AsRef<str>) -> Self {
-        self.target = Arc::from(name.as_ref());
+        self.inner.target = Arc::from(name.as_ref());
         self
     }
 
     /// Refuses revoked callers on every request.
     #[must_use]
     pub fn revocations(mut self, revocations: Revocations) -> Self {
-        self.revocations = Some(revocations);
+        self.inner.revocations = Some(revocations);
         self
     }
 
@@ -239,35 +236,28 @@ impl AuthorizerBuilder {
     /// refused.
     #[must_use]
     pub fn dry_run(mut self, dry_run: bool) -> Self {
-        self.dry_run = dry_run;
+        self.inner.dry_run = dry_run;
         self
     }
 
     /// Also sends every audit event to `sink`.
     #[must_use]
     pub fn audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
-        self.sink = Some(sink);
+        self.inner.sink = Some(sink);
         self
     }
 
     /// The clock audit timestamps are read from. Default: system.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.inner.clock = clock;
         self
     }
 
     /// Builds the authorizer.
     pub fn build(self) -> Authorizer {
         Authorizer {
-            inner: Arc::new(Inner {
-                engine: self.engine,
-                revocations: self.revocations,
-                target: self.target,
-                dry_run: self.dry_run,
-                sink: self.sink,
-                clock: self.clock,
-            }),
+            inner: Arc::new(self.inner),
         }
     }
 }
