@@ -72,6 +72,7 @@ pub mod jwt;
 pub mod matcher;
 pub mod peer;
 pub mod policy;
+mod reload;
 pub mod revocation;
 pub mod source;
 pub mod svid;

@@ -53,12 +53,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 use toml::Spanned;
 
 use crate::SpiffeId;
 use crate::id::parse_canonical;
 use crate::policy::Origin;
+use crate::reload::FileDigest;
+pub use crate::reload::ReloadOutcome;
 use crate::source::WatchHandle;
 
 /// Why a caller is refused by a [`RevocationSet`].
@@ -271,34 +272,6 @@ pub enum RevocationError {
     },
 }
 
-/// What a reload of a watched file did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ReloadOutcome {
-    /// The file is unchanged since the last load; nothing was swapped.
-    Unchanged,
-    /// The file changed, was valid, and now is in force.
-    Applied,
-}
-
-/// Remembers a file's last content, so an unchanged file is not parsed
-/// again and a rejected one is not reported at every poll.
-#[derive(Debug, Default)]
-pub(crate) struct FileDigest(Mutex<Option<[u8; 32]>>);
-
-impl FileDigest {
-    /// `true` if `bytes` differ from the last content seen; records them.
-    pub(crate) fn update(&self, bytes: &[u8]) -> bool {
-        let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if *last == Some(digest) {
-            return false;
-        }
-        *last = Some(digest);
-        true
-    }
-}
-
 /// A shared, hot-updatable revocation list. Cheap to clone: clones share
 /// the list, so a revocation through one is seen by all at once.
 #[derive(Clone, Default)]
@@ -467,9 +440,9 @@ impl Inner {
                 if !self.digest.update(&bytes) {
                     return Ok(None);
                 }
-                let text = String::from_utf8(bytes).map_err(|_| RevocationError::File {
-                    origin: Origin::at(&Arc::from(path.display().to_string()), "", 0),
-                    reason: "is not UTF-8".into(),
+                let text = String::from_utf8(bytes).map_err(|e| RevocationError::Io {
+                    path: path.display().to_string(),
+                    reason: format!("not UTF-8 text ({})", e.utf8_error()),
                 })?;
                 RevocationSet::from_toml_str(&text, &path.display().to_string()).map(Some)
             });

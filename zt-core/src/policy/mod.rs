@@ -118,6 +118,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use crate::reload::ReloadOutcome;
 pub use action::{Action, GrpcPattern, MethodMatch, PathPattern};
 pub use error::{Origin, PolicyError};
 pub use lint::{LintKind, LintWarning};

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::error::Origin;
 use super::{Decision, Policy, PolicyEngine, PolicyError, Request};
-use crate::revocation::{FileDigest, ReloadOutcome};
+use crate::reload::{FileDigest, ReloadOutcome};
 use crate::source::WatchHandle;
 
 /// The policy in force, swappable at any time without a lock on the
