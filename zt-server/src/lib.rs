@@ -69,6 +69,7 @@
 //! |---|---|
 //! | `axum` (default) | `VerifiedPeer` as an axum extractor |
 //! | `tonic` (default) | [`PeerExt::verified_peer`] on `tonic::Request` |
+//! | `macros` (default) | [`callers`] and [`derive@Declared`]: callers declared next to each endpoint ([`macros`]) |
 //!
 //! # Hostile clients
 //!
@@ -97,3 +98,8 @@ pub use error::Error;
 pub use peer::{MissingPeer, PeerExt, VerifiedPeer};
 pub use serve::SHUTDOWN_GRACE;
 pub use verify::PeerRejected;
+
+#[cfg(feature = "macros")]
+pub mod macros;
+#[cfg(feature = "macros")]
+pub use zt_macros::{Declared, callers};

@@ -27,6 +27,15 @@ impl Origin {
         }
     }
 
+    /// The origin of a declaration in source code: `file:line`.
+    pub(crate) fn in_code(file: &str, line: u32) -> Self {
+        Self {
+            source: Arc::from(file),
+            line: Some(line),
+            column: None,
+        }
+    }
+
     /// The origin of a whole file, with no position.
     pub(crate) fn file(source: &str) -> Self {
         Self {
@@ -191,6 +200,56 @@ pub enum PolicyError {
         /// Where.
         origin: Origin,
     },
+    /// A declared trust domain is not a valid trust domain name.
+    #[error("{origin}: rule `{rule_id}`: trust domain `{trust_domain}` {reason}")]
+    BadTrustDomain {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The trust domain as written.
+        trust_domain: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An endpoint declaration accepts no caller.
+    #[error(
+        "{origin}: `{rule_id}` declares no callers; name at least one SPIFFE ID, ID pattern \
+         or trust domain"
+    )]
+    NoCallers {
+        /// Where.
+        origin: Origin,
+        /// The declaration's rule id.
+        rule_id: String,
+    },
+    /// Two endpoint declarations are for the same method and path, or the
+    /// same gRPC method.
+    #[error(
+        "{origin}: `{endpoint}` is already declared at {first}; declare each endpoint's \
+         callers in one place"
+    )]
+    DuplicateEndpoint {
+        /// Where the second declaration is.
+        origin: Origin,
+        /// The endpoint: `METHOD /path` or `/package.Service/Method`.
+        endpoint: String,
+        /// Where the first declaration is.
+        first: Origin,
+    },
+    /// Endpoints are implemented without declared callers while
+    /// declarations are required.
+    #[error(
+        "{origin}: these endpoints declare no required callers: {}; declare them, or turn \
+         require_declared off",
+        .endpoints.join(", ")
+    )]
+    UndeclaredEndpoints {
+        /// Where the first one is.
+        origin: Origin,
+        /// Each endpoint, with its source location.
+        endpoints: Vec<String>,
+    },
     /// The policy file could not be read.
     #[error("{origin}: cannot read the policy file: {reason}")]
     Io {
@@ -221,6 +280,10 @@ impl PolicyError {
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
             | Self::EmptyVersion { origin }
+            | Self::BadTrustDomain { origin, .. }
+            | Self::NoCallers { origin, .. }
+            | Self::DuplicateEndpoint { origin, .. }
+            | Self::UndeclaredEndpoints { origin, .. }
             | Self::Io { origin, .. } => origin,
         }
     }
@@ -239,8 +302,14 @@ impl PolicyError {
             | Self::BadCaller { rule_id, .. }
             | Self::BadMethod { rule_id, .. }
             | Self::BadPath { rule_id, .. }
-            | Self::BadGrpcMethod { rule_id, .. } => Some(rule_id),
-            Self::EmptyRuleId { .. } | Self::EmptyVersion { .. } | Self::Io { .. } => None,
+            | Self::BadGrpcMethod { rule_id, .. }
+            | Self::BadTrustDomain { rule_id, .. }
+            | Self::NoCallers { rule_id, .. } => Some(rule_id),
+            Self::EmptyRuleId { .. }
+            | Self::EmptyVersion { .. }
+            | Self::DuplicateEndpoint { .. }
+            | Self::UndeclaredEndpoints { .. }
+            | Self::Io { .. } => None,
         }
     }
 
@@ -256,6 +325,10 @@ impl PolicyError {
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
             | Self::EmptyVersion { origin }
+            | Self::BadTrustDomain { origin, .. }
+            | Self::NoCallers { origin, .. }
+            | Self::DuplicateEndpoint { origin, .. }
+            | Self::UndeclaredEndpoints { origin, .. }
             | Self::Io { origin, .. } => *origin = at,
         }
         self

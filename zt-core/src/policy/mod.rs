@@ -109,6 +109,7 @@ use crate::SpiffeId;
 mod action;
 #[cfg(feature = "cedar")]
 pub mod cedar;
+pub mod declare;
 mod engine;
 mod error;
 mod file;
@@ -136,6 +137,13 @@ pub trait PolicyEngine: Send + Sync {
     /// policies may answer differently from one call to the next; the
     /// version that decided a request is the one in its [`Decision`].
     fn version(&self) -> Arc<str>;
+
+    /// The rules in force now, for engines that hold a [`Policy`]; `None`
+    /// (the default) for engines that cannot list theirs. Used to export
+    /// the effective policy for review.
+    fn rules_snapshot(&self) -> Option<Policy> {
+        None
+    }
 }
 
 /// What the engine sees of a request.
@@ -195,6 +203,12 @@ pub enum DecisionReason {
     /// The caller's ID or certificate is revoked: denied before any rule
     /// was read (by an [`Authorizer`](crate::authz::Authorizer)).
     Revoked,
+    /// The endpoint declares its callers in code and the caller is not one
+    /// of them ([`declare`]); the rule id names the declaration.
+    CallerNotDeclared,
+    /// No declaration in code covers the request, and declarations are
+    /// required ([`declare::DeclarationsBuilder::require_declared`]).
+    Undeclared,
 }
 
 impl DecisionReason {
@@ -206,6 +220,8 @@ impl DecisionReason {
             Self::NoMatchingRule => "no-matching-rule",
             Self::Unauthenticated => "unauthenticated",
             Self::Revoked => "revoked",
+            Self::CallerNotDeclared => "caller-not-declared",
+            Self::Undeclared => "undeclared-endpoint",
         }
     }
 }
@@ -295,6 +311,10 @@ impl PolicyEngine for Policy {
 
     fn version(&self) -> Arc<str> {
         Arc::clone(&self.inner.version)
+    }
+
+    fn rules_snapshot(&self) -> Option<Policy> {
+        Some(self.clone())
     }
 }
 

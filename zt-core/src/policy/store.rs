@@ -175,6 +175,10 @@ impl PolicyEngine for PolicyStore {
     fn version(&self) -> Arc<str> {
         PolicyEngine::version(&**self.inner.current.load())
     }
+
+    fn rules_snapshot(&self) -> Option<Policy> {
+        Some(self.current())
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PolicyError> {

@@ -1,0 +1,66 @@
+//! Callers declared in code, next to each endpoint.
+//!
+//! [`#[callers(...)]`](crate::callers) on an axum handler or a tonic service
+//! implementation, or [`#[derive(Declared)]`](derive@crate::Declared) on an
+//! enum listing a service's endpoints, declares which SPIFFE IDs may call
+//! each endpoint. IDs, patterns, routes and gRPC methods are checked at
+//! compile time. [`Declarations`] collects the declarations;
+//! [`Declarations::with_policy`] combines them with a policy file (both must
+//! allow, a denial anywhere wins), and [`AuthorizeLayer`](crate::AuthorizeLayer)
+//! enforces and audits the result before the handler runs and before the
+//! request body is read, exactly as for policy rules. A refusal by a
+//! declaration is a `403` / `PERMISSION_DENIED` whose audit record names the
+//! rule `code:<endpoint>` and the reason `caller-not-declared`.
+//!
+//! The semantics are documented in [`zt_core::policy::declare`].
+//!
+//! # Quick start
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use zt_core::authz::Authorizer;
+//! use zt_core::policy::{Policy, Rule};
+//! use zt_server::macros::Declarations;
+//! use zt_server::{AuthorizeLayer, callers};
+//!
+//! #[callers("spiffe://example.org/billing", http = "GET /invoices/{id}")]
+//! async fn get_invoice() -> &'static str {
+//!     "invoice"
+//! }
+//!
+//! #[callers(trust_domain = "example.org", http = "GET /health")]
+//! async fn health() -> &'static str {
+//!     "ok"
+//! }
+//!
+//! // Every route must be declared; the policy file admits the mesh.
+//! let declarations = Declarations::builder()
+//!     .add::<get_invoice>()
+//!     .add::<health>()
+//!     .require_declared(true)
+//!     .build()?;
+//! let file = Policy::builder()
+//!     .rule(Rule::allow("mesh").caller("spiffe://example.org/**")?)
+//!     .build()?;
+//! let engine = declarations.with_policy(file);
+//! print!("{}", engine.export()); // the effective policy, for review
+//!
+//! let authz = Authorizer::builder(engine).target("billing").build();
+//! let app: Router = Router::new()
+//!     .route("/invoices/{id}", get(get_invoice))
+//!     .route("/health", get(health))
+//!     .route_layer(AuthorizeLayer::new(authz));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub use zt_core::policy::declare::{
+    Combined, Declarations, DeclarationsBuilder, Declared, EndpointSpec, EndpointTarget,
+    RULE_ID_PREFIX,
+};
+
+/// Items the macros' expansions name. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    #[cfg(feature = "tonic")]
+    pub use tonic::server::NamedService;
+}
