@@ -4,7 +4,8 @@
 //! in order, and reports the first rule broken with its own
 //! [`SvidError`] variant:
 //!
-//! 1. the chain is not empty and every certificate parses;
+//! 1. the chain is not empty, holds at most [`MAX_CHAIN_LEN`] certificates,
+//!    and every certificate parses;
 //! 2. the leaf has exactly one URI SAN, it is a SPIFFE ID in canonical form
 //!    (see [`crate::id::parse_canonical`]), and its path is
 //!    not the root;
@@ -58,6 +59,16 @@ pub enum SvidError {
     /// No certificate was presented.
     #[error("no certificate was presented; an X.509-SVID chain starts with the leaf")]
     EmptyChain,
+    /// The chain holds more certificates than any valid SVID chain can.
+    #[error(
+        "the chain has {len} certificates, more than the {max} a verifiable X.509-SVID chain can have (leaf, at most 6 intermediate CAs, and the root); the peer must send only its leaf and intermediates"
+    )]
+    ChainTooLong {
+        /// How many certificates were presented.
+        len: usize,
+        /// The limit, [`MAX_CHAIN_LEN`].
+        max: usize,
+    },
     /// PEM text could not be decoded.
     #[error("PEM is malformed: {reason}")]
     Pem {
@@ -187,6 +198,18 @@ pub enum SvidError {
         reason: String,
     },
 }
+
+/// The most certificates [`verify_x509_svid`] accepts in a presented chain,
+/// leaf included.
+///
+/// rustls-webpki never builds a path through more than 6 intermediate CAs,
+/// so no longer chain can verify: leaf, 6 intermediates, and the root that
+/// some peers send as well make 8. A longer chain is refused with
+/// [`SvidError::ChainTooLong`] before any certificate in it is parsed, so a
+/// peer cannot make a handshake parse and check dozens of certificates. The
+/// total size of a chain is bounded by TLS itself: rustls refuses handshake
+/// messages over 64 KiB.
+pub const MAX_CHAIN_LEN: usize = 8;
 
 /// The outcome of a successful verification.
 ///
@@ -454,6 +477,12 @@ pub fn verify_x509_svid(
     usage: Usage,
 ) -> Result<VerifiedSvid, SvidError> {
     let (leaf_der, intermediates) = chain.split_first().ok_or(SvidError::EmptyChain)?;
+    if chain.len() > MAX_CHAIN_LEN {
+        return Err(SvidError::ChainTooLong {
+            len: chain.len(),
+            max: MAX_CHAIN_LEN,
+        });
+    }
     let leaf = parse(0, leaf_der)?;
     let id = leaf_id(&leaf)?;
     check_leaf_usage(&leaf)?;
