@@ -1,7 +1,7 @@
 //! Zero-trust calls in one process: a fake CA, an `orders` service calling
 //! a `billing` service over mutual TLS, an impostor refused, SVIDs rotating
-//! under traffic, and per-request authorization with audit lines and a
-//! revocation.
+//! under traffic, and per-request authorization (a policy file and callers
+//! declared in code with `#[callers]`) with audit lines and a revocation.
 //!
 //! Run it with:
 //!
@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use zt_client::ZtClient;
@@ -32,7 +32,8 @@ use zt_core::policy::Policy;
 use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource;
 use zt_core::{SpiffeId, TrustDomain};
-use zt_server::{AuthorizeLayer, VerifiedPeer, ZtServer};
+use zt_server::macros::Declarations;
+use zt_server::{AuthorizeLayer, VerifiedPeer, ZtServer, callers};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,6 +44,14 @@ async fn invoice(peer: VerifiedPeer) -> String {
         peer.id(),
         &peer.serial_hex()[..8]
     )
+}
+
+/// A ledger endpoint that declares its callers in code: only billing may
+/// post entries, whatever the policy file grants. A typo in the ID would
+/// fail the build.
+#[callers("spiffe://example.org/billing", http = "POST /entries")]
+async fn post_entry() -> &'static str {
+    "entry posted"
 }
 
 fn step(n: u32, text: &str) {
@@ -168,24 +177,35 @@ async fn main() -> Result<(), BoxError> {
         )?))
         .build()?
         .reqwest_client()?;
-    for (what, path, expected) in [
-        ("an allowed route", "/entries/7", 200),
-        ("a denied route", "/admin/reset", 403),
+    for (what, method, path, expected) in [
+        ("an allowed route", "GET", "/entries/7", 200),
+        ("a denied route", "GET", "/admin/reset", 403),
         (
             "a route an audit-only (dry-run) rule watches",
+            "GET",
             "/entries/export",
             200,
         ),
+        (
+            "a route whose code declares only billing (#[callers])",
+            "POST",
+            "/entries",
+            403,
+        ),
     ] {
-        let resp = ledger_client
-            .get(format!("https://{ledger_addr}{path}"))
-            .send()
-            .await?;
+        let url = format!("https://{ledger_addr}{path}");
+        let resp = match method {
+            "POST" => ledger_client.post(url).send().await?,
+            _ => ledger_client.get(url).send().await?,
+        };
         let status = resp.status();
-        println!("    {what}: GET {path} -> {status} {}", resp.text().await?);
+        println!(
+            "    {what}: {method} {path} -> {status} {}",
+            resp.text().await?
+        );
         audit.flush();
         if status.as_u16() != expected {
-            return Err(format!("GET {path}: expected {expected}, got {status}").into());
+            return Err(format!("{method} {path}: expected {expected}, got {status}").into());
         }
     }
     println!("    revoking {orders_id}: its next request is refused, open connection or not");
@@ -219,6 +239,12 @@ callers = ["spiffe://example.org/orders"]
 http = [{ method = "GET", path = "/entries/{id}" }]
 
 [[rule]]
+id = "billing-posts-entries"
+effect = "allow"
+callers = ["spiffe://example.org/billing"]
+http = [{ method = "POST", path = "/entries" }]
+
+[[rule]]
 id = "nobody-resets"
 effect = "deny"
 http = [{ method = "*", path = "/admin/**" }]
@@ -233,7 +259,8 @@ http = [{ method = "GET", path = "/entries/export" }]
 type Audit = Arc<JsonLinesAuditWriter>;
 
 /// Starts `ledger`: any workload of example.org may connect; the policy
-/// decides per request.
+/// file and the callers declared in code decide per request (both must
+/// allow).
 async fn start_ledger(
     ca: &FakeCa,
     ttl: Duration,
@@ -248,13 +275,18 @@ async fn start_ledger(
         1024,
     )?);
     let revocations = Revocations::new();
-    let authorizer = Authorizer::builder(Policy::from_toml_str(LEDGER_POLICY, "ledger.toml")?)
+    let engine = Declarations::builder()
+        .add::<post_entry>()
+        .build()?
+        .with_policy(Policy::from_toml_str(LEDGER_POLICY, "ledger.toml")?);
+    let authorizer = Authorizer::builder(engine)
         .target("ledger")
         .revocations(revocations.clone())
         .audit_sink(audit.clone())
         .build();
     let app = Router::new()
         .route("/entries/{id}", get(|| async { "entry" }))
+        .route("/entries", post(post_entry))
         .route("/admin/reset", get(|| async { "reset" }))
         .route_layer(AuthorizeLayer::new(authorizer));
     let server = ZtServer::builder(ledger)

@@ -602,12 +602,12 @@ impl Combined {
         let mut out = String::from(
             "# Effective policy. A request must be allowed both by the declarations\n\
              # in code ([[declared]]) and by the policy rules ([[rule]]); a denial in\n\
-             # either wins. A request no declaration covers is decided by the rules",
+             # either wins.\n",
         );
         out.push_str(if self.code.requires_declared() {
-            " only after being refused: require_declared is on.\n"
+            "# A request no declaration covers is refused (require_declared).\n"
         } else {
-            " alone.\n"
+            "# A request no declaration covers is decided by the rules alone.\n"
         });
         let version = self.combined_version(&self.policy.version());
         let _ = writeln!(out, "version = {}", toml_string(&version));
