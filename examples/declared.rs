@@ -159,7 +159,7 @@ async fn main() -> Result<(), BoxError> {
     ] {
         let source = FakeCaSource::new(
             ca.clone(),
-            SpiffeId::new(&format!("spiffe://example.org/{caller}"))?,
+            SpiffeId::new(format!("spiffe://example.org/{caller}"))?,
             ttl,
         )?;
         let client = ZtClient::builder(source)
