@@ -5,7 +5,10 @@
 #
 #   fuzz/run.sh SECONDS [TARGET...]
 #
-# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
+# Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and a toolchain that
+# accepts -Z flags: rustup's nightly by default; ZT_FUZZ_TOOLCHAIN names
+# another, and set but empty means the default toolchain (where no nightly
+# exists: `ZT_FUZZ_TOOLCHAIN= RUSTC_BOOTSTRAP=1 fuzz/run.sh 10`).
 # The checked-in seeds in fuzz/corpus/<target>/ are read but not written:
 # inputs the fuzzer finds go to fuzz/target/corpus/<target>/ (ignored by git),
 # crashing inputs to fuzz/artifacts/<target>/, logs to fuzz/target/logs/.
@@ -19,14 +22,18 @@ fi
 seconds=$1
 shift
 cd "$(dirname "$0")"
+toolchain=()
+if [[ -n ${ZT_FUZZ_TOOLCHAIN-nightly} ]]; then
+    toolchain=("+${ZT_FUZZ_TOOLCHAIN-nightly}")
+fi
 
 if [[ $# -gt 0 ]]; then
     targets=("$@")
 else
-    mapfile -t targets < <(cargo +nightly fuzz list)
+    mapfile -t targets < <(cargo "${toolchain[@]}" fuzz list)
 fi
 
-cargo +nightly fuzz build
+cargo "${toolchain[@]}" fuzz build
 mkdir -p target/logs
 status=0
 rows=()
@@ -34,7 +41,7 @@ for t in "${targets[@]}"; do
     mkdir -p "target/corpus/$t"
     log="target/logs/$t.log"
     echo "== $t: ${seconds}s" >&2
-    if cargo +nightly fuzz run "$t" "target/corpus/$t" "corpus/$t" -- \
+    if cargo "${toolchain[@]}" fuzz run "$t" "target/corpus/$t" "corpus/$t" -- \
         -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
         >"$log" 2>&1; then
         crash=no
