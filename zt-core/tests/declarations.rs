@@ -505,3 +505,145 @@ fn export_lists_declarations_with_their_source_and_the_rules() {
     assert_eq!(reread.rules().len(), 1);
     assert_eq!(reread.rules()[0].id(), "mesh");
 }
+
+/// The coverage index finds exactly the declarations whose action matches:
+/// checked against the policy engine's own matching (audit-only rules with
+/// the same actions) over every pair of patterns and requests below.
+#[test]
+fn coverage_index_agrees_with_rule_matching() {
+    const PATTERNS: &[(&str, &str)] = &[
+        ("GET", "/"),
+        ("GET", "/a"),
+        ("*", "/a/{x}"),
+        ("GET", "/a/*/c"),
+        ("POST", "/a/b/c"),
+        ("*", "/a/**"),
+        ("GET", "/a/b/**"),
+        ("*", "/**"),
+        ("GET", "/{x}/b"),
+        ("GET", "/x/{y}/{z}"),
+        ("DELETE", "/x/y/z"),
+    ];
+    const GRPC: &[&str] = &["/p.S/M", "/p.S/*", "/q.T/M"];
+    const PATHS: &[&str] = &[
+        "/",
+        "/a",
+        "/a/",
+        "/a/b",
+        "/a/b/c",
+        "/a/b/c/d",
+        "/a//c",
+        "/x/y/z",
+        "/x/b",
+        "/b",
+        "/a/{x}",
+        "/a/{*rest}",
+        "/p.S/M",
+        "/q.T/N",
+        "",
+        "a/b",
+    ];
+    let callers: Vec<String> = (0..PATTERNS.len() + GRPC.len())
+        .map(|i| format!("spiffe://example.org/w{i}"))
+        .collect();
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut specs = Vec::new();
+    let mut oracle = Policy::builder();
+    for (i, (method, path)) in PATTERNS.iter().enumerate() {
+        let caller: &'static [&'static str] = Box::leak(Box::new([leak(callers[i].clone())]));
+        specs.push(EndpointSpec::http(
+            leak(format!("h{i}")),
+            method,
+            path,
+            caller,
+            &[],
+            "t.rs",
+            1,
+        ));
+        oracle = oracle.rule(
+            Rule::audit(format!("code:h{i}"))
+                .http(method, path)
+                .unwrap(),
+        );
+    }
+    for (j, grpc) in GRPC.iter().enumerate() {
+        let i = PATTERNS.len() + j;
+        let (service, method) = grpc[1..].split_once('/').unwrap();
+        let caller: &'static [&'static str] = Box::leak(Box::new([leak(callers[i].clone())]));
+        specs.push(EndpointSpec::grpc(
+            leak(format!("g{j}")),
+            service,
+            method,
+            caller,
+            &[],
+            "t.rs",
+            1,
+        ));
+        oracle = oracle.rule(Rule::audit(format!("code:g{j}")).grpc(grpc).unwrap());
+    }
+    let code = Declarations::builder().specs(&specs).build().unwrap();
+    let oracle = oracle.build().unwrap();
+
+    let mut checked = 0;
+    for method in ["GET", "POST", "DELETE"] {
+        for path in PATHS {
+            for route in [
+                None,
+                Some("/a/{x}"),
+                Some("/a/b/c"),
+                Some("/a/{*rest}"),
+                Some("/x/{y}/z"),
+            ] {
+                for grpc in [None, Some("/p.S/M"), Some("/q.T/M"), Some("/p.S/Other")] {
+                    for caller in &callers {
+                        let id = id(caller);
+                        let mut request = Request::new(Some(&id), method, path);
+                        if let Some(route) = route {
+                            request = request.with_route(route);
+                        }
+                        if let Some(grpc) = grpc {
+                            request = request.with_grpc_method(grpc);
+                        }
+                        let covering = oracle.evaluate(&request).audit_only_matches;
+                        let expected = match covering.first() {
+                            None => (false, DecisionReason::NoMatchingRule, None),
+                            Some(first) => {
+                                let refusing = covering.iter().find(|rule| {
+                                    let n = specs
+                                        .iter()
+                                        .position(|s| format!("code:{}", s.name()) == ***rule)
+                                        .unwrap();
+                                    specs[n].callers()[0] != caller.as_str()
+                                });
+                                match refusing {
+                                    Some(r) => (
+                                        false,
+                                        DecisionReason::CallerNotDeclared,
+                                        Some(r.to_string()),
+                                    ),
+                                    None => (
+                                        true,
+                                        DecisionReason::MatchedAllow,
+                                        Some(first.to_string()),
+                                    ),
+                                }
+                            }
+                        };
+                        let got = code.evaluate(&request);
+                        assert_eq!(
+                            (
+                                got.allowed,
+                                got.reason,
+                                got.rule_id.as_deref().map(str::to_owned)
+                            ),
+                            expected,
+                            "{request:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 3 * PATHS.len() * 5 * 4 * callers.len());
+}

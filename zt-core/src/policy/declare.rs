@@ -90,8 +90,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
+use super::action::Segment;
 use super::error::{Origin, PolicyError};
-use super::rule::{Effect, Rule};
+use super::rule::Rule;
 use super::{Action, Decision, DecisionReason, Policy, PolicyEngine, Request};
 use crate::matcher::IdMatcher;
 
@@ -255,14 +256,10 @@ pub struct Declarations {
 }
 
 struct Inner {
-    /// Keyed by rule id (`code:<name>`).
-    endpoints: HashMap<Arc<str>, Endpoint, foldhash::fast::RandomState>,
-    /// Declaration order, for export.
-    order: Vec<Arc<str>>,
-    /// One audit-only rule per declaration, without callers: evaluating it
-    /// lists the declarations that cover a request, through the policy
-    /// index.
-    coverage: Policy,
+    /// In declaration order.
+    endpoints: Vec<Endpoint>,
+    /// Finds the declarations that may cover a request.
+    index: CoverageIndex,
     undeclared: Vec<EndpointSpec>,
     require_declared: bool,
     version: Arc<str>,
@@ -300,10 +297,7 @@ impl Declarations {
     /// The compiled declarations as rules (`allow`, id `code:<endpoint>`),
     /// in declaration order.
     pub fn rules(&self) -> impl Iterator<Item = &Rule> + '_ {
-        self.inner
-            .order
-            .iter()
-            .filter_map(|id| self.inner.endpoints.get(id).map(|e| &e.rule))
+        self.inner.endpoints.iter().map(|e| &e.rule)
     }
 
     /// Endpoints implemented without declared callers (gRPC methods of a
@@ -319,23 +313,26 @@ impl Declarations {
 
     fn check(&self, request: &Request<'_>) -> CodeVerdict {
         let inner = &*self.inner;
-        let coverage = inner.coverage.evaluate(request);
-        let Some(first) = coverage.audit_only_matches.first() else {
+        let mut covering = inner
+            .index
+            .candidates(request)
+            .into_iter()
+            .filter_map(|i| inner.endpoints.get(i))
+            .filter(|e| e.rule.covers(request))
+            .peekable();
+        let Some(first) = covering.peek().map(|e| e.rule.id_arc()) else {
             return CodeVerdict::NotCovered;
         };
+        let first = Arc::clone(first);
         let Some(caller) = request.caller else {
-            return CodeVerdict::Deny(Arc::clone(first));
+            return CodeVerdict::Deny(first);
         };
-        for id in &coverage.audit_only_matches {
-            let accepted = inner
-                .endpoints
-                .get(id)
-                .is_some_and(|e| e.rule.callers().iter().any(|m| m.matches(caller)));
-            if !accepted {
-                return CodeVerdict::Deny(Arc::clone(id));
+        for endpoint in covering {
+            if !endpoint.rule.callers().iter().any(|m| m.matches(caller)) {
+                return CodeVerdict::Deny(Arc::clone(endpoint.rule.id_arc()));
             }
         }
-        CodeVerdict::Allow(Arc::clone(first))
+        CodeVerdict::Allow(first)
     }
 
     fn decision(&self, verdict: CodeVerdict, version: &Arc<str>) -> Option<Decision> {
@@ -358,10 +355,7 @@ impl Declarations {
 
     /// The declarations as TOML `[[declared]]` tables.
     fn render(&self, out: &mut String) {
-        for id in &self.inner.order {
-            let Some(endpoint) = self.inner.endpoints.get(id) else {
-                continue;
-            };
+        for endpoint in &self.inner.endpoints {
             let rule = &endpoint.rule;
             out.push_str("\n[[declared]]\n");
             let _ = writeln!(out, "id = {}", toml_string(rule.id()));
@@ -397,7 +391,7 @@ impl fmt::Debug for Declarations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Declarations")
             .field("version", &self.inner.version)
-            .field("endpoints", &self.inner.order)
+            .field("endpoints", &self.rules().map(Rule::id).collect::<Vec<_>>())
             .field("undeclared", &self.inner.undeclared.len())
             .field("require_declared", &self.inner.require_declared)
             .finish()
@@ -446,12 +440,10 @@ impl DeclarationsBuilder {
     /// - [`PolicyError::UndeclaredEndpoints`] with `require_declared`, while
     ///   an endpoint has no declared callers.
     pub fn build(self) -> Result<Declarations, PolicyError> {
-        let mut endpoints: HashMap<Arc<str>, Endpoint, foldhash::fast::RandomState> =
-            HashMap::default();
-        let mut order = Vec::new();
+        let mut endpoints: Vec<Endpoint> = Vec::new();
         let mut undeclared = Vec::new();
         let mut targets: HashMap<String, Origin> = HashMap::new();
-        let mut coverage = Policy::builder();
+        let mut names: HashMap<Arc<str>, Origin> = HashMap::new();
         let mut canonical = String::from("zt-declarations/1\n");
         for spec in &self.specs {
             if !spec.declared {
@@ -467,23 +459,15 @@ impl DeclarationsBuilder {
                     first,
                 });
             }
-            let mut covering = Rule::new(rule.id(), Effect::AuditOnly);
-            covering.set_origin(rule.origin().clone());
-            for action in rule.actions() {
-                covering = with_action(covering, action)?;
-            }
-            coverage = coverage.rule(covering);
-            rule.render(&mut canonical);
-            let id = Arc::clone(rule.id_arc());
-            if let Some(first) = endpoints.get(&id) {
+            if let Some(first) = names.insert(Arc::clone(rule.id_arc()), rule.origin().clone()) {
                 return Err(PolicyError::DuplicateRuleId {
                     origin: rule.origin().clone(),
-                    rule_id: id.to_string(),
-                    first: first.rule.origin().clone(),
+                    rule_id: rule.id().to_owned(),
+                    first,
                 });
             }
-            order.push(Arc::clone(&id));
-            endpoints.insert(id, Endpoint { rule });
+            rule.render(&mut canonical);
+            endpoints.push(Endpoint { rule });
         }
         if self.require_declared && !undeclared.is_empty() {
             return Err(PolicyError::UndeclaredEndpoints {
@@ -499,9 +483,8 @@ impl DeclarationsBuilder {
         hash.truncate(12);
         Ok(Declarations {
             inner: Arc::new(Inner {
+                index: CoverageIndex::build(&endpoints),
                 endpoints,
-                order,
-                coverage: coverage.build()?,
                 undeclared,
                 require_declared: self.require_declared,
                 version: Arc::from(format!("code-{hash}")),
@@ -542,10 +525,129 @@ fn compile(spec: &EndpointSpec) -> Result<Rule, PolicyError> {
     }
 }
 
-fn with_action(rule: Rule, action: &Action) -> Result<Rule, PolicyError> {
-    match action {
-        Action::Http { method, path } => rule.http(&method.to_string(), path.as_str()),
-        Action::Grpc(pattern) => rule.grpc(pattern.as_str()),
+/// Which declarations may cover a request: a segment trie of the HTTP path
+/// patterns, walked with the request path and with the route template, and
+/// maps of gRPC methods and services. It returns a superset; each candidate
+/// is confirmed with the rule's own matching.
+#[derive(Default)]
+struct CoverageIndex {
+    paths: PathNode,
+    grpc_methods: HashMap<Box<str>, Vec<usize>, foldhash::fast::RandomState>,
+    /// `/package.Service/*` declarations, keyed by `package.Service`.
+    grpc_services: HashMap<Box<str>, Vec<usize>, foldhash::fast::RandomState>,
+}
+
+#[derive(Default)]
+struct PathNode {
+    literals: HashMap<Box<str>, PathNode, foldhash::fast::RandomState>,
+    param: Option<Box<PathNode>>,
+    /// Patterns that end at this node.
+    ends: Vec<usize>,
+    /// Patterns that end at this node with `/**`: this path and below.
+    below: Vec<usize>,
+}
+
+impl CoverageIndex {
+    fn build(endpoints: &[Endpoint]) -> Self {
+        let mut index = Self::default();
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            for action in endpoint.rule.actions() {
+                match action {
+                    Action::Http { path, .. } => {
+                        let (segments, tail) = path.segments();
+                        let mut node = &mut index.paths;
+                        for segment in segments.iter() {
+                            node = match segment {
+                                Segment::Literal(text) => {
+                                    node.literals.entry(text.clone()).or_default()
+                                }
+                                Segment::Param => node.param.get_or_insert_with(Box::default),
+                            };
+                        }
+                        if tail {
+                            node.below.push(i);
+                        } else {
+                            node.ends.push(i);
+                        }
+                    }
+                    Action::Grpc(pattern) => {
+                        let text = pattern.as_str();
+                        let service = text
+                            .strip_prefix('/')
+                            .and_then(|t| t.split_once('/'))
+                            .map_or(text, |(service, _)| service);
+                        if pattern.is_service_wide() {
+                            index
+                                .grpc_services
+                                .entry(service.into())
+                                .or_default()
+                                .push(i);
+                        } else {
+                            index.grpc_methods.entry(text.into()).or_default().push(i);
+                        }
+                    }
+                }
+            }
+        }
+        index
+    }
+
+    /// Candidate declarations, in declaration order, without repeats.
+    fn candidates(&self, request: &Request<'_>) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.paths.walk(request.path, false, &mut out);
+        if let Some(route) = request.route {
+            self.paths.walk(route, true, &mut out);
+        }
+        if let Some(method) = request.grpc_method {
+            if let Some(found) = self.grpc_methods.get(method) {
+                out.extend_from_slice(found);
+            }
+            let service = method
+                .strip_prefix('/')
+                .and_then(|m| m.split_once('/'))
+                .map(|(service, _)| service);
+            if let Some(found) = service.and_then(|s| self.grpc_services.get(s)) {
+                out.extend_from_slice(found);
+            }
+        }
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+}
+
+impl PathNode {
+    fn walk(&self, path: &str, route: bool, out: &mut Vec<usize>) {
+        if let Some(rest) = path.strip_prefix('/') {
+            self.walk_parts(rest.split('/'), route, out);
+        }
+    }
+
+    fn walk_parts<'p>(
+        &self,
+        mut parts: impl Iterator<Item = &'p str> + Clone,
+        route: bool,
+        out: &mut Vec<usize>,
+    ) {
+        out.extend_from_slice(&self.below);
+        let Some(part) = parts.next() else {
+            out.extend_from_slice(&self.ends);
+            return;
+        };
+        if let Some(next) = self.literals.get(part) {
+            next.walk_parts(parts.clone(), route, out);
+        }
+        // A parameter matches one non-empty segment, and in a route template
+        // not a catch-all.
+        if let Some(next) = &self.param
+            && !part.is_empty()
+            && !(route && part.starts_with("{*"))
+        {
+            next.walk_parts(parts, route, out);
+        }
     }
 }
 
