@@ -141,6 +141,7 @@ async fn handshake_both_sides(
                 let mut buf = [0u8; 1];
                 match tls.read(&mut buf).await {
                     Err(e) => Err(error_chain(&e)),
+                    Ok(0) => Err("closed by the server".to_owned()),
                     Ok(_) => Ok(()),
                 }
             }
@@ -384,7 +385,8 @@ async fn abusive_clients_do_not_stall_a_legitimate_one() {
                     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(n)
                 };
                 match tokio::time::timeout(Duration::from_secs(10), attempt).await {
-                    Ok(Err(_)) => {
+                    // An error, or closed without a byte of response.
+                    Ok(Err(_) | Ok(0)) => {
                         if refused == 0 {
                             let _ = first_refusal.try_send(());
                         }
