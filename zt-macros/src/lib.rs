@@ -8,16 +8,19 @@
 //!
 //! # Quick start
 //!
-//! ```ignore
+//! ```
+//! use axum::extract::Path;
 //! use zt_server::callers;
 //! use zt_server::macros::Declarations;
 //!
 //! #[callers("spiffe://example.org/ns/prod/sa/billing", http = "GET /invoices/{id}")]
-//! async fn get_invoice(axum::extract::Path(id): axum::extract::Path<u64>) -> String {
+//! async fn get_invoice(Path(id): Path<u64>) -> String {
 //!     format!("invoice {id}")
 //! }
 //!
 //! let declarations = Declarations::builder().add::<get_invoice>().build()?;
+//! assert_eq!(declarations.rules().next().map(|r| r.id()), Some("code:get_invoice"));
+//! # Ok::<(), zt_server::macros::PolicyError>(())
 //! ```
 //!
 //! The three forms, their keys and the rule they produce are documented on
@@ -51,9 +54,13 @@ use syn::{Attribute, Ident, ImplItem, Item, ItemFn, ItemImpl, LitStr, Token};
 ///
 /// # On an axum handler
 ///
-/// ```ignore
+/// ```
 /// #[zt_server::callers("spiffe://example.org/billing", trust_domain = "partner.example", http = "GET /invoices/{id}")]
-/// async fn get_invoice(/* extractors */) -> String { /* … */ }
+/// async fn get_invoice() -> String {
+///     "invoice".into()
+/// }
+///
+/// let app: axum::Router = axum::Router::new().route("/invoices/{id}", axum::routing::get(get_invoice));
 /// ```
 ///
 /// The function is left as written. Beside it the attribute defines a type
@@ -119,7 +126,9 @@ pub fn callers(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Declares every endpoint of a service in one place: one enum variant per
 /// endpoint.
 ///
-/// ```ignore
+/// ```
+/// use zt_server::macros::Declarations;
+///
 /// #[derive(zt_server::Declared)]
 /// enum LedgerApi {
 ///     #[endpoint(http = "GET /entries/{id}", "spiffe://example.org/billing")]
@@ -129,6 +138,9 @@ pub fn callers(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 ///
 /// let declarations = Declarations::builder().add::<LedgerApi>().build()?;
+/// assert_eq!(LedgerApi::Append.rule_id(), "code:LedgerApi::Append");
+/// assert_eq!(declarations.rules().count(), 2);
+/// # Ok::<(), zt_server::macros::PolicyError>(())
 /// ```
 ///
 /// Each variant takes exactly one `#[endpoint(...)]` with the keys of

@@ -53,6 +53,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub use zt_core::policy::PolicyError;
 pub use zt_core::policy::declare::{
     Combined, Declarations, DeclarationsBuilder, Declared, EndpointSpec, EndpointTarget,
     RULE_ID_PREFIX,
