@@ -185,6 +185,19 @@ pub enum PolicyError {
         /// What is wrong with it and what to write instead.
         reason: String,
     },
+    /// A required scope is not an RFC 6749 scope token.
+    #[error(
+        "{origin}: rule `{rule_id}`: scope `{scope}` is not a scope token; write printable ASCII \
+         without spaces, `\"` or `\\`, such as `invoices:read`"
+    )]
+    BadScope {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The scope as written.
+        scope: String,
+    },
     /// An explicit policy version is empty.
     #[error("{origin}: the policy version is empty; remove it to use a content hash, or write one")]
     EmptyVersion {
@@ -220,6 +233,7 @@ impl PolicyError {
             | Self::BadMethod { origin, .. }
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
+            | Self::BadScope { origin, .. }
             | Self::EmptyVersion { origin }
             | Self::Io { origin, .. } => origin,
         }
@@ -239,7 +253,8 @@ impl PolicyError {
             | Self::BadCaller { rule_id, .. }
             | Self::BadMethod { rule_id, .. }
             | Self::BadPath { rule_id, .. }
-            | Self::BadGrpcMethod { rule_id, .. } => Some(rule_id),
+            | Self::BadGrpcMethod { rule_id, .. }
+            | Self::BadScope { rule_id, .. } => Some(rule_id),
             Self::EmptyRuleId { .. } | Self::EmptyVersion { .. } | Self::Io { .. } => None,
         }
     }
@@ -255,6 +270,7 @@ impl PolicyError {
             | Self::BadMethod { origin, .. }
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
+            | Self::BadScope { origin, .. }
             | Self::EmptyVersion { origin }
             | Self::Io { origin, .. } => *origin = at,
         }
