@@ -382,3 +382,32 @@ async fn the_layer_answers_401_without_detail_and_passes_verified_requests_on() 
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, r#"{"error":"unauthenticated"}"#);
 }
+
+#[tokio::test]
+async fn a_grpc_call_without_a_jwt_svid_gets_unauthenticated() {
+    let s = setup();
+    let service =
+        s.layer()
+            .build()
+            .layer(tower::service_fn(|_: Request<Empty<Bytes>>| async move {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+            }));
+    let mut request = Request::new(Empty::<Bytes>::new());
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "16");
+    assert_eq!(response.headers()["content-type"], "application/grpc");
+    assert!(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+}
