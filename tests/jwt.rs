@@ -27,6 +27,7 @@ use zt_core::TrustDomain;
 use zt_core::authz::Authorizer;
 use zt_core::fake_ca::{DevUserIssuer, FakeCa, FakeCaSource};
 use zt_core::policy::Policy;
+use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource as _;
 use zt_core::user::{ActorExchange as _, USER_CONTEXT_HEADER};
 use zt_examples::audit_capture::{AuditCapture, Fields};
@@ -68,6 +69,8 @@ struct Mesh {
     issuer: DevUserIssuer,
     billing: SocketAddr,
     ledger: SocketAddr,
+    /// Ledger's revocation list (JWT subjects and callers).
+    revocations: Revocations,
     _stop: Vec<oneshot::Sender<()>>,
 }
 
@@ -158,6 +161,7 @@ async fn mesh() -> Mesh {
     let issuer = DevUserIssuer::new("https://idp.example.org", "example.org").unwrap();
 
     // ledger
+    let revocations = Revocations::new();
     let ledger_source = workload(&ca, LEDGER);
     let ledger_app = Router::new()
         .route("/entries/{id}", get(entry))
@@ -169,6 +173,7 @@ async fn mesh() -> Mesh {
         .layer(
             JwtAuthLayer::builder(ledger_source.clone(), LEDGER)
                 .bind_to_peer(true)
+                .revocations(revocations.clone())
                 .user_context(issuer.validator().unwrap())
                 .require_user_context(true)
                 .target("ledger")
@@ -216,6 +221,7 @@ async fn mesh() -> Mesh {
         issuer,
         billing: billing_addr,
         ledger: ledger_addr,
+        revocations,
         _stop: vec![stop_ledger, stop_billing],
     }
 }
@@ -393,4 +399,27 @@ async fn a_jwt_svid_of_another_workload_is_refused_when_bound_to_the_mtls_peer()
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(field(&events[0], "reason"), "jwt-svid:not-bound-to-peer");
     assert_eq!(field(&events[0], "caller"), ORDERS);
+}
+
+#[tokio::test]
+async fn a_revoked_jwt_subject_is_refused_at_its_next_request() {
+    let (audit, _guard) = AuditCapture::install();
+    let mesh = mesh().await;
+    let scopes = ["invoices:read", "ledger:read"];
+    assert_eq!(
+        orders_calls_billing(&mesh, "/invoices/1", "alice", &scopes)
+            .await
+            .0,
+        200
+    );
+    audit.take();
+
+    // Ledger's handshake does not consult the list; the JWT-SVID check does.
+    mesh.revocations.revoke_id(id(BILLING));
+    let (status, body) = orders_calls_billing(&mesh, "/invoices/1", "alice", &scopes).await;
+    assert_eq!(status, 401, "{body}");
+    let events = events_of(&audit, "ledger");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(field(&events[0], "reason"), "jwt-svid:revoked");
+    assert_eq!(field(&events[0], "caller"), BILLING);
 }
