@@ -182,6 +182,14 @@ impl ZtClient {
         &self.source
     }
 
+    /// JWT-SVIDs from this client's source, cached per audience, for
+    /// requests that carry one ([`JwtSvids::send`](crate::JwtSvids::send),
+    /// [`JwtSvidLayer`](crate::JwtSvidLayer)). Each call starts a new cache:
+    /// keep the result and clone it.
+    pub fn jwt_svids(&self) -> crate::JwtSvids {
+        crate::JwtSvids::new(Arc::clone(&self.source))
+    }
+
     /// The server pin, if any.
     pub fn server_pin(&self) -> Option<&IdMatcher> {
         self.pin.as_ref()

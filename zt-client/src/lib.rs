@@ -13,6 +13,11 @@
 //! | `rustls::ClientConfig` | [`ZtClient::rustls_config`] |
 //! | `tokio_rustls::TlsConnector` / raw TLS over TCP | [`ZtClient::tls_connector`], [`ZtClient::connect`] |
 //!
+//! JWT-SVIDs for a target's audience go on requests through [`JwtSvids`]
+//! (cached per audience, refreshed at half life, never sent close to
+//! expiry): [`JwtSvids::send`] for reqwest, [`JwtSvidLayer`] for a tonic
+//! channel or any tower HTTP service.
+//!
 //! # Quick start
 //!
 //! ```no_run
@@ -60,6 +65,7 @@ pub mod danger;
 mod error;
 #[cfg(feature = "tonic")]
 mod grpc;
+mod jwt;
 mod resolve;
 mod verify;
 
@@ -67,4 +73,7 @@ pub use builder::{ClientBuilder, ZtClient};
 pub use error::Error;
 #[cfg(feature = "tonic")]
 pub use grpc::GrpcConnector;
+pub use jwt::{
+    AttachJwtSvid, BoxError, DEFAULT_MIN_REMAINING, JwtAttachError, JwtSvidLayer, JwtSvids,
+};
 pub use verify::PeerRejected;

@@ -17,6 +17,8 @@
 //! | `method`, `path` | the HTTP method and path |
 //! | `route` | the route template the router matched, if any |
 //! | `grpc_method` | `/package.Service/Method` for gRPC calls |
+//! | `user` | the end user of a verified user context, or `-` |
+//! | `act_chain` | the services the request passed through for the user, oldest first (`,`-separated in `tracing`, a list in JSON), or `-` |
 //! | `decision` | `allow`, `deny`, or `would-deny` (dry run) |
 //! | `reason` | [`DecisionReason::as_str`](crate::policy::DecisionReason::as_str) |
 //! | `rule` | the deciding rule id, if a rule decided |
@@ -25,7 +27,8 @@
 //! | `eval_ns` | time to decide, in nanoseconds |
 //!
 //! The JSON-lines writer writes the same fields, one object per line.
-//! Records never contain request bodies, headers or tokens.
+//! Records never contain request bodies, headers or tokens: a user context
+//! contributes its subject and actor chain, never the token.
 
 use std::fmt;
 use std::io::Write;
@@ -99,6 +102,11 @@ pub struct AuditEvent<'a> {
     pub route: Option<&'a str>,
     /// The gRPC method, for gRPC calls.
     pub grpc_method: Option<&'a str>,
+    /// The end user of the request's verified user context.
+    pub user: Option<&'a str>,
+    /// The services that acted for the user, oldest first.
+    #[serde(serialize_with = "ser_ids")]
+    pub act_chain: &'a [SpiffeId],
     /// The outcome.
     pub decision: Verdict,
     /// Why (a [`DecisionReason`](crate::policy::DecisionReason) name).
@@ -136,6 +144,28 @@ fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
 
 fn ser_list<S: Serializer>(list: &&[Arc<str>], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(list.iter().map(|item| &**item))
+}
+
+fn ser_ids<S: Serializer>(ids: &&[SpiffeId], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(ToString::to_string))
+}
+
+/// Writes SPIFFE IDs comma-separated, `-` when empty.
+struct Ids<'a>(&'a [SpiffeId]);
+
+impl fmt::Display for Ids<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, id) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            fmt::Display::fmt(id, f)?;
+        }
+        Ok(())
+    }
 }
 
 fn ser_id<S: Serializer>(id: &Option<&SpiffeId>, s: S) -> Result<S::Ok, S::Error> {
@@ -209,6 +239,8 @@ impl AuditEvent<'_> {
                     path = self.path,
                     route = %OrDash(self.route),
                     grpc_method = %OrDash(self.grpc_method),
+                    user = %OrDash(self.user),
+                    act_chain = %Ids(self.act_chain),
                     decision = self.decision.as_str(),
                     reason = self.reason,
                     rule = %OrDash(self.rule),

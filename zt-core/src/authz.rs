@@ -50,6 +50,7 @@ use crate::audit::{AuditEvent, AuditSink, Verdict};
 use crate::policy::{Decision, DecisionReason, PolicyEngine, Request};
 use crate::revocation::{Revocations, Revoked};
 use crate::time::{SharedClock, system_clock};
+use crate::user::UserContext;
 
 /// The result of [`Authorizer::authorize`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +170,8 @@ impl Authorizer {
             path: request.path,
             route: request.route,
             grpc_method: request.grpc_method,
+            user: request.user.map(UserContext::subject),
+            act_chain: request.user.map(UserContext::actors).unwrap_or_default(),
             decision: verdict,
             reason: decision.reason.as_str(),
             rule: decision.rule_id.as_deref(),

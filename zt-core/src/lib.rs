@@ -50,14 +50,15 @@
 //! | [`revocation`] | hot-updatable deny-list of SPIFFE IDs and leaf serials |
 //! | [`authz`] | [`Authorizer`](authz::Authorizer): revocation + policy + dry-run + audit, once per request |
 //! | [`audit`] | audit events (`tracing` target `zt::audit`) and a non-blocking JSON-lines writer |
-//! | `fake_ca` | development CA, broken material for tests, Workload API server (feature `fake-ca`) |
+//! | [`user`] | delegated user context: [`UserContextValidator`](user::UserContextValidator), scopes, the `act` chain |
+//! | `fake_ca` | development CA, broken material for tests, Workload API server, development user-context issuer (feature `fake-ca`) |
 //!
 //! # Features
 //!
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `workload-api` | yes | [`WorkloadApiSource`](source::WorkloadApiSource), built on the `spiffe` crate's `X509Source` and `JwtSource` |
-//! | `fake-ca` | no | `fake_ca`: [`FakeCa`], `FakeCaSource`, `WorkloadApiServer` |
+//! | `fake-ca` | no | `fake_ca`: [`FakeCa`], `FakeCaSource`, `WorkloadApiServer`, `DevUserIssuer` |
 //!
 //! [`FakeCa`]: https://docs.rs/zt-core/latest/zt_core/fake_ca/struct.FakeCa.html
 #![forbid(unsafe_code)]
@@ -77,6 +78,7 @@ pub mod revocation;
 pub mod source;
 pub mod svid;
 pub mod time;
+pub mod user;
 #[cfg(feature = "fake-ca")]
 pub mod workload_api;
 pub mod x509;

@@ -11,7 +11,9 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 use zt_core::authz::{Authorization, Authorizer};
 use zt_core::policy::{self, PolicyEngine};
+use zt_core::user::UserContext;
 
+use crate::jwt::VerifiedJwtSvid;
 use crate::peer::VerifiedPeer;
 
 /// A tower layer that authorizes every request against a policy before the
@@ -19,7 +21,11 @@ use crate::peer::VerifiedPeer;
 ///
 /// It reads the [`VerifiedPeer`] that [`ZtServer`](crate::ZtServer) put in
 /// the request extensions and asks an [`Authorizer`] — revocation list,
-/// policy, dry-run, audit — for a decision. One layer serves axum and tonic:
+/// policy, dry-run, audit — for a decision. When a
+/// [`JwtAuthLayer`](crate::JwtAuthLayer) in front of it validated a
+/// JWT-SVID, the caller is the JWT-SVID's subject; a validated user context
+/// is passed to the policy (rules with `scopes`) and to the audit event
+/// (user and actor chain). One layer serves axum and tonic:
 /// it works on `http::Request<B>`.
 ///
 /// | situation | HTTP | gRPC |
@@ -132,7 +138,7 @@ impl<S> Authorize<S> {
 }
 
 /// `true` for `application/grpc` and `application/grpc+proto` (etc.).
-fn is_grpc(headers: &http::HeaderMap) -> bool {
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -171,17 +177,27 @@ where
         let grpc = is_grpc(req.headers());
         let authorization = {
             let peer = VerifiedPeer::from_extensions(req.extensions());
+            let jwt = VerifiedJwtSvid::from_extensions(req.extensions());
+            // The caller is the JWT-SVID subject when the request carried
+            // one, else the mTLS peer; the leaf serial belongs to the peer.
+            let caller = jwt
+                .map(VerifiedJwtSvid::subject)
+                .or(peer.map(VerifiedPeer::id));
+            let serial = peer
+                .filter(|p| caller == Some(p.id()))
+                .map(VerifiedPeer::serial);
             let path = req.uri().path();
-            let mut request =
-                policy::Request::new(peer.map(VerifiedPeer::id), req.method().as_str(), path);
+            let mut request = policy::Request::new(caller, req.method().as_str(), path);
+            if let Some(user) = req.extensions().get::<UserContext>() {
+                request = request.with_user(user);
+            }
             if let Some(route) = matched_route(req.extensions()) {
                 request = request.with_route(route);
             }
             if grpc {
                 request = request.with_grpc_method(path);
             }
-            self.authorizer
-                .authorize(&request, peer.map(VerifiedPeer::serial))
+            self.authorizer.authorize(&request, serial)
         };
         if authorization.proceeds() {
             ResponseFuture::inner(self.inner.call(req))
@@ -259,13 +275,13 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    fn inner(future: F) -> Self {
+    pub(crate) fn inner(future: F) -> Self {
         Self {
             kind: FutureKind::Inner { future },
         }
     }
 
-    fn denied(response: Response<Bytes>) -> Self {
+    pub(crate) fn denied(response: Response<Bytes>) -> Self {
         Self {
             kind: FutureKind::Denied {
                 response: Some(response),

@@ -18,6 +18,10 @@
 //! and answers refusals with `403` / `PERMISSION_DENIED`, or `401` /
 //! `UNAUTHENTICATED` when there is no verified identity.
 //!
+//! [`JwtAuthLayer`] validates JWT-SVIDs (optionally bound to the mTLS peer)
+//! and delegated user-context tokens, and hands them to `AuthorizeLayer`
+//! and to handlers ([`VerifiedUser`]); refusals are `401` with no detail.
+//!
 //! # Quick start
 //!
 //! ```no_run
@@ -85,6 +89,7 @@
 mod authorize;
 mod builder;
 mod error;
+mod jwt;
 mod peer;
 mod resolve;
 mod serve;
@@ -95,6 +100,10 @@ pub use builder::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, ServerBuilder, ZtServer,
 };
 pub use error::Error;
+pub use jwt::{
+    Authenticated, DEFAULT_JWT_LEEWAY, JwtAuth, JwtAuthBuilder, JwtAuthError, JwtAuthLayer,
+    MissingUserContext, VerifiedJwtSvid, VerifiedUser,
+};
 pub use peer::{MissingPeer, PeerExt, VerifiedPeer};
 pub use serve::SHUTDOWN_GRACE;
 pub use verify::PeerRejected;

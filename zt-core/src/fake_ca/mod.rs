@@ -7,7 +7,8 @@
 //! bundles, produces deliberately broken material for negative tests
 //! ([`BadSvid`], [`BadJwt`]), and serves the SPIFFE Workload API on a Unix
 //! socket ([`WorkloadApiServer`]) so that unmodified Workload API clients,
-//! the `spiffe` crate's among them, can fetch from it.
+//! the `spiffe` crate's among them, can fetch from it. [`DevUserIssuer`]
+//! mints and exchanges user-context tokens ([`crate::user`]).
 //!
 //! It is for development and tests. Its keys live in memory or in a
 //! directory written by [`FakeCa::save`]; nothing protects them the way a
@@ -30,6 +31,7 @@ mod bad;
 mod server;
 mod source;
 mod store;
+mod user_issuer;
 
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -55,6 +57,7 @@ use crate::{SpiffeId, TrustDomain};
 pub use bad::{BadJwt, BadMaterial, BadSvid};
 pub use server::{SECURITY_HEADER, WorkloadApiServer, WorkloadApiServerHandle};
 pub use source::FakeCaSource;
+pub use user_issuer::{DEFAULT_USER_CONTEXT_TTL, DevUserIssuer};
 
 /// How long a fake CA's authorities are valid.
 pub const DEFAULT_CA_TTL: Duration = Duration::from_secs(365 * 24 * 3600);

@@ -68,7 +68,8 @@
 //! with the lowest index names the rule, as [`Policy`] names the first
 //! matching rule in policy order. Rules whose callers are closures
 //! ([`IdMatcher::from_fn`](crate::matcher::IdMatcher::from_fn)) cannot be
-//! written in Cedar: [`CedarPolicy::from_policy`] refuses them with
+//! written in Cedar, and rules that require scopes of the user context are
+//! not translated: [`CedarPolicy::from_policy`] refuses both with
 //! [`CedarError::Untranslatable`].
 //!
 //! # Examples
@@ -209,7 +210,7 @@ impl CedarPolicy {
     /// # Errors
     ///
     /// [`CedarError::Untranslatable`] for the first rule with a caller
-    /// closure (or another matcher Cedar cannot express); the other
+    /// closure (or another matcher Cedar cannot express) or with scopes; the other
     /// variants only if the translation itself is faulty.
     pub fn from_policy(policy: &Policy) -> Result<Self, CedarError> {
         let mut out = Self {
@@ -230,6 +231,14 @@ impl CedarPolicy {
     }
 
     fn add_rule(&mut self, index: usize, rule: &Rule) -> Result<(), CedarError> {
+        if !rule.scopes().is_empty() {
+            return Err(CedarError::Untranslatable {
+                rule_id: rule.id().to_owned(),
+                reason: "scope requirements (`scopes`) are not translated; the Cedar \
+                         request carries no user context"
+                    .to_owned(),
+            });
+        }
         let mut t = Translator {
             rule_id: rule.id(),
             id_positions: 0,

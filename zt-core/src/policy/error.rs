@@ -194,6 +194,19 @@ pub enum PolicyError {
         /// What is wrong with it and what to write instead.
         reason: String,
     },
+    /// A required scope is not an RFC 6749 scope token.
+    #[error(
+        "{origin}: rule `{rule_id}`: scope `{scope}` is not a scope token; write printable ASCII \
+         without spaces, `\"` or `\\`, such as `invoices:read`"
+    )]
+    BadScope {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The scope as written.
+        scope: String,
+    },
     /// An explicit policy version is empty.
     #[error("{origin}: the policy version is empty; remove it to use a content hash, or write one")]
     EmptyVersion {
@@ -279,6 +292,7 @@ impl PolicyError {
             | Self::BadMethod { origin, .. }
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
+            | Self::BadScope { origin, .. }
             | Self::EmptyVersion { origin }
             | Self::BadTrustDomain { origin, .. }
             | Self::NoCallers { origin, .. }
@@ -304,7 +318,8 @@ impl PolicyError {
             | Self::BadPath { rule_id, .. }
             | Self::BadGrpcMethod { rule_id, .. }
             | Self::BadTrustDomain { rule_id, .. }
-            | Self::NoCallers { rule_id, .. } => Some(rule_id),
+            | Self::NoCallers { rule_id, .. }
+            | Self::BadScope { rule_id, .. } => Some(rule_id),
             Self::EmptyRuleId { .. }
             | Self::EmptyVersion { .. }
             | Self::DuplicateEndpoint { .. }
@@ -324,6 +339,7 @@ impl PolicyError {
             | Self::BadMethod { origin, .. }
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
+            | Self::BadScope { origin, .. }
             | Self::EmptyVersion { origin }
             | Self::BadTrustDomain { origin, .. }
             | Self::NoCallers { origin, .. }

@@ -29,6 +29,8 @@ struct FileRule {
     http: Vec<Spanned<FileHttp>>,
     #[serde(default)]
     grpc: Vec<Spanned<String>>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +113,11 @@ pub(super) fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyError
             rule = rule
                 .grpc(grpc.get_ref())
                 .map_err(|e| e.at(at(grpc.span())))?;
+        }
+        for scope in file_rule.scopes {
+            rule = rule
+                .scope(scope.get_ref())
+                .map_err(|e| e.at(at(scope.span())))?;
         }
         builder = builder.rule(rule);
     }

@@ -109,9 +109,10 @@ impl Policy {
     ///
     /// Only certainties are reported: one rule covers another when each of
     /// the other's callers is covered by one of its own (no callers covers
-    /// every caller; closures are never certain) and each of the other's
+    /// every caller; closures are never certain), each of the other's
     /// actions by one of its own (no actions covers every action; an HTTP
-    /// action never covers a gRPC one). Requests covered only by several
+    /// action never covers a gRPC one), and it requires no scope the other
+    /// does not (a rule with scopes never covers one without). Requests covered only by several
     /// rules together are not reported.
     ///
     /// # Examples
@@ -143,9 +144,11 @@ impl Policy {
             index.candidates(rule_callers, &mut candidates);
             let covered_by = |j: usize| {
                 j != i
-                    && callers
-                        .get(j)
-                        .is_some_and(|c| c.covers(rule_callers) && covers_actions(&rules[j], rule))
+                    && callers.get(j).is_some_and(|c| {
+                        c.covers(rule_callers)
+                            && covers_actions(&rules[j], rule)
+                            && covers_scopes(&rules[j], rule)
+                    })
             };
             let found = if rule.effect() == Effect::Allow {
                 candidates
@@ -177,6 +180,14 @@ impl Policy {
         }
         warnings
     }
+}
+
+/// `true` if every user context `b` accepts, `a` accepts: `a` requires no
+/// scope that `b` does not.
+fn covers_scopes(a: &Rule, b: &Rule) -> bool {
+    a.scopes()
+        .iter()
+        .all(|s| b.scopes().binary_search(s).is_ok())
 }
 
 // ---- callers ----

@@ -16,8 +16,11 @@
 //! the decision names the first one in policy order.
 //!
 //! A rule matches when one of its callers matches the caller's SPIFFE ID
-//! (no callers: any authenticated caller) and one of its actions matches
-//! the request (no actions: any action). Methods and paths are plain
+//! (no callers: any authenticated caller), one of its actions matches
+//! the request (no actions: any action), and the request's verified
+//! [`UserContext`] carries every scope the rule requires (no scopes: no
+//! condition; a rule with scopes never matches a request without a user
+//! context). Methods and paths are plain
 //! strings; `zt-core` knows nothing of HTTP types.
 //!
 //! Every [`Decision`] carries the policy version: the `version` given in the
@@ -29,7 +32,8 @@
 //! [`Policy`] compiles its rules into an index: rules naming exact caller
 //! IDs are found with one hash lookup, rules confined to a trust domain with
 //! another, and only rules that may match any caller (no callers, closures)
-//! are tried for every request. The cost of a decision depends on the rules
+//! are tried for every request. Scopes are checked on the candidate rules
+//! only, after the caller and action. The cost of a decision depends on the rules
 //! that could apply to the caller, not on how many rules the policy has.
 //!
 //! # File format
@@ -49,6 +53,7 @@
 //!   { method = "*", path = "/health" },
 //! ]
 //! grpc = ["/billing.Billing/GetInvoice", "/billing.Billing/*"]   # optional
+//! scopes = ["invoices:read"]              # optional; the user context must carry all
 //! ```
 //!
 //! Unknown fields are errors. Without `http` and `grpc` a rule covers every
@@ -105,6 +110,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::SpiffeId;
+use crate::user::UserContext;
 
 mod action;
 #[cfg(feature = "cedar")]
@@ -161,6 +167,9 @@ pub struct Request<'a> {
     pub route: Option<&'a str>,
     /// The gRPC method, `/package.Service/Method`, for gRPC calls.
     pub grpc_method: Option<&'a str>,
+    /// The verified user context the request carries, if any; rules that
+    /// require scopes match only when it holds all of them.
+    pub user: Option<&'a UserContext>,
 }
 
 impl<'a> Request<'a> {
@@ -172,6 +181,7 @@ impl<'a> Request<'a> {
             path,
             route: None,
             grpc_method: None,
+            user: None,
         }
     }
 
@@ -184,6 +194,12 @@ impl<'a> Request<'a> {
     /// Sets the gRPC method (`/package.Service/Method`).
     pub fn with_grpc_method(mut self, grpc_method: &'a str) -> Self {
         self.grpc_method = Some(grpc_method);
+        self
+    }
+
+    /// Sets the verified user context.
+    pub fn with_user(mut self, user: &'a UserContext) -> Self {
+        self.user = Some(user);
         self
     }
 }

@@ -55,6 +55,8 @@ impl fmt::Display for Effect {
 ///   read.
 /// - No actions: the rule covers **every action** (as an Istio rule without
 ///   `to`).
+/// - Scopes: the rule matches only requests whose verified user context
+///   carries every one of them; none: no condition on the user.
 ///
 /// # Examples
 ///
@@ -74,6 +76,8 @@ pub struct Rule {
     effect: Effect,
     callers: Vec<IdMatcher>,
     actions: Vec<Action>,
+    /// Sorted, without duplicates.
+    scopes: Vec<Arc<str>>,
     origin: Origin,
 }
 
@@ -86,6 +90,7 @@ impl Rule {
             effect,
             callers: Vec::new(),
             actions: Vec::new(),
+            scopes: Vec::new(),
             origin: Origin::code(),
         }
     }
@@ -171,6 +176,34 @@ impl Rule {
         Ok(self)
     }
 
+    /// Requires a scope: the rule matches only requests whose verified
+    /// [`UserContext`](crate::user::UserContext) carries it (and every other
+    /// scope the rule requires).
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::BadScope`] if `scope` is not an RFC 6749 scope token
+    /// (printable ASCII without space, `"` or `\\`).
+    pub fn scope(mut self, scope: &str) -> Result<Self, PolicyError> {
+        if !crate::user::is_scope_token(scope) {
+            return Err(PolicyError::BadScope {
+                origin: self.origin.clone(),
+                rule_id: self.id.to_string(),
+                scope: scope.to_owned(),
+            });
+        }
+        if let Err(at) = self.scopes.binary_search_by(|s| (**s).cmp(scope)) {
+            self.scopes.insert(at, Arc::from(scope));
+        }
+        Ok(self)
+    }
+
+    /// The scopes the user context must carry, sorted; empty means no
+    /// condition on the user.
+    pub fn scopes(&self) -> &[Arc<str>] {
+        &self.scopes
+    }
+
     /// The rule id.
     pub fn id(&self) -> &str {
         &self.id
@@ -205,10 +238,18 @@ impl Rule {
         self.origin = origin;
     }
 
-    /// `true` if the rule covers the request's action (callers are checked
-    /// by the index).
+    /// `true` if the rule covers the request's action and its user context
+    /// carries the rule's scopes (callers are checked by the index).
     pub(crate) fn covers(&self, request: &Request<'_>) -> bool {
-        self.actions.is_empty() || self.actions.iter().any(|a| a.matches(request))
+        (self.actions.is_empty() || self.actions.iter().any(|a| a.matches(request)))
+            && self.scopes_held(request)
+    }
+
+    fn scopes_held(&self, request: &Request<'_>) -> bool {
+        self.scopes.is_empty()
+            || request
+                .user
+                .is_some_and(|user| self.scopes.iter().all(|s| user.has_scope(s)))
     }
 
     /// The canonical rendering the content hash is computed over.
@@ -221,6 +262,9 @@ impl Rule {
         }
         for action in &self.actions {
             let _ = writeln!(out, "  {action}");
+        }
+        for scope in &self.scopes {
+            let _ = writeln!(out, "  scope {:?}", &**scope);
         }
     }
 }

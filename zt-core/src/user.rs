@@ -1,0 +1,755 @@
+//! Delegated user context: who the end user is, which scopes the request
+//! carries for them, and which services it passed through.
+//!
+//! A caller acting for a user forwards a **user-context token** in its own
+//! header ([`USER_CONTEXT_HEADER`]), next to its own identity (mTLS and,
+//! optionally, a JWT-SVID). The token is a JWT signed by an issuer the
+//! service trusts, identified by its JWKS, in the spirit of the IETF
+//! Transaction Tokens draft. It carries only what a hop needs:
+//!
+//! | claim | meaning |
+//! |---|---|
+//! | `iss` | the issuer; must equal the configured one |
+//! | `aud` | must contain the configured audience (for example the trust domain) |
+//! | `sub` | the end user |
+//! | `scope` | space-separated scopes (RFC 8693 §4.2) |
+//! | `exp`, `nbf` | validity, checked with bounded leeway; `exp` is required |
+//! | `act` | the actor chain (RFC 8693 §4.1): `{"sub": <SPIFFE ID of the current actor>, "act": {…previous actor…}}` |
+//!
+//! # Trust model
+//!
+//! The whole token, `act` chain included, is signed by the issuer: a hop
+//! cannot add itself, drop a previous hop or widen the scopes without the
+//! issuer. A service that forwards the context **exchanges** the token it
+//! received for one naming itself as the current actor
+//! ([`ActorExchange`], RFC 8693 token exchange); the issuer may narrow the
+//! scopes but never widens them. The receiving service then checks
+//! **actor binding**: the current actor (outermost `act.sub`) must be the
+//! workload that authenticated the request (its mTLS peer or JWT-SVID
+//! subject), see [`UserContextValidator::validate_for_caller`]. So a
+//! token lifted from one service cannot be replayed by another.
+//!
+//! The earlier entries of the chain are exactly as trustworthy as the
+//! issuer's checks at each exchange: a production issuer (a token-exchange
+//! service) must authenticate the workload asking for an exchange and
+//! require it to be the token's audience or current actor. The development
+//! issuer in `fake_ca` (feature `fake-ca`) performs no such check; it is
+//! for tests and laptops.
+//!
+//! Tokens are never logged: [`UserContext`]'s `Debug` shows the subject,
+//! scopes and chain but not the token, and error messages never quote it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+pub use jsonwebtoken::jwk::JwkSet;
+
+use crate::SpiffeId;
+use crate::id::parse_canonical;
+use crate::jwt::{MAX_LEEWAY, MAX_TOKEN_LEN};
+use crate::source::BoxFuture;
+use crate::time::Timestamp;
+
+/// The header a user-context token travels in.
+pub const USER_CONTEXT_HEADER: &str = "zt-user-context";
+
+/// The longest `act` chain accepted.
+pub const MAX_ACT_DEPTH: usize = 16;
+
+/// The most scopes a token may carry.
+pub const MAX_SCOPES: usize = 64;
+
+/// Why a user-context token was rejected. One variant per rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UserContextError {
+    /// The token is not a well-formed compact JWS.
+    #[error("the user-context token is malformed: {reason}")]
+    Malformed {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The `alg` header is not an asymmetric algorithm.
+    #[error(
+        "the user-context token's algorithm `{alg}` is not allowed; use ES256/384, RS256/384/512, PS256/384/512 or EdDSA"
+    )]
+    UnsupportedAlgorithm {
+        /// The `alg` header value.
+        alg: String,
+    },
+    /// The header has no `kid`.
+    #[error("the user-context token header has no `kid`")]
+    MissingKeyId,
+    /// The issuer's JWKS has no usable key with the token's `kid`.
+    #[error("the trusted JWKS has no key with ID `{key_id}`")]
+    UnknownKeyId {
+        /// The token's `kid`.
+        key_id: String,
+    },
+    /// The token's `alg` is not the algorithm of the key it names.
+    #[error("the token says `{alg}` but key `{key_id}` is for another algorithm")]
+    AlgorithmMismatch {
+        /// The token's `alg`.
+        alg: String,
+        /// The key.
+        key_id: String,
+    },
+    /// The signature does not verify.
+    #[error("the user-context token's signature is invalid ({reason})")]
+    BadSignature {
+        /// What the verifier reported.
+        reason: String,
+    },
+    /// The `iss` claim is missing or not the trusted issuer.
+    #[error("the user-context token's issuer {found:?} is not the trusted issuer `{expected}`")]
+    WrongIssuer {
+        /// The trusted issuer.
+        expected: String,
+        /// The `iss` claim, if any.
+        found: Option<String>,
+    },
+    /// The token has no `sub` claim.
+    #[error("the user-context token has no `sub` claim")]
+    MissingSubject,
+    /// The token has no `exp` claim.
+    #[error("the user-context token has no `exp` claim; user contexts must expire")]
+    MissingExpiry,
+    /// The token has expired.
+    #[error("the user-context token expired at {expired_at} (now {now})")]
+    Expired {
+        /// The `exp` claim.
+        expired_at: Timestamp,
+        /// The time used for the check.
+        now: Timestamp,
+    },
+    /// The token's `nbf` is in the future.
+    #[error("the user-context token is not valid before {not_before} (now {now})")]
+    NotYetValid {
+        /// The `nbf` claim.
+        not_before: Timestamp,
+        /// The time used for the check.
+        now: Timestamp,
+    },
+    /// The token has no `aud` claim.
+    #[error("the user-context token has no `aud` claim")]
+    MissingAudience,
+    /// The token's audience does not include the expected one.
+    #[error("the user-context token's audience {found:?} does not include `{expected}`")]
+    WrongAudience {
+        /// The audience required.
+        expected: String,
+        /// The audience found.
+        found: Vec<String>,
+    },
+    /// The `scope` claim is not a space-separated list of scope tokens.
+    #[error("the user-context token's `scope` is invalid: {reason}")]
+    BadScope {
+        /// What was wrong.
+        reason: String,
+    },
+    /// An `act` entry is not an object with a SPIFFE ID `sub`.
+    #[error("the user-context token's `act` chain is invalid: {reason}")]
+    BadActor {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The `act` chain is longer than [`MAX_ACT_DEPTH`].
+    #[error("the user-context token's `act` chain is deeper than {MAX_ACT_DEPTH} entries")]
+    ActChainTooLong,
+    /// The current actor is not the workload that sent the request.
+    #[error(
+        "the user context names {} as its current actor, but the request came from `{caller}`; \
+         a service forwarding a user context must exchange it for one that names itself",
+        match .actor { Some(a) => format!("`{a}`"), None => "no actor".to_owned() }
+    )]
+    ActorMismatch {
+        /// The authenticated caller.
+        caller: SpiffeId,
+        /// The current actor the token names, if any.
+        actor: Option<SpiffeId>,
+    },
+    /// A JWKS key cannot be used for validation.
+    #[error("JWKS key {key_id:?} cannot be used: {reason}")]
+    UnusableKey {
+        /// The key's `kid`, if any.
+        key_id: Option<String>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl UserContextError {
+    /// A short, stable name for logs and audit records, such as
+    /// `user-context:expired`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "user-context:malformed",
+            Self::UnsupportedAlgorithm { .. } => "user-context:unsupported-algorithm",
+            Self::MissingKeyId => "user-context:missing-kid",
+            Self::UnknownKeyId { .. } => "user-context:unknown-kid",
+            Self::AlgorithmMismatch { .. } => "user-context:algorithm-mismatch",
+            Self::BadSignature { .. } => "user-context:bad-signature",
+            Self::WrongIssuer { .. } => "user-context:wrong-issuer",
+            Self::MissingSubject => "user-context:missing-sub",
+            Self::MissingExpiry => "user-context:missing-exp",
+            Self::Expired { .. } => "user-context:expired",
+            Self::NotYetValid { .. } => "user-context:not-yet-valid",
+            Self::MissingAudience => "user-context:missing-aud",
+            Self::WrongAudience { .. } => "user-context:wrong-aud",
+            Self::BadScope { .. } => "user-context:bad-scope",
+            Self::BadActor { .. } => "user-context:bad-act",
+            Self::ActChainTooLong => "user-context:act-too-long",
+            Self::ActorMismatch { .. } => "user-context:actor-mismatch",
+            Self::UnusableKey { .. } => "user-context:unusable-key",
+        }
+    }
+}
+
+/// A verified user context. Cheap to clone.
+///
+/// `Debug` shows the subject, scopes, actor chain, issuer and expiry, never
+/// the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(PartialEq, Eq)]
+struct Inner {
+    subject: String,
+    scopes: Box<[Box<str>]>,
+    actors: Box<[SpiffeId]>,
+    issuer: String,
+    expiry: SystemTime,
+    token: String,
+}
+
+impl UserContext {
+    /// The end user (`sub`).
+    pub fn subject(&self) -> &str {
+        &self.inner.subject
+    }
+
+    /// The scopes, sorted, without duplicates.
+    pub fn scopes(&self) -> &[Box<str>] {
+        &self.inner.scopes
+    }
+
+    /// `true` if the context carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.inner
+            .scopes
+            .binary_search_by(|s| (**s).cmp(scope))
+            .is_ok()
+    }
+
+    /// The services the request passed through, in the order it passed
+    /// them: the first is the first service that acted for the user, the
+    /// last is the current actor. Empty when no service has acted yet.
+    pub fn actors(&self) -> &[SpiffeId] {
+        &self.inner.actors
+    }
+
+    /// The current actor (outermost `act.sub`), if any.
+    pub fn current_actor(&self) -> Option<&SpiffeId> {
+        self.inner.actors.last()
+    }
+
+    /// The issuer (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// When the token expires (`exp`).
+    pub fn expiry(&self) -> SystemTime {
+        self.inner.expiry
+    }
+
+    /// The token, for forwarding it (after an [`ActorExchange`]) to the
+    /// next hop. It is a bearer credential: never log it.
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+}
+
+impl fmt::Debug for UserContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("UserContext")
+            .field("subject", &inner.subject)
+            .field("scopes", &inner.scopes)
+            .field(
+                "actors",
+                &inner
+                    .actors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            )
+            .field("issuer", &inner.issuer)
+            .field("expiry", &Timestamp(inner.expiry))
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Exchanges a user context for one naming `actor` as the current actor
+/// (RFC 8693 token exchange), so the next hop can bind it to its caller.
+///
+/// A production implementation calls a token-exchange service, which must
+/// authenticate `actor`; the development issuer in `fake_ca` (feature
+/// `fake-ca`) signs locally.
+pub trait ActorExchange: Send + Sync + fmt::Debug {
+    /// Returns a token with the same subject, the same or fewer scopes
+    /// (`scopes`, if given, must be a subset of the context's), and `actor`
+    /// appended to the chain.
+    ///
+    /// # Errors
+    ///
+    /// Why the exchange was refused or failed.
+    fn exchange<'a>(
+        &'a self,
+        context: &'a UserContext,
+        actor: &'a SpiffeId,
+        scopes: Option<&'a [&'a str]>,
+    ) -> BoxFuture<'a, Result<String, ExchangeError>>;
+}
+
+/// Why an [`ActorExchange`] failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    /// The exchange asked for a scope the context does not carry.
+    #[error("cannot add scope `{scope}` in an exchange; scopes can only be narrowed")]
+    WidenedScope {
+        /// The scope.
+        scope: String,
+    },
+    /// The context has expired.
+    #[error("the user context expired at {expired_at}; it cannot be exchanged")]
+    Expired {
+        /// When it expired.
+        expired_at: Timestamp,
+    },
+    /// The `act` chain would exceed [`MAX_ACT_DEPTH`].
+    #[error("the `act` chain already holds {MAX_ACT_DEPTH} actors")]
+    ActChainTooLong,
+    /// The issuer failed or refused.
+    #[error("the token exchange failed: {reason}")]
+    Issuer {
+        /// What the issuer reported.
+        reason: String,
+    },
+}
+
+/// One trusted key.
+#[derive(Clone)]
+struct TrustedKey {
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Validates user-context tokens from one issuer.
+///
+/// Built from the issuer's JWKS; immutable, cheap to clone. To follow a key
+/// rotation, build a new validator from the new JWKS.
+#[derive(Clone)]
+pub struct UserContextValidator {
+    inner: Arc<ValidatorInner>,
+}
+
+#[derive(Clone)]
+struct ValidatorInner {
+    issuer: String,
+    audience: String,
+    keys: HashMap<String, TrustedKey>,
+    leeway: Duration,
+}
+
+impl fmt::Debug for UserContextValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kids: Vec<&str> = self.inner.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        f.debug_struct("UserContextValidator")
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .field("key_ids", &kids)
+            .field("leeway", &self.inner.leeway)
+            .finish()
+    }
+}
+
+fn key_algorithm(jwk: &Jwk) -> Result<Algorithm, String> {
+    use jsonwebtoken::jwk::EllipticCurve;
+    if let Some(alg) = jwk.common.key_algorithm {
+        let alg = Algorithm::try_from(alg).map_err(|e| e.to_string())?;
+        return match alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                Err("symmetric (HMAC) keys are not accepted".to_owned())
+            }
+            other => Ok(other),
+        };
+    }
+    match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Ok(Algorithm::ES256),
+            EllipticCurve::P384 => Ok(Algorithm::ES384),
+            _ => Err("unsupported elliptic curve".to_owned()),
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Ok(Algorithm::EdDSA),
+        AlgorithmParameters::RSA(_) => Err("RSA keys must name their `alg`".to_owned()),
+        AlgorithmParameters::OctetKey(_) => {
+            Err("symmetric (HMAC) keys are not accepted".to_owned())
+        }
+        _ => Err("unsupported key type".to_owned()),
+    }
+}
+
+impl UserContextValidator {
+    /// A validator for tokens from `issuer` (the `iss` claim) for
+    /// `audience`, signed by a key in `jwks`.
+    ///
+    /// Every key must have a `kid` and be asymmetric; an RSA key must name
+    /// its `alg`.
+    ///
+    /// # Errors
+    ///
+    /// [`UserContextError::UnusableKey`] for the first key that breaks
+    /// these rules.
+    pub fn new(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        jwks: &JwkSet,
+    ) -> Result<Self, UserContextError> {
+        let mut keys = HashMap::with_capacity(jwks.keys.len());
+        for jwk in &jwks.keys {
+            let key_id = jwk.common.key_id.clone();
+            let unusable = |reason: String| UserContextError::UnusableKey {
+                key_id: key_id.clone(),
+                reason,
+            };
+            let Some(kid) = key_id.clone().filter(|k| !k.is_empty()) else {
+                return Err(unusable("the key has no `kid`".to_owned()));
+            };
+            let algorithm = key_algorithm(jwk).map_err(&unusable)?;
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| unusable(e.to_string()))?;
+            keys.insert(kid, TrustedKey { algorithm, key });
+        }
+        Ok(Self {
+            inner: Arc::new(ValidatorInner {
+                issuer: issuer.into(),
+                audience: audience.into(),
+                keys,
+                leeway: Duration::from_secs(30),
+            }),
+        })
+    }
+
+    /// Sets the clock leeway for `exp` and `nbf` (default 30 s), capped at
+    /// [`MAX_LEEWAY`].
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).leeway = leeway.min(MAX_LEEWAY);
+        self
+    }
+
+    /// The trusted issuer.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The audience tokens must carry.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    /// Validates `token` at time `now`.
+    ///
+    /// # Errors
+    ///
+    /// The [`UserContextError`] of the first rule the token breaks: shape,
+    /// `alg`, `kid`, signature, `iss`, `sub`, `exp`, `nbf`, `aud`,
+    /// `scope`, `act`.
+    pub fn validate(&self, token: &str, now: SystemTime) -> Result<UserContext, UserContextError> {
+        let inner = &*self.inner;
+        let header = split_header(token)?;
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("the header has no `alg`"))?;
+        let alg = asymmetric_algorithm(alg_name).ok_or_else(|| {
+            UserContextError::UnsupportedAlgorithm {
+                alg: alg_name.to_owned(),
+            }
+        })?;
+        let key_id = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+            .ok_or(UserContextError::MissingKeyId)?;
+        let trusted = inner
+            .keys
+            .get(key_id)
+            .ok_or_else(|| UserContextError::UnknownKeyId {
+                key_id: key_id.to_owned(),
+            })?;
+        if trusted.algorithm != alg {
+            return Err(UserContextError::AlgorithmMismatch {
+                alg: alg_name.to_owned(),
+                key_id: key_id.to_owned(),
+            });
+        }
+        // Signature only: the claims are checked below with the injected
+        // clock and typed errors.
+        let mut validation = Validation::new(alg);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &trusted.key, &validation)
+            .map_err(|e| UserContextError::BadSignature {
+                reason: e.to_string(),
+            })?
+            .claims;
+
+        let issuer = claims.get("iss").and_then(Value::as_str);
+        if issuer != Some(inner.issuer.as_str()) {
+            return Err(UserContextError::WrongIssuer {
+                expected: inner.issuer.clone(),
+                found: issuer.map(str::to_owned),
+            });
+        }
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or(UserContextError::MissingSubject)?
+            .to_owned();
+        let expiry = time_claim(&claims, "exp")?.ok_or(UserContextError::MissingExpiry)?;
+        if expiry
+            .checked_add(inner.leeway)
+            .is_some_and(|deadline| now > deadline)
+        {
+            return Err(UserContextError::Expired {
+                expired_at: Timestamp(expiry),
+                now: Timestamp(now),
+            });
+        }
+        if let Some(nbf) = time_claim(&claims, "nbf")?
+            && now + inner.leeway < nbf
+        {
+            return Err(UserContextError::NotYetValid {
+                not_before: Timestamp(nbf),
+                now: Timestamp(now),
+            });
+        }
+        let audience = audience_of(&claims)?;
+        if !audience.contains(&inner.audience) {
+            return Err(UserContextError::WrongAudience {
+                expected: inner.audience.clone(),
+                found: audience,
+            });
+        }
+        let scopes = scopes_of(&claims)?;
+        let actors = actors_of(&claims)?;
+        Ok(UserContext {
+            inner: Arc::new(Inner {
+                subject,
+                scopes,
+                actors,
+                issuer: inner.issuer.clone(),
+                expiry,
+                token: token.to_owned(),
+            }),
+        })
+    }
+
+    /// Validates `token` and checks actor binding: the current actor must
+    /// be `caller`, the workload that authenticated the request.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`validate`](Self::validate), then
+    /// [`UserContextError::ActorMismatch`].
+    pub fn validate_for_caller(
+        &self,
+        token: &str,
+        now: SystemTime,
+        caller: &SpiffeId,
+    ) -> Result<UserContext, UserContextError> {
+        let context = self.validate(token, now)?;
+        if context.current_actor() != Some(caller) {
+            return Err(UserContextError::ActorMismatch {
+                caller: caller.clone(),
+                actor: context.current_actor().cloned(),
+            });
+        }
+        Ok(context)
+    }
+}
+
+fn malformed(reason: impl Into<String>) -> UserContextError {
+    UserContextError::Malformed {
+        reason: reason.into(),
+    }
+}
+
+fn split_header(token: &str) -> Result<Map<String, Value>, UserContextError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(malformed(format!(
+            "the token is {} bytes; at most {MAX_TOKEN_LEN} are accepted",
+            token.len()
+        )));
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed("a compact JWS has three dot-separated parts"));
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| malformed("the header is not base64url"))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(malformed("the header is not a JSON object")),
+    }
+}
+
+fn asymmetric_algorithm(alg: &str) -> Option<Algorithm> {
+    Some(match alg {
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+fn time_claim(
+    claims: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<SystemTime>, UserContextError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let secs = v
+                .as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                .ok_or_else(|| malformed(format!("`{name}` is not a NumericDate")))?;
+            UNIX_EPOCH
+                .checked_add(Duration::from_secs(secs))
+                .map(Some)
+                .ok_or_else(|| malformed(format!("`{name}` is out of range")))
+        }
+    }
+}
+
+fn audience_of(claims: &Map<String, Value>) -> Result<Vec<String>, UserContextError> {
+    let bad = || malformed("`aud` must be a string or an array of strings");
+    match claims.get("aud") {
+        None => Err(UserContextError::MissingAudience),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) if items.is_empty() => Err(UserContextError::MissingAudience),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
+            .collect(),
+        Some(_) => Err(bad()),
+    }
+}
+
+/// `true` for an RFC 6749 scope-token: `%x21 / %x23-5B / %x5D-7E`, at
+/// least one.
+pub(crate) fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+fn scopes_of(claims: &Map<String, Value>) -> Result<Box<[Box<str>]>, UserContextError> {
+    let text = match claims.get("scope") {
+        None => return Ok(Box::new([])),
+        Some(Value::String(s)) => s,
+        Some(_) => {
+            return Err(UserContextError::BadScope {
+                reason: "`scope` must be a space-separated string".to_owned(),
+            });
+        }
+    };
+    let mut scopes: Vec<Box<str>> = Vec::new();
+    for scope in text.split(' ').filter(|s| !s.is_empty()) {
+        if !is_scope_token(scope) {
+            return Err(UserContextError::BadScope {
+                reason: "a scope holds a character outside the RFC 6749 scope-token set".to_owned(),
+            });
+        }
+        scopes.push(scope.into());
+    }
+    if scopes.len() > MAX_SCOPES {
+        return Err(UserContextError::BadScope {
+            reason: format!("more than {MAX_SCOPES} scopes"),
+        });
+    }
+    scopes.sort_unstable();
+    scopes.dedup();
+    Ok(scopes.into_boxed_slice())
+}
+
+/// The `act` chain, oldest actor first.
+fn actors_of(claims: &Map<String, Value>) -> Result<Box<[SpiffeId]>, UserContextError> {
+    let mut actors = Vec::new();
+    let mut next = claims.get("act");
+    while let Some(act) = next {
+        if actors.len() == MAX_ACT_DEPTH {
+            return Err(UserContextError::ActChainTooLong);
+        }
+        let Value::Object(act) = act else {
+            return Err(UserContextError::BadActor {
+                reason: "an `act` entry must be an object".to_owned(),
+            });
+        };
+        let sub =
+            act.get("sub")
+                .and_then(Value::as_str)
+                .ok_or_else(|| UserContextError::BadActor {
+                    reason: "an `act` entry has no `sub`".to_owned(),
+                })?;
+        let id = parse_canonical(sub).map_err(|e| UserContextError::BadActor {
+            reason: format!("an actor is not a SPIFFE ID: {e}"),
+        })?;
+        actors.push(id);
+        next = act.get("act");
+    }
+    actors.reverse();
+    Ok(actors.into_boxed_slice())
+}
+
+/// Builds the nested `act` claim for `actors` (oldest first); `None` when
+/// empty.
+pub(crate) fn act_claim(actors: &[SpiffeId]) -> Option<Value> {
+    let mut claim: Option<Value> = None;
+    for actor in actors {
+        let mut entry = Map::new();
+        entry.insert("sub".into(), Value::String(actor.to_string()));
+        if let Some(previous) = claim.take() {
+            entry.insert("act".into(), previous);
+        }
+        claim = Some(Value::Object(entry));
+    }
+    claim
+}

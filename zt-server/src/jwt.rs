@@ -1,0 +1,685 @@
+//! [`JwtAuthLayer`]: JWT-SVID and user-context validation for axum and
+//! tonic.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body;
+use tower::{Layer, Service};
+use zt_core::SpiffeId;
+use zt_core::jwt::{JwtError, JwtSvidClaims, validate_jwt_svid};
+use zt_core::revocation::Revocations;
+use zt_core::source::{SourceError, SvidSource};
+use zt_core::time::{SharedClock, system_clock};
+use zt_core::user::{USER_CONTEXT_HEADER, UserContext, UserContextError, UserContextValidator};
+
+use crate::authorize::{ResponseBody, ResponseFuture, is_grpc};
+use crate::peer::VerifiedPeer;
+
+/// Default clock leeway for `exp` and `nbf` of JWT-SVIDs.
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Why [`JwtAuthLayer`] refused a request. The caller only sees `401`; this
+/// goes to the log.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtAuthError {
+    /// A JWT-SVID is required and the request has none.
+    #[error("the request carries no JWT-SVID in `{header}`")]
+    MissingJwtSvid {
+        /// The header looked in.
+        header: String,
+    },
+    /// The credential header is not `Bearer <token>` (or, for a custom
+    /// header, not visible ASCII).
+    #[error("the `{header}` header is not a bearer token")]
+    MalformedHeader {
+        /// The header.
+        header: String,
+    },
+    /// The JWT-SVID breaks a SPIFFE rule.
+    #[error("the JWT-SVID was rejected: {0}")]
+    JwtSvid(#[from] JwtError),
+    /// This service has no trust bundle to validate with (fail closed).
+    #[error("no local trust bundle to validate the JWT-SVID with: {0}")]
+    LocalSource(#[from] SourceError),
+    /// Binding is on and the JWT-SVID's subject is not the mTLS peer.
+    #[error(
+        "the JWT-SVID subject `{subject}` is not the mTLS peer {}",
+        match .peer { Some(p) => format!("`{p}`"), None => "(none)".to_owned() }
+    )]
+    NotBoundToPeer {
+        /// The JWT-SVID's subject.
+        subject: SpiffeId,
+        /// The mTLS peer, if any.
+        peer: Option<SpiffeId>,
+    },
+    /// The JWT-SVID's subject is revoked.
+    #[error("the JWT-SVID subject `{subject}` is revoked")]
+    Revoked {
+        /// The subject.
+        subject: SpiffeId,
+    },
+    /// A user context is required and the request has none.
+    #[error("the request carries no user context in `{header}`")]
+    MissingUserContext {
+        /// The header looked in.
+        header: String,
+    },
+    /// The user-context token was rejected.
+    #[error("the user context was rejected: {0}")]
+    UserContext(#[from] UserContextError),
+    /// Actor binding is on, but the request has no authenticated caller to
+    /// bind the user context to.
+    #[error("a user context arrived without an authenticated caller to bind it to")]
+    NoCallerForUserContext,
+}
+
+impl JwtAuthError {
+    /// A short, stable name for logs and audit records, such as
+    /// `jwt-svid:expired`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingJwtSvid { .. } => "jwt-svid:missing",
+            Self::MalformedHeader { .. } => "jwt-svid:malformed-header",
+            Self::JwtSvid(e) => match e {
+                JwtError::Malformed { .. } => "jwt-svid:malformed",
+                JwtError::UnsupportedAlgorithm { .. } => "jwt-svid:unsupported-algorithm",
+                JwtError::MissingKeyId => "jwt-svid:missing-kid",
+                JwtError::MissingSubject => "jwt-svid:missing-sub",
+                JwtError::SubjectNotSpiffeId(_) => "jwt-svid:sub-not-spiffe-id",
+                JwtError::UnknownTrustDomain { .. } => "jwt-svid:unknown-trust-domain",
+                JwtError::UnknownKeyId { .. } => "jwt-svid:unknown-kid",
+                JwtError::BadSignature { .. } => "jwt-svid:bad-signature",
+                JwtError::MissingExpiry => "jwt-svid:missing-exp",
+                JwtError::Expired { .. } => "jwt-svid:expired",
+                JwtError::NotYetValid { .. } => "jwt-svid:not-yet-valid",
+                JwtError::MissingAudience => "jwt-svid:missing-aud",
+                JwtError::WrongAudience { .. } => "jwt-svid:wrong-aud",
+                _ => "jwt-svid:invalid",
+            },
+            Self::LocalSource(_) => "jwt-svid:no-local-bundle",
+            Self::NotBoundToPeer { .. } => "jwt-svid:not-bound-to-peer",
+            Self::Revoked { .. } => "jwt-svid:revoked",
+            Self::MissingUserContext { .. } => "user-context:missing",
+            Self::UserContext(e) => e.kind(),
+            Self::NoCallerForUserContext => "user-context:no-caller",
+        }
+    }
+}
+
+/// A JWT-SVID that [`JwtAuthLayer`] validated, in the request extensions.
+/// It has no public constructor. Cheap to clone.
+#[derive(Clone, PartialEq)]
+pub struct VerifiedJwtSvid {
+    claims: Arc<JwtSvidClaims>,
+}
+
+impl VerifiedJwtSvid {
+    /// The subject: the workload the token was issued to.
+    pub fn subject(&self) -> &SpiffeId {
+        self.claims.subject()
+    }
+
+    /// The validated claims.
+    pub fn claims(&self) -> &JwtSvidClaims {
+        &self.claims
+    }
+
+    /// Reads the JWT-SVID from request extensions.
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<&Self> {
+        extensions.get::<Self>()
+    }
+}
+
+impl fmt::Debug for VerifiedJwtSvid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("VerifiedJwtSvid")
+            .field(&self.claims)
+            .finish()
+    }
+}
+
+/// What [`JwtAuthLayer::authenticate`] established about a request.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// The validated JWT-SVID, if the request carried one.
+    pub jwt_svid: Option<VerifiedJwtSvid>,
+    /// The validated user context, if the request carried one.
+    pub user: Option<UserContext>,
+}
+
+struct UserConfig {
+    validator: UserContextValidator,
+    header: HeaderName,
+    required: bool,
+    bind_actor: bool,
+}
+
+struct Config {
+    source: Arc<dyn SvidSource>,
+    audience: String,
+    header: HeaderName,
+    require_jwt_svid: bool,
+    bind_to_peer: bool,
+    leeway: Duration,
+    clock: SharedClock,
+    revocations: Option<Revocations>,
+    user: Option<UserConfig>,
+    target: Arc<str>,
+}
+
+/// A tower layer that validates the JWT-SVID and the user context of every
+/// request before the inner service sees it.
+///
+/// - **JWT-SVID** (header `Authorization: Bearer <token>` by default): checked
+///   by [`validate_jwt_svid`] against the bundles of this service's
+///   [`SvidSource`] and the configured audience (allow-listed algorithms,
+///   `kid` in the bundle of the subject's trust domain, `aud`, `exp` with
+///   bounded leeway, `nbf`, `sub` a SPIFFE ID). Required by default. With
+///   [`bind_to_peer`](JwtAuthBuilder::bind_to_peer), the subject must be
+///   the mTLS peer. A revoked subject is refused, as a revoked peer is.
+/// - **User context** (header [`USER_CONTEXT_HEADER`]), if configured with
+///   [`user_context`](JwtAuthBuilder::user_context): validated by a
+///   [`UserContextValidator`]; by default its current actor must be the
+///   authenticated caller (the JWT-SVID subject, else the mTLS peer).
+///
+/// On success the request gets a [`VerifiedJwtSvid`] and a [`UserContext`]
+/// in its extensions ([`AuthorizeLayer`](crate::AuthorizeLayer) reads both;
+/// handlers use the [`VerifiedUser`] extractor). On failure the caller gets
+/// `401` (`UNAUTHENTICATED` for gRPC) with no detail; the reason is logged
+/// as a `WARN` event with target `zt::audit` (`decision = "deny"`, `reason`
+/// a [`JwtAuthError::kind`]). Tokens are never logged.
+///
+/// Put it outside [`AuthorizeLayer`](crate::AuthorizeLayer), so it runs
+/// first:
+///
+/// ```no_run
+/// # fn app(policy: zt_core::policy::Policy, source: std::sync::Arc<dyn zt_core::source::SvidSource>,
+/// #        users: zt_core::user::UserContextValidator) {
+/// use axum::{Router, routing::get};
+/// use zt_server::{AuthorizeLayer, JwtAuthLayer, VerifiedUser};
+///
+/// let app: Router = Router::new()
+///     .route("/entries", get(|user: VerifiedUser| async move { user.subject().to_owned() }))
+///     .route_layer(AuthorizeLayer::from_policy(policy))
+///     .layer(
+///         JwtAuthLayer::builder(source, "spiffe://example.org/ledger")
+///             .bind_to_peer(true)
+///             .user_context(users)
+///             .build(),
+///     );
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct JwtAuthLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for JwtAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &*self.config;
+        f.debug_struct("JwtAuthLayer")
+            .field("audience", &c.audience)
+            .field("header", &c.header)
+            .field("require_jwt_svid", &c.require_jwt_svid)
+            .field("bind_to_peer", &c.bind_to_peer)
+            .field("leeway", &c.leeway)
+            .field(
+                "user_context",
+                &c.user.as_ref().map(|u| u.validator.issuer().to_owned()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`JwtAuthLayer`]; from [`JwtAuthLayer::builder`].
+pub struct JwtAuthBuilder {
+    config: Config,
+}
+
+impl fmt::Debug for JwtAuthBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthBuilder")
+            .field("audience", &self.config.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtAuthLayer {
+    /// A builder validating JWT-SVIDs for `audience` (usually this
+    /// service's SPIFFE ID) with the bundles of `source`.
+    pub fn builder(source: Arc<dyn SvidSource>, audience: impl Into<String>) -> JwtAuthBuilder {
+        JwtAuthBuilder {
+            config: Config {
+                source,
+                audience: audience.into(),
+                header: header::AUTHORIZATION,
+                require_jwt_svid: true,
+                bind_to_peer: false,
+                leeway: DEFAULT_JWT_LEEWAY,
+                clock: system_clock(),
+                revocations: None,
+                user: None,
+                target: Arc::from("-"),
+            },
+        }
+    }
+
+    /// Validates the credentials in `headers` of a request whose mTLS peer
+    /// is `peer`, as the layer does for every request.
+    ///
+    /// # Errors
+    ///
+    /// The [`JwtAuthError`] for the first check that fails.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&SpiffeId>,
+    ) -> Result<Authenticated, JwtAuthError> {
+        let c = &*self.config;
+        let mut out = Authenticated::default();
+        match headers.get(&c.header) {
+            Some(value) => {
+                let token = bearer(value, &c.header)?;
+                let snapshot = c.source.current()?;
+                let claims = validate_jwt_svid(
+                    token,
+                    snapshot.bundles(),
+                    &c.audience,
+                    c.clock.now(),
+                    c.leeway,
+                )?;
+                let subject = claims.subject();
+                if c.bind_to_peer && peer != Some(subject) {
+                    return Err(JwtAuthError::NotBoundToPeer {
+                        subject: subject.clone(),
+                        peer: peer.cloned(),
+                    });
+                }
+                if c.revocations
+                    .as_ref()
+                    .is_some_and(|r| r.check(subject, &[]).is_some())
+                {
+                    return Err(JwtAuthError::Revoked {
+                        subject: subject.clone(),
+                    });
+                }
+                out.jwt_svid = Some(VerifiedJwtSvid {
+                    claims: Arc::new(claims),
+                });
+            }
+            None if c.require_jwt_svid => {
+                return Err(JwtAuthError::MissingJwtSvid {
+                    header: c.header.to_string(),
+                });
+            }
+            None => {}
+        }
+        if let Some(user) = &c.user {
+            match headers.get(&user.header) {
+                Some(value) => {
+                    let token = value
+                        .to_str()
+                        .map_err(|_| JwtAuthError::MalformedHeader {
+                            header: user.header.to_string(),
+                        })?
+                        .trim();
+                    let now = c.clock.now();
+                    let caller = out.jwt_svid.as_ref().map(VerifiedJwtSvid::subject).or(peer);
+                    let context = if user.bind_actor {
+                        let caller = caller.ok_or(JwtAuthError::NoCallerForUserContext)?;
+                        user.validator.validate_for_caller(token, now, caller)?
+                    } else {
+                        user.validator.validate(token, now)?
+                    };
+                    out.user = Some(context);
+                }
+                None if user.required => {
+                    return Err(JwtAuthError::MissingUserContext {
+                        header: user.header.to_string(),
+                    });
+                }
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, or the whole value of a
+/// custom header.
+fn bearer<'a>(value: &'a HeaderValue, name: &HeaderName) -> Result<&'a str, JwtAuthError> {
+    let malformed = || JwtAuthError::MalformedHeader {
+        header: name.to_string(),
+    };
+    let text = value.to_str().map_err(|_| malformed())?.trim();
+    let token = if *name == header::AUTHORIZATION {
+        let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(malformed());
+        }
+        token.trim()
+    } else {
+        text
+    };
+    if token.is_empty() {
+        return Err(malformed());
+    }
+    Ok(token)
+}
+
+impl JwtAuthBuilder {
+    /// Reads the JWT-SVID from `name` instead of `Authorization`. A custom
+    /// header holds the bare token, without `Bearer`.
+    #[must_use]
+    pub fn header(mut self, name: HeaderName) -> Self {
+        self.config.header = name;
+        self
+    }
+
+    /// Whether every request must carry a JWT-SVID (default `true`). When
+    /// `false`, a request without one proceeds on its mTLS identity; one
+    /// that carries a JWT-SVID must still carry a valid one.
+    #[must_use]
+    pub fn require_jwt_svid(mut self, required: bool) -> Self {
+        self.config.require_jwt_svid = required;
+        self
+    }
+
+    /// Whether the JWT-SVID's subject must equal the mTLS peer's SPIFFE ID
+    /// (default `false`).
+    #[must_use]
+    pub fn bind_to_peer(mut self, bind: bool) -> Self {
+        self.config.bind_to_peer = bind;
+        self
+    }
+
+    /// Clock leeway for `exp` and `nbf` (default [`DEFAULT_JWT_LEEWAY`]),
+    /// capped at [`zt_core::jwt::MAX_LEEWAY`].
+    #[must_use]
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.config.leeway = leeway.min(zt_core::jwt::MAX_LEEWAY);
+        self
+    }
+
+    /// The clock expiry is checked with. Default: system.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.config.clock = clock;
+        self
+    }
+
+    /// Refuses JWT-SVIDs whose subject is on `revocations`.
+    #[must_use]
+    pub fn revocations(mut self, revocations: Revocations) -> Self {
+        self.config.revocations = Some(revocations);
+        self
+    }
+
+    /// Validates user-context tokens (header [`USER_CONTEXT_HEADER`]) with
+    /// `validator`, binding each to its caller. A request without one
+    /// proceeds without a user context unless
+    /// [`require_user_context`](Self::require_user_context).
+    #[must_use]
+    pub fn user_context(mut self, validator: UserContextValidator) -> Self {
+        self.config.user = Some(UserConfig {
+            validator,
+            header: HeaderName::from_static(USER_CONTEXT_HEADER),
+            required: false,
+            bind_actor: true,
+        });
+        self
+    }
+
+    /// Reads the user context from `name` instead of
+    /// [`USER_CONTEXT_HEADER`]. No effect without
+    /// [`user_context`](Self::user_context).
+    #[must_use]
+    pub fn user_context_header(mut self, name: HeaderName) -> Self {
+        if let Some(user) = &mut self.config.user {
+            user.header = name;
+        }
+        self
+    }
+
+    /// Whether every request must carry a user context (default `false`).
+    /// No effect without [`user_context`](Self::user_context).
+    #[must_use]
+    pub fn require_user_context(mut self, required: bool) -> Self {
+        if let Some(user) = &mut self.config.user {
+            user.required = required;
+        }
+        self
+    }
+
+    /// Whether the user context's current actor must be the authenticated
+    /// caller (default `true`). Turning it off accepts a user context that
+    /// any workload holding it presents. No effect without
+    /// [`user_context`](Self::user_context).
+    #[must_use]
+    pub fn bind_user_context_to_caller(mut self, bind: bool) -> Self {
+        if let Some(user) = &mut self.config.user {
+            user.bind_actor = bind;
+        }
+        self
+    }
+
+    /// Names the service in log events. Default: `-`.
+    #[must_use]
+    pub fn target(mut self, name: impl AsRef<str>) -> Self {
+        self.config.target = Arc::from(name.as_ref());
+        self
+    }
+
+    /// Builds the layer.
+    pub fn build(self) -> JwtAuthLayer {
+        JwtAuthLayer {
+            config: Arc::new(self.config),
+        }
+    }
+}
+
+impl<S> Layer<S> for JwtAuthLayer {
+    type Service = JwtAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtAuth {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`JwtAuthLayer`] wraps around another.
+#[derive(Clone)]
+pub struct JwtAuth<S> {
+    inner: S,
+    layer: JwtAuthLayer,
+}
+
+impl<S> fmt::Debug for JwtAuth<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> JwtAuth<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for JwtAuth<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let peer = VerifiedPeer::from_extensions(req.extensions()).map(VerifiedPeer::id);
+        match self.layer.authenticate(req.headers(), peer) {
+            Ok(found) => {
+                if let Some(jwt) = found.jwt_svid {
+                    req.extensions_mut().insert(jwt);
+                }
+                if let Some(user) = found.user {
+                    req.extensions_mut().insert(user);
+                }
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Err(error) => {
+                tracing::warn!(
+                    target: "zt::audit",
+                    caller = %peer.map_or_else(|| "-".to_owned(), ToString::to_string),
+                    target_service = &*self.layer.config.target,
+                    method = req.method().as_str(),
+                    path = req.uri().path(),
+                    decision = "deny",
+                    reason = error.kind(),
+                    detail = %error,
+                    "request credentials rejected"
+                );
+                ResponseFuture::denied(unauthenticated(is_grpc(req.headers())))
+            }
+        }
+    }
+}
+
+/// `401` (or gRPC `UNAUTHENTICATED`) with no detail.
+fn unauthenticated(grpc: bool) -> Response<Bytes> {
+    let mut response = if grpc {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from_static("16"));
+        headers.insert("grpc-message", HeaderValue::from_static("unauthenticated"));
+        response
+    } else {
+        let mut response = Response::new(Bytes::from_static(b"{\"error\":\"unauthenticated\"}"));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    };
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The verified user context of a request, as an axum extractor (and a
+/// wrapper handlers can hold). Dereferences to [`UserContext`].
+///
+/// Rejects with `401` when the request has no verified user context; use
+/// `Option<VerifiedUser>` where one is optional.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedUser(pub UserContext);
+
+impl std::ops::Deref for VerifiedUser {
+    type Target = UserContext;
+
+    fn deref(&self) -> &UserContext {
+        &self.0
+    }
+}
+
+/// The rejection of the [`VerifiedUser`] extractor: `401`, no detail.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MissingUserContext;
+
+impl fmt::Display for MissingUserContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no verified user context on this request")
+    }
+}
+
+impl std::error::Error for MissingUserContext {}
+
+#[cfg(feature = "axum")]
+mod axum_impl {
+    use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+    use axum::http::StatusCode;
+    use axum::http::request::Parts;
+    use axum::response::{IntoResponse, Response};
+    use zt_core::user::UserContext;
+
+    use super::{MissingUserContext, VerifiedJwtSvid, VerifiedUser};
+    use crate::peer::MissingPeer;
+
+    impl IntoResponse for MissingUserContext {
+        fn into_response(self) -> Response {
+            (StatusCode::UNAUTHORIZED, "unauthenticated").into_response()
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for VerifiedUser {
+        type Rejection = MissingUserContext;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+            parts
+                .extensions
+                .get::<UserContext>()
+                .cloned()
+                .map(VerifiedUser)
+                .ok_or(MissingUserContext)
+        }
+    }
+
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedUser {
+        type Rejection = std::convert::Infallible;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
+            Ok(parts
+                .extensions
+                .get::<UserContext>()
+                .cloned()
+                .map(VerifiedUser))
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for VerifiedJwtSvid {
+        type Rejection = MissingPeer;
+
+        async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+            parts.extensions.get::<Self>().cloned().ok_or(MissingPeer)
+        }
+    }
+
+    impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedJwtSvid {
+        type Rejection = std::convert::Infallible;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
+            Ok(parts.extensions.get::<Self>().cloned())
+        }
+    }
+}
