@@ -20,7 +20,6 @@ use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
 use tower::{Layer as _, ServiceExt as _};
 use zt_client::ZtClient;
@@ -30,11 +29,14 @@ use zt_core::policy::{Policy, PolicyStore};
 use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource as _;
 use zt_core::{SpiffeId, TrustDomain};
-use zt_examples::audit_capture::{AuditCapture, Fields};
+use zt_examples::audit_capture::AuditCapture;
 use zt_examples::billing::billing_client::BillingClient;
 use zt_examples::billing::billing_server::{Billing, BillingServer};
 use zt_examples::billing::{Invoice, InvoiceRequest};
 use zt_server::{AuthorizeLayer, ZtServer};
+
+mod common;
+use common::{Running, field, serve, single};
 
 const TTL: Duration = Duration::from_secs(300);
 
@@ -124,38 +126,6 @@ fn authorizer(policy: impl zt_core::policy::PolicyEngine + 'static) -> Authorize
     Authorizer::builder(policy).target("billing").build()
 }
 
-/// A running server; dropping it shuts it down.
-struct Running {
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn serve<S, B>(server: ZtServer, service: S) -> Running
-where
-    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        server
-            .serve(listener, service, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running { addr, _stop: tx }
-}
-
 async fn billing_server(ca: &FakeCa, authorizer: Authorizer) -> Running {
     let server = ZtServer::builder(workload(ca, "billing")).build().unwrap();
     serve(server, app(authorizer)).await
@@ -169,18 +139,6 @@ async fn get_text(client: &reqwest::Client, addr: SocketAddr, path: &str) -> (u1
         .unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
-}
-
-fn field<'a>(event: &'a Fields, name: &str) -> &'a str {
-    event
-        .get(name)
-        .unwrap_or_else(|| panic!("no `{name}` in {event:?}"))
-}
-
-fn single(capture: &AuditCapture) -> Fields {
-    let mut events = capture.take();
-    assert_eq!(events.len(), 1, "{events:?}");
-    events.pop().unwrap()
 }
 
 #[tokio::test]

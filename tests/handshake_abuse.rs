@@ -13,7 +13,6 @@
     reason = "test code"
 )]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,7 +25,6 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use zt_client::ZtClient;
 use zt_core::fake_ca::{FakeCa, FakeCaSource};
@@ -35,6 +33,8 @@ use zt_core::svid::X509Svid;
 use zt_core::x509::{MAX_CHAIN_LEN, SvidError, Usage, verify_x509_svid};
 use zt_core::{BundleSet, SpiffeId, TrustDomain};
 use zt_examples::error_chain;
+mod common;
+use common::{Running, serve};
 use zt_server::{VerifiedPeer, ZtServer};
 
 const TTL: Duration = Duration::from_secs(300);
@@ -81,30 +81,12 @@ fn client(source: Arc<impl SvidSource>) -> ZtClient {
         .unwrap()
 }
 
-/// A running server; dropping it shuts it down.
-struct Running {
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
 async fn whoami(peer: VerifiedPeer) -> String {
     peer.id().to_string()
 }
 
 async fn start(server: ZtServer) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let app = Router::new().route("/whoami", get(whoami));
-    tokio::spawn(async move {
-        server
-            .serve(listener, app, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running { addr, _stop: tx }
+    serve(server, Router::new().route("/whoami", get(whoami))).await
 }
 
 /// Runs one handshake of `acceptor` against `connector` over 127.0.0.1 and

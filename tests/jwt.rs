@@ -19,7 +19,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use zt_client::{JwtSvids, ZtClient};
 use zt_core::SpiffeId;
@@ -31,6 +30,8 @@ use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource as _;
 use zt_core::user::{ActorExchange as _, USER_CONTEXT_HEADER};
 use zt_examples::audit_capture::{AuditCapture, Fields};
+mod common;
+use common::field;
 use zt_server::{AuthorizeLayer, JwtAuthLayer, VerifiedUser, ZtServer};
 
 const ORDERS: &str = "spiffe://example.org/orders";
@@ -88,18 +89,7 @@ fn http_client(source: Arc<FakeCaSource>, server: &str) -> reqwest::Client {
 }
 
 async fn serve(server: ZtServer, app: Router) -> (SocketAddr, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        server
-            .serve(listener, app, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, tx)
+    common::serve(server, app).await.into_parts()
 }
 
 /// What billing needs to call ledger for a user.
@@ -248,12 +238,6 @@ async fn orders_calls_billing(
         .unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
-}
-
-fn field<'a>(event: &'a Fields, name: &str) -> &'a str {
-    event
-        .get(name)
-        .unwrap_or_else(|| panic!("no `{name}` in {event:?}"))
 }
 
 fn events_of(audit: &AuditCapture, service: &str) -> Vec<Fields> {

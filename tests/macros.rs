@@ -18,8 +18,6 @@ use axum::Json;
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
 use tower::Layer as _;
 use zt_client::ZtClient;
@@ -27,12 +25,15 @@ use zt_core::authz::Authorizer;
 use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::policy::{Policy, PolicyEngine};
 use zt_core::{SpiffeId, TrustDomain};
-use zt_examples::audit_capture::{AuditCapture, Fields};
+use zt_examples::audit_capture::AuditCapture;
 use zt_examples::billing::billing_client::BillingClient;
 use zt_examples::billing::billing_server::{Billing, BillingServer};
 use zt_examples::billing::{Invoice, InvoiceRequest};
 use zt_server::macros::Declarations;
 use zt_server::{AuthorizeLayer, ZtServer, callers};
+
+mod common;
+use common::{field, single};
 
 const TTL: Duration = Duration::from_secs(300);
 
@@ -92,18 +93,8 @@ fn client(ca: &FakeCa, name: &str) -> reqwest::Client {
         .unwrap()
 }
 
-fn router(engine: impl PolicyEngine + 'static) -> Router {
-    Router::new()
-        .route("/invoices/{id}", get(get_invoice))
-        .route("/invoices", post(create_invoice))
-        .route("/health", get(health))
-        .route("/undeclared", get(undeclared))
-        .route_layer(AuthorizeLayer::new(
-            Authorizer::builder(engine).target("billing").build(),
-        ))
-}
-
-async fn serve<S, B>(ca: &FakeCa, service: S) -> (SocketAddr, oneshot::Sender<()>)
+/// Serves `service` behind billing's mTLS server.
+async fn serve<S, B>(ca: &FakeCa, service: S) -> (SocketAddr, tokio::sync::oneshot::Sender<()>)
 where
     S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
         + Clone
@@ -116,18 +107,18 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let server = ZtServer::builder(workload(ca, "billing")).build().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        server
-            .serve(listener, service, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    (addr, tx)
+    common::serve(server, service).await.into_parts()
+}
+
+fn router(engine: impl PolicyEngine + 'static) -> Router {
+    Router::new()
+        .route("/invoices/{id}", get(get_invoice))
+        .route("/invoices", post(create_invoice))
+        .route("/health", get(health))
+        .route("/undeclared", get(undeclared))
+        .route_layer(AuthorizeLayer::new(
+            Authorizer::builder(engine).target("billing").build(),
+        ))
 }
 
 async fn call(
@@ -148,18 +139,6 @@ async fn call(
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
-}
-
-fn single(capture: &AuditCapture) -> Fields {
-    let mut events = capture.take();
-    assert_eq!(events.len(), 1, "{events:?}");
-    events.pop().unwrap()
-}
-
-fn field<'a>(event: &'a Fields, name: &str) -> &'a str {
-    event
-        .get(name)
-        .unwrap_or_else(|| panic!("no `{name}` in {event:?}"))
 }
 
 #[tokio::test]

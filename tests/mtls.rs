@@ -24,6 +24,8 @@ use zt_core::svid::X509Svid;
 use zt_core::time::ManualClock;
 use zt_core::{BundleSet, SpiffeId, TrustDomain};
 use zt_examples::error_chain as chain;
+mod common;
+use common::{Running, serve};
 use zt_server::{VerifiedPeer, ZtServer};
 
 const TTL: Duration = Duration::from_secs(300);
@@ -40,30 +42,12 @@ fn pin(s: &str) -> IdMatcher {
     s.parse().unwrap()
 }
 
-/// A running server; dropping it shuts it down.
-struct Running {
-    addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-}
-
 async fn whoami(peer: VerifiedPeer) -> String {
     format!("{} {}", peer.id(), peer.serial_hex())
 }
 
 async fn start(server: ZtServer) -> Running {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let app = Router::new().route("/whoami", get(whoami));
-    tokio::spawn(async move {
-        server
-            .serve(listener, app, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Running { addr, _stop: tx }
+    serve(server, Router::new().route("/whoami", get(whoami))).await
 }
 
 fn url(addr: SocketAddr) -> String {

@@ -740,7 +740,8 @@ fn actors_of(claims: &Map<String, Value>) -> Result<Box<[SpiffeId]>, UserContext
 }
 
 /// Builds the nested `act` claim for `actors` (oldest first); `None` when
-/// empty.
+/// empty. Token issuers (the development issuer) build it.
+#[cfg(feature = "fake-ca")]
 pub(crate) fn act_claim(actors: &[SpiffeId]) -> Option<Value> {
     let mut claim: Option<Value> = None;
     for actor in actors {
