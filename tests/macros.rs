@@ -29,7 +29,7 @@ use zt_examples::audit_capture::AuditCapture;
 use zt_examples::billing::billing_client::BillingClient;
 use zt_examples::billing::billing_server::{Billing, BillingServer};
 use zt_examples::billing::{Invoice, InvoiceRequest};
-use zt_server::macros::Declarations;
+use zt_server::macros::{Declarations, DeclaredRouter};
 use zt_server::{AuthorizeLayer, ZtServer, callers};
 
 mod common;
@@ -224,6 +224,22 @@ async fn require_declared_refuses_routes_without_declared_callers() {
         .require_declared(true)
         .build()
         .unwrap();
+    // At startup: a router whose routes are recorded refuses to be built
+    // while one has no declared callers.
+    let err = DeclaredRouter::<()>::new(&declarations)
+        .route("/invoices/{id}", get(get_invoice))
+        .route("/health", get(health))
+        .route("/undeclared", get(undeclared))
+        .into_router()
+        .unwrap_err();
+    assert!(err.to_string().contains("route /undeclared"), "{err}");
+    let checked = DeclaredRouter::<()>::new(&declarations)
+        .route("/invoices/{id}", get(get_invoice))
+        .route("/health", get(health))
+        .into_router();
+    assert!(checked.is_ok());
+
+    // At request time, for a route added without the check.
     let (addr, _stop) = serve(&ca, router(declarations)).await;
     let orders = client(&ca, "orders");
 

@@ -647,3 +647,28 @@ fn coverage_index_agrees_with_rule_matching() {
     }
     assert_eq!(checked, 3 * PATHS.len() * 5 * 4 * callers.len());
 }
+
+#[test]
+fn check_routes_names_every_route_without_a_declaration() {
+    let code = declarations();
+    assert!(code.covers_route("/invoices/{id}"));
+    assert!(code.covers_route("/invoices/42"));
+    assert!(!code.covers_route("/invoices"));
+    assert!(!code.covers_route("/invoices/{id}/lines"));
+    // A gRPC declaration does not declare an HTTP route.
+    assert!(!code.covers_route("/ledger.Ledger/Append"));
+    code.check_routes(["/invoices/{id}"]).unwrap();
+    let err = code
+        .check_routes(["/invoices/{id}", "/health", "/debug/{*rest}"])
+        .unwrap_err();
+    assert!(
+        matches!(&err, PolicyError::UndeclaredEndpoints { endpoints, .. }
+            if endpoints == &["route /health".to_owned(), "route /debug/{*rest}".to_owned()]),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "<router>: these endpoints declare no required callers: route /health, route \
+         /debug/{*rest}; declare them, or turn require_declared off"
+    );
+}

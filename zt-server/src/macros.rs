@@ -65,3 +65,85 @@ pub mod __private {
     #[cfg(feature = "tonic")]
     pub use tonic::server::NamedService;
 }
+
+#[cfg(feature = "axum")]
+pub use router::DeclaredRouter;
+
+#[cfg(feature = "axum")]
+mod router {
+    use axum::Router;
+    use axum::routing::MethodRouter;
+
+    use super::{Declarations, PolicyError};
+
+    /// An axum [`Router`] that records its routes, so that a service can
+    /// refuse to start while a route has no declared callers.
+    ///
+    /// axum cannot list a router's routes; routes added through this type
+    /// are checked by [`into_router`](Self::into_router) against the
+    /// declarations, by path (a route is declared when a declaration for any
+    /// method covers its template).
+    ///
+    /// ```
+    /// use axum::routing::get;
+    /// use zt_server::callers;
+    /// use zt_server::macros::{Declarations, DeclaredRouter, PolicyError};
+    ///
+    /// #[callers("spiffe://example.org/billing", http = "GET /invoices/{id}")]
+    /// async fn get_invoice() -> &'static str {
+    ///     "invoice"
+    /// }
+    /// async fn debug() -> &'static str {
+    ///     "debug"
+    /// }
+    ///
+    /// let declarations = Declarations::builder().add::<get_invoice>().build()?;
+    /// let checked = DeclaredRouter::<()>::new(&declarations)
+    ///     .route("/invoices/{id}", get(get_invoice))
+    ///     .into_router();
+    /// assert!(checked.is_ok());
+    ///
+    /// let refused = DeclaredRouter::<()>::new(&declarations)
+    ///     .route("/invoices/{id}", get(get_invoice))
+    ///     .route("/debug", get(debug))
+    ///     .into_router();
+    /// assert!(refused.unwrap_err().to_string().contains("route /debug"));
+    /// # Ok::<(), PolicyError>(())
+    /// ```
+    #[derive(Debug)]
+    pub struct DeclaredRouter<S = ()> {
+        router: Router<S>,
+        declarations: Declarations,
+        routes: Vec<String>,
+    }
+
+    impl<S: Clone + Send + Sync + 'static> DeclaredRouter<S> {
+        /// An empty router checked against `declarations`.
+        pub fn new(declarations: &Declarations) -> Self {
+            Self {
+                router: Router::new(),
+                declarations: declarations.clone(),
+                routes: Vec::new(),
+            }
+        }
+
+        /// Adds a route, as [`Router::route`] does, and records its path.
+        pub fn route(mut self, path: &str, method_router: MethodRouter<S>) -> Self {
+            self.router = self.router.route(path, method_router);
+            self.routes.push(path.to_owned());
+            self
+        }
+
+        /// The router, if every recorded route is covered by a declaration.
+        ///
+        /// # Errors
+        ///
+        /// [`PolicyError::UndeclaredEndpoints`] naming each route without
+        /// declared callers.
+        pub fn into_router(self) -> Result<Router<S>, PolicyError> {
+            self.declarations
+                .check_routes(self.routes.iter().map(String::as_str))?;
+            Ok(self.router)
+        }
+    }
+}

@@ -306,6 +306,39 @@ impl Declarations {
         &self.inner.undeclared
     }
 
+    /// `true` if some HTTP declaration, for any method, covers the route
+    /// template `route` (such as axum's `/invoices/{id}`).
+    pub fn covers_route(&self, route: &str) -> bool {
+        let mut found = Vec::new();
+        self.inner.index.paths.walk(route, true, &mut found);
+        !found.is_empty()
+    }
+
+    /// The startup check for a router: every route template in `routes`
+    /// must be covered by a declaration ([`covers_route`](Self::covers_route)).
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::UndeclaredEndpoints`] listing the routes no
+    /// declaration covers.
+    pub fn check_routes<'r>(
+        &self,
+        routes: impl IntoIterator<Item = &'r str>,
+    ) -> Result<(), PolicyError> {
+        let undeclared: Vec<String> = routes
+            .into_iter()
+            .filter(|route| !self.covers_route(route))
+            .map(|route| format!("route {route}"))
+            .collect();
+        if undeclared.is_empty() {
+            return Ok(());
+        }
+        Err(PolicyError::UndeclaredEndpoints {
+            origin: Origin::router(),
+            endpoints: undeclared,
+        })
+    }
+
     /// `true` if requests no declaration covers are denied.
     pub fn requires_declared(&self) -> bool {
         self.inner.require_declared

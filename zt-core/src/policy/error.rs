@@ -27,6 +27,15 @@ impl Origin {
         }
     }
 
+    /// The origin of routes checked against declarations.
+    pub(crate) fn router() -> Self {
+        Self {
+            source: Arc::from("<router>"),
+            line: None,
+            column: None,
+        }
+    }
+
     /// The origin of a declaration in source code: `file:line`.
     pub(crate) fn in_code(file: &str, line: u32) -> Self {
         Self {
