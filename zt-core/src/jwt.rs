@@ -267,37 +267,48 @@ fn subject_of(claims: &Map<String, Value>) -> Result<SpiffeId, JwtError> {
 }
 
 fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<SystemTime>, JwtError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(v) => {
-            let secs = v
-                .as_u64()
-                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-                .ok_or_else(|| malformed(format!("`{name}` is not a NumericDate")))?;
-            UNIX_EPOCH
-                .checked_add(Duration::from_secs(secs))
-                .map(Some)
-                .ok_or_else(|| malformed(format!("`{name}` is out of range")))
-        }
-    }
+    numeric_date(claims, name).map_err(malformed)
 }
 
 fn audience_of(claims: &Map<String, Value>) -> Result<Vec<String>, JwtError> {
+    audience_claim(claims)
+        .map_err(malformed)?
+        .ok_or(JwtError::MissingAudience)
+}
+
+/// Reads the NumericDate claim `name` (RFC 7519 §2); `Err` says what is
+/// wrong with it. Shared by JWT-SVIDs and user-context tokens.
+pub(crate) fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<SystemTime>, String> {
+    let Some(v) = claims.get(name) else {
+        return Ok(None);
+    };
+    let secs = v
+        .as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        .ok_or_else(|| format!("`{name}` is not a NumericDate"))?;
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .map(Some)
+        .ok_or_else(|| format!("`{name}` is out of range"))
+}
+
+/// Reads the `aud` claim: a string or a non-empty array of strings;
+/// `Ok(None)` when it is missing or empty.
+pub(crate) fn audience_claim(claims: &Map<String, Value>) -> Result<Option<Vec<String>>, String> {
+    const BAD: &str = "`aud` must be a string or an array of strings";
     match claims.get("aud") {
-        None => Err(JwtError::MissingAudience),
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(items)) => {
-            let auds: Option<Vec<String>> = items
-                .iter()
-                .map(|v| v.as_str().map(str::to_owned))
-                .collect();
-            match auds {
-                Some(a) if !a.is_empty() => Ok(a),
-                Some(_) => Err(JwtError::MissingAudience),
-                None => Err(malformed("`aud` must be a string or an array of strings")),
-            }
-        }
-        Some(_) => Err(malformed("`aud` must be a string or an array of strings")),
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(vec![s.clone()])),
+        Some(Value::Array(items)) if items.is_empty() => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| BAD.to_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(BAD.to_owned()),
     }
 }
 

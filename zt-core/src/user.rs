@@ -42,7 +42,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -643,33 +643,13 @@ fn time_claim(
     claims: &Map<String, Value>,
     name: &str,
 ) -> Result<Option<SystemTime>, UserContextError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(v) => {
-            let secs = v
-                .as_u64()
-                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-                .ok_or_else(|| malformed(format!("`{name}` is not a NumericDate")))?;
-            UNIX_EPOCH
-                .checked_add(Duration::from_secs(secs))
-                .map(Some)
-                .ok_or_else(|| malformed(format!("`{name}` is out of range")))
-        }
-    }
+    crate::jwt::numeric_date(claims, name).map_err(malformed)
 }
 
 fn audience_of(claims: &Map<String, Value>) -> Result<Vec<String>, UserContextError> {
-    let bad = || malformed("`aud` must be a string or an array of strings");
-    match claims.get("aud") {
-        None => Err(UserContextError::MissingAudience),
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(items)) if items.is_empty() => Err(UserContextError::MissingAudience),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
-            .collect(),
-        Some(_) => Err(bad()),
-    }
+    crate::jwt::audience_claim(claims)
+        .map_err(malformed)?
+        .ok_or(UserContextError::MissingAudience)
 }
 
 /// `true` for an RFC 6749 scope-token: `%x21 / %x23-5B / %x5D-7E`, at
