@@ -10,12 +10,12 @@
 //! [`policy_of`]: a mix of exact-caller allow rules with path templates,
 //! trust-domain allow rules, and deny rules on admin prefixes. The same
 //! [`Policy`] is decided by zt's engine and by its Cedar translation
-//! (`zt_core::policy::cedar::CedarPolicy`), which decides identically (a
+//! (`zt_authz::policy::cedar::CedarPolicy`), which decides identically (a
 //! property test checks that). Each iteration decides one allowed request
 //! of a caller in the middle of the policy.
 //!
 //! **Declarations in code.** At 1,000 rules the same request is also decided
-//! by `zt_core::policy::declare::Combined`: 100 endpoint declarations (what `#[callers]` generates)
+//! by `zt_authz::policy::declare::Combined`: 100 endpoint declarations (what `#[callers]` generates)
 //! and the policy, both of which must allow. The line
 //! `declared+policy / policy = R` gives its cost relative to the policy
 //! alone.
@@ -56,15 +56,15 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use zt_authz::Authorizer;
+use zt_authz::policy::cedar::CedarPolicy;
+use zt_authz::policy::declare::{Declarations, EndpointSpec};
+use zt_authz::policy::{Policy, PolicyEngine, Request, Rule};
+use zt_benches::criterion_median_ns as median_ns;
 use zt_client::ZtClient;
-use zt_core::authz::Authorizer;
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
-use zt_core::policy::cedar::CedarPolicy;
-use zt_core::policy::declare::{Declarations, EndpointSpec};
-use zt_core::policy::{Policy, PolicyEngine, Request, Rule};
 use zt_core::revocation::Revocations;
 use zt_core::{SpiffeId, TrustDomain};
-use zt_examples::criterion_median_ns as median_ns;
+use zt_dev::{FakeCa, FakeCaSource};
 use zt_server::{AuthorizeLayer, ZtServer};
 
 const SIZES: [usize; 3] = [10, 1_000, 100_000];

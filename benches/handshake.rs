@@ -35,12 +35,12 @@ use rustls::{
     ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
 };
 use rustls_pki_types::ServerName;
+use zt_benches::criterion_median_ns as median_ns;
 use zt_client::ZtClient;
-use zt_core::fake_ca::{FakeCa, FakeCaSource, WorkloadApiServer};
 use zt_core::matcher::IdMatcher;
 use zt_core::source::SvidSource;
 use zt_core::{SpiffeId, TrustDomain};
-use zt_examples::criterion_median_ns as median_ns;
+use zt_dev::{FakeCa, FakeCaSource, WorkloadApiServer};
 use zt_server::ZtServer;
 
 const TTL: Duration = Duration::from_secs(3600);
@@ -140,7 +140,7 @@ async fn spiffe_rustls_configs(
     dir: &Path,
     client: &Arc<FakeCaSource>,
     server: &Arc<FakeCaSource>,
-) -> (Configs, Vec<zt_core::fake_ca::WorkloadApiServerHandle>) {
+) -> (Configs, Vec<zt_dev::WorkloadApiServerHandle>) {
     let client_api = WorkloadApiServer::new(client.clone())
         .serve_unix(dir.join("orders.sock"))
         .await

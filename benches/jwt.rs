@@ -29,10 +29,10 @@ use std::time::{Duration, SystemTime};
 use criterion::Criterion;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
-use zt_core::fake_ca::{DevUserIssuer, FakeCa};
+use zt_benches::criterion_median_ns as median_ns;
 use zt_core::jwt::validate_jwt_svid;
 use zt_core::{BundleSet, SpiffeId, TrustDomain};
-use zt_examples::criterion_median_ns as median_ns;
+use zt_dev::{DevUserIssuer, FakeCa};
 
 const AUD: &str = "spiffe://example.org/ledger";
 

@@ -19,13 +19,13 @@ use axum::extract::Path;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use zt_authz::Authorizer;
+use zt_authz::audit::{AuditEvent, AuditSink};
+use zt_authz::policy::Policy;
 use zt_client::ZtClient;
-use zt_core::audit::{AuditEvent, AuditSink};
-use zt_core::authz::Authorizer;
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::matcher::IdMatcher;
-use zt_core::policy::Policy;
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
 use zt_server::macros::{Combined, Declarations};
 use zt_server::{AuthorizeLayer, Declared, ZtServer, callers};
 
@@ -114,7 +114,7 @@ async fn main() -> Result<(), BoxError> {
     }
     println!(
         "ledger runs with policy version {}",
-        zt_core::policy::PolicyEngine::version(&engine)
+        zt_authz::policy::PolicyEngine::version(&engine)
     );
     println!("reset is rule {}", AdminApi::Reset.rule_id());
 

@@ -23,10 +23,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::matcher::IdMatcher;
 use zt_core::source::{SvidSource, WorkloadApiSource};
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
 use zt_server::VerifiedPeer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -9,7 +9,7 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! No SPIRE is needed: the fake CA in `zt-core` issues the same X.509-SVIDs
+//! No SPIRE is needed: the fake CA in `zt-dev` issues the same X.509-SVIDs
 //! a SPIRE agent would. Set `RUST_LOG=zt=debug` to watch the handshakes,
 //! `RUST_LOG=zt::audit=info` to see authorization decisions as `tracing`
 //! events as well as the JSON lines printed here.
@@ -23,15 +23,15 @@ use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use zt_client::ZtClient;
-use zt_core::audit::JsonLinesAuditWriter;
-use zt_core::authz::Authorizer;
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
+use zt_authz::Authorizer;
+use zt_authz::audit::JsonLinesAuditWriter;
+use zt_authz::policy::Policy;
+use zt_client::{PeerRejected, ZtClient};
 use zt_core::matcher::IdMatcher;
-use zt_core::policy::Policy;
 use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource;
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
 use zt_server::macros::Declarations;
 use zt_server::{AuthorizeLayer, VerifiedPeer, ZtServer, callers};
 
@@ -124,7 +124,11 @@ async fn main() -> Result<(), BoxError> {
         .build()?;
     match wrong_pin.connect(addr).await {
         Ok(_) => return Err("client accepted an unpinned server".into()),
-        Err(e) => println!("    refused: {}", root_cause(&e)),
+        // The typed refusal: which ID the server presented, which the pin accepts.
+        Err(e) => match PeerRejected::find(&e) {
+            Some(refusal) => println!("    {refusal}"),
+            None => return Err(format!("unexpected failure: {e}").into()),
+        },
     }
 
     step(6, "SVIDs rotate every 3 s while orders keeps calling");
@@ -319,12 +323,4 @@ impl<W: std::io::Write> std::io::Write for Indented<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.0.flush()
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

@@ -22,18 +22,18 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tonic::{Code, Request, Response, Status};
 use tower::{Layer as _, ServiceExt as _};
+use zt_authz::Authorizer;
+use zt_authz::policy::{Policy, PolicyStore};
 use zt_client::ZtClient;
-use zt_core::authz::Authorizer;
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
-use zt_core::policy::{Policy, PolicyStore};
 use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource as _;
 use zt_core::{SpiffeId, TrustDomain};
-use zt_examples::audit_capture::AuditCapture;
+use zt_dev::{FakeCa, FakeCaSource};
 use zt_examples::billing::billing_client::BillingClient;
 use zt_examples::billing::billing_server::{Billing, BillingServer};
 use zt_examples::billing::{Invoice, InvoiceRequest};
 use zt_server::{AuthorizeLayer, ZtServer};
+use zt_tests::audit_capture::AuditCapture;
 
 mod common;
 use common::{Running, field, serve, single};
@@ -122,7 +122,7 @@ fn app(authorizer: Authorizer) -> Router {
         .route_layer(AuthorizeLayer::new(authorizer))
 }
 
-fn authorizer(policy: impl zt_core::policy::PolicyEngine + 'static) -> Authorizer {
+fn authorizer(policy: impl zt_authz::policy::PolicyEngine + 'static) -> Authorizer {
     Authorizer::builder(policy).target("billing").build()
 }
 

@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 use zt_client::ZtClient;
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::matcher::IdMatcher;
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
 use zt_examples::billing::billing_client::BillingClient;
 use zt_examples::billing::billing_server::{Billing, BillingServer};
 use zt_examples::billing::{Invoice, InvoiceRequest};
@@ -119,7 +119,7 @@ async fn tonic_channel_refuses_a_server_outside_the_pin() {
         .grpc_channel(&format!("http://{addr}"))
         .await
         .unwrap_err();
-    let text = zt_examples::error_chain(&err);
+    let text = zt_tests::error_chain(&err);
     assert!(text.contains("spiffe://example.org/billing"), "{text}");
     assert!(text.contains("spiffe://example.org/ledger"), "{text}");
 }

@@ -21,9 +21,9 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use zt_client::ZtClient;
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::matcher::IdMatcher;
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
 use zt_server::{VerifiedPeer, ZtServer};
 
 const TTL: Duration = Duration::from_secs(300);
@@ -290,7 +290,7 @@ async fn zt_client_handshakes_with_openssl_s_server_and_enforces_the_pin() {
         .await
         .expect("handshake with s_server did not finish")
         .unwrap_err();
-    let text = zt_examples::error_chain(&err);
+    let text = zt_tests::error_chain(&err);
     assert!(text.contains("spiffe://example.org/billing"), "{text}");
     assert!(text.contains("spiffe://example.org/ledger"), "{text}");
 }

@@ -46,13 +46,13 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use zt_authz::Authorizer;
+use zt_authz::policy::{Policy, PolicyStore};
 use zt_client::ZtClient;
-use zt_core::authz::Authorizer;
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
-use zt_core::policy::{Policy, PolicyStore};
 use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource as _;
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
 use zt_server::{AuthorizeLayer, VerifiedPeer, ZtServer};
 
 /// SVID lifetime; sources re-issue at half of it, so every second.
@@ -270,7 +270,7 @@ async fn pooled_request(http: &reqwest::Client, url: &str) -> Outcome {
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, result).await {
         Ok(Ok((status, body))) => Outcome::Status(status, body),
-        Ok(Err(e)) => Outcome::Transport(zt_examples::error_chain(&e)),
+        Ok(Err(e)) => Outcome::Transport(zt_tests::error_chain(&e)),
         Err(_) => Outcome::Transport("timed out".into()),
     }
 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use spiffe::{BundleSource as _, JwtSource, X509Source};
-use zt_core::fake_ca::{FakeCa, FakeCaSource, WorkloadApiServer, WorkloadApiServerHandle};
 use zt_core::jwt::validate_jwt_svid;
 use zt_core::source::{SvidSource, WorkloadApiSource};
 use zt_core::{BundleSet, SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource, WorkloadApiServer, WorkloadApiServerHandle};
 
 /// Upper bound on waiting for a pushed update; the test fails, not hangs.
 const PUSH_DEADLINE: Duration = Duration::from_secs(20);

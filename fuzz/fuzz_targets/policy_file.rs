@@ -12,7 +12,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use zt_core::SpiffeId;
-use zt_core::policy::{Policy, PolicyEngine, Request};
+use zt_authz::policy::{Policy, PolicyEngine, Request};
 use zt_core::revocation::RevocationSet;
 
 mod common;

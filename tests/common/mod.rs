@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use zt_examples::audit_capture::{AuditCapture, Fields};
 use zt_server::ZtServer;
+use zt_tests::audit_capture::{AuditCapture, Fields};
 
 /// A running server; dropping it shuts it down.
 pub(crate) struct Running {

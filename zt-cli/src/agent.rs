@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use zt_core::SpiffeId;
-use zt_core::fake_ca::{FakeCa, FakeCaSource, WorkloadApiServer};
+use zt_dev::{FakeCa, FakeCaSource, WorkloadApiServer};
 
 use crate::args;
 use crate::duration::parse_duration;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use zt_core::TrustDomain;
-use zt_core::fake_ca::FakeCa;
 use zt_core::time::system_clock;
+use zt_dev::FakeCa;
 
 use crate::args;
 use crate::error::{CliError, CliResult};

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::Path;
 use std::process::ExitCode;
 
-use zt_core::fake_ca::FakeCaError;
+use zt_dev::FakeCaError;
 
 /// Exit code of a check that ran and said no (a rejected SVID or token, an
 /// ID that does not match `--expect`), or of an operation that failed.

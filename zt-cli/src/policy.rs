@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use zt_authz::policy::{Policy, PolicyEngine as _, Request};
 use zt_core::SpiffeId;
-use zt_core::policy::{Policy, PolicyEngine as _, Request};
 
 use crate::args;
 use crate::error::{CliError, CliResult};
@@ -36,7 +36,7 @@ pub(crate) enum PolicyCommand {
 /// Arguments of `zt policy check`.
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
-    /// Policy file (TOML, the format of `zt_core::policy`); `-` reads
+    /// Policy file (TOML, the format of `zt_authz::policy`); `-` reads
     /// standard input.
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,

@@ -5,38 +5,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rustls::ClientConfig;
-use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use zt_core::matcher::IdMatcher;
-use zt_core::peer::{DEFAULT_CHAIN_CACHE_CAPACITY, PeerVerifier};
 use zt_core::revocation::Revocations;
-use zt_core::source::{DerivedCache, SvidSource};
-use zt_core::time::{SharedClock, system_clock};
-use zt_core::x509::Usage;
+use zt_core::source::SvidSource;
+use zt_core::time::SharedClock;
+use zt_tls::{PeerRejected, TlsOptions};
 
 use crate::error::Error;
-use crate::resolve::ClientCertResolver;
-use crate::verify::ServerVerifier;
 
 /// Configures a [`ZtClient`].
 pub struct ClientBuilder {
-    source: Arc<dyn SvidSource>,
-    pin: Option<IdMatcher>,
+    options: TlsOptions,
     any_server: bool,
-    provider: Option<Arc<CryptoProvider>>,
-    clock: SharedClock,
-    chain_cache: usize,
-    revocations: Option<Revocations>,
 }
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("options", &self.options)
             .field("any_server", &self.any_server)
             .finish_non_exhaustive()
     }
@@ -46,13 +37,8 @@ impl ClientBuilder {
     /// Starts a builder presenting identities from `source`.
     pub fn new(source: Arc<dyn SvidSource>) -> Self {
         Self {
-            source,
-            pin: None,
+            options: TlsOptions::new(source),
             any_server: false,
-            provider: None,
-            clock: system_clock(),
-            chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
-            revocations: None,
         }
     }
 
@@ -60,7 +46,7 @@ impl ClientBuilder {
     /// is on `revocations`. Connections already open in a pool are not cut.
     #[must_use]
     pub fn revocations(mut self, revocations: Revocations) -> Self {
-        self.revocations = Some(revocations);
+        self.options = self.options.revocations(revocations);
         self
     }
 
@@ -68,31 +54,31 @@ impl ClientBuilder {
     /// a set of IDs, a trust domain, a path pattern or a closure).
     #[must_use]
     pub fn pin_server(mut self, matcher: IdMatcher) -> Self {
-        self.pin = Some(matcher);
+        self.options = self.options.pin(matcher);
         self
     }
 
     /// The rustls crypto provider. Default: `ring`.
     #[must_use]
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
-        self.provider = Some(provider);
+        self.options = self.options.crypto_provider(provider);
         self
     }
 
     /// The clock certificate validity is checked with. Default: system.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.options = self.options.clock(clock);
         self
     }
 
     /// How many verified peer chains to remember (see
     /// [`PeerVerifier`](zt_core::peer::PeerVerifier)); 0 verifies every
     /// chain in full at every handshake. Default:
-    /// [`DEFAULT_CHAIN_CACHE_CAPACITY`](zt_core::peer::DEFAULT_CHAIN_CACHE_CAPACITY).
+    /// [`DEFAULT_CHAIN_CACHE_CAPACITY`](zt_tls::DEFAULT_CHAIN_CACHE_CAPACITY).
     #[must_use]
     pub fn verified_chain_cache(mut self, capacity: usize) -> Self {
-        self.chain_cache = capacity;
+        self.options = self.options.verified_chain_cache(capacity);
         self
     }
 
@@ -114,42 +100,13 @@ impl ClientBuilder {
     /// [`danger`](crate::danger) was not used; [`Error::Tls`] if the crypto
     /// provider supports no TLS version.
     pub fn build(self) -> Result<ZtClient, Error> {
-        if self.pin.is_none() && !self.any_server {
+        if self.options.pin_matcher().is_none() && !self.any_server {
             return Err(Error::NoServerPin);
         }
-        let provider = self
-            .provider
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-        let mut peers = PeerVerifier::new(
-            self.source.clone(),
-            self.clock,
-            Usage::ServerAuth,
-            self.pin.clone(),
-        )
-        .with_cache_capacity(self.chain_cache);
-        if let Some(revocations) = self.revocations {
-            peers = peers.with_revocations(revocations);
-        }
-        let verifier = Arc::new(ServerVerifier {
-            peers,
-            provider: provider.clone(),
-        });
-        let resolver = Arc::new(ClientCertResolver {
-            source: self.source.clone(),
-            provider: provider.clone(),
-            cache: DerivedCache::new(),
-        });
-        let base = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_client_cert_resolver(resolver);
-        let mut base = base;
-        base.resumption = Resumption::disabled();
-        base.enable_early_data = false;
+        let base = self.options.client_config()?;
         Ok(ZtClient {
-            source: self.source,
-            pin: self.pin,
+            source: self.options.source().clone(),
+            pin: self.options.pin_matcher().cloned(),
             base: Arc::new(base),
         })
     }
@@ -220,8 +177,9 @@ impl ZtClient {
     ///
     /// # Errors
     ///
-    /// [`Error::Connect`]; a refused server identity appears in its source
-    /// as a [`PeerRejected`](crate::PeerRejected).
+    /// [`Error::PeerRejected`] when zt refused the server's identity
+    /// (the ID presented and the pin), [`Error::Connect`] for any other
+    /// TCP or TLS failure.
     pub async fn connect(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>, Error> {
         let connect_err = |source| Error::Connect {
             address: addr.to_string(),
@@ -232,7 +190,13 @@ impl ZtClient {
         self.tls_connector()
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
             .await
-            .map_err(connect_err)
+            .map_err(|e| match PeerRejected::find(&e) {
+                Some(rejected) => Error::PeerRejected {
+                    address: addr.to_string(),
+                    rejected: rejected.clone(),
+                },
+                None => connect_err(e),
+            })
     }
 
     /// A `reqwest::Client` that speaks mutual TLS with this client's

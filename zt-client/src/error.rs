@@ -28,13 +28,22 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// zt refused the server during the handshake: its X.509-SVID broke a
+    /// rule, its SPIFFE ID is not the pinned one, or it is revoked.
+    #[error("connecting to `{address}` failed: {rejected}")]
+    PeerRejected {
+        /// The address dialled.
+        address: String,
+        /// Why the server was refused (the ID presented and the pin).
+        #[source]
+        rejected: zt_tls::PeerRejected,
+    },
     /// Connecting failed (TCP or TLS handshake).
     #[error("connecting to `{address}` failed: {source}")]
     Connect {
         /// The address dialled.
         address: String,
-        /// The I/O or TLS error; a refused server identity shows as a
-        /// [`PeerRejected`](crate::PeerRejected) inside it.
+        /// The I/O or TLS error.
         #[source]
         source: std::io::Error,
     },

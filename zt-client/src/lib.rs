@@ -39,13 +39,31 @@
 //!
 //! # Verification
 //!
-//! The server's certificate chain goes through
+//! The rustls glue is `zt-tls`'s ([`zt_tls::TlsOptions`]). The server's
+//! certificate chain goes through
 //! [`zt_core::peer::verify_peer`]: every X.509-SVID rule, the bundle of the
 //! server's trust domain taken from the source's *current* snapshot
 //! (federation works by adding bundles to the source), then the pin. The
 //! TLS server name is not matched against DNS SANs: in SPIFFE mode the
 //! SPIFFE ID is the server's name. A refused server produces an error that
-//! names the ID presented and the IDs expected.
+//! names the ID presented and the IDs expected: [`ZtClient::connect`]
+//! returns it as [`Error::PeerRejected`], and [`PeerRejected::find`] gets it
+//! out of any error a reqwest client or tonic channel returns:
+//!
+//! ```no_run
+//! # async fn run(client: zt_client::ZtClient) -> Result<(), Box<dyn std::error::Error>> {
+//! use zt_client::PeerRejected;
+//!
+//! match client.reqwest_client()?.get("https://billing:8443/").send().await {
+//!     Ok(response) => println!("{}", response.status()),
+//!     Err(e) => match PeerRejected::find(&e) {
+//!         // "zt refused the server: the peer presented `spiffe://…`, but only … is accepted"
+//!         Some(refusal) => eprintln!("{refusal}"),
+//!         None => eprintln!("request failed: {e}"),
+//!     },
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! The client certificate is resolved from the current snapshot at every
 //! handshake, so SVID rotation needs no rebuild; connections already open
@@ -66,8 +84,6 @@ mod error;
 #[cfg(feature = "tonic")]
 mod grpc;
 mod jwt;
-mod resolve;
-mod verify;
 
 pub use builder::{ClientBuilder, ZtClient};
 pub use error::Error;
@@ -76,4 +92,4 @@ pub use grpc::GrpcConnector;
 pub use jwt::{
     AttachJwtSvid, BoxError, DEFAULT_MIN_REMAINING, JwtAttachError, JwtSvidLayer, JwtSvids,
 };
-pub use verify::PeerRejected;
+pub use zt_tls::{PeerRejected, Side};

@@ -16,11 +16,11 @@ use std::time::Duration;
 use http::{HeaderName, Request, Response};
 use tower::{Layer as _, ServiceExt as _};
 use zt_client::{JwtAttachError, JwtSvidLayer, JwtSvids};
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::jwt::JwtSvid;
 use zt_core::source::{BoxFuture, SourceError, SourceState, SvidSource};
 use zt_core::time::{Clock as _, ManualClock};
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
 
 const LEDGER: &str = "spiffe://example.org/ledger";
 const BILLING: &str = "spiffe://example.org/billing";

@@ -597,7 +597,7 @@ fn reindex(e: BundleError, index: usize) -> BundleError {
 }
 
 /// Encodes certificates as PEM.
-pub(crate) fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
+pub fn certs_to_pem(certs: &[CertificateDer<'_>]) -> String {
     let blocks: Vec<pem::Pem> = certs
         .iter()
         .map(|c| pem::Pem::new("CERTIFICATE", c.to_vec()))
@@ -610,8 +610,8 @@ pub(crate) fn pem_config() -> pem::EncodeConfig {
     pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF)
 }
 
-/// Encodes one PEM block with Unix line endings.
-pub(crate) fn pem_block(tag: &str, der: &[u8]) -> String {
+/// Encodes one PEM block (`-----BEGIN {tag}-----`) with Unix line endings.
+pub fn pem_block(tag: &str, der: &[u8]) -> String {
     pem::encode_config(&pem::Pem::new(tag, der.to_vec()), pem_config())
 }
 

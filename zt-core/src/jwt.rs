@@ -2,7 +2,8 @@
 //!
 //! [`validate_jwt_svid`] checks, in order: the token is a compact JWS of
 //! bounded size; `alg` is on the allow-list (ES256/384, RS256/384/512,
-//! PS256/384/512; never `none` or HMAC); `kid` is present; `sub` is a
+//! PS256/384/512; never `none` or HMAC); `typ`, if present, is `JWT` or
+//! `JOSE`; `kid` is present; `sub` is a
 //! canonical SPIFFE ID; the bundle set has a bundle for the subject's trust
 //! domain holding a JWT authority with that `kid`; the signature verifies
 //! with that key; `exp` is present and not past (with bounded leeway); `nbf`,
@@ -46,6 +47,15 @@ pub enum JwtError {
     UnsupportedAlgorithm {
         /// The `alg` header value.
         alg: String,
+    },
+    /// The `typ` header is present but neither `JWT` nor `JOSE`, the only
+    /// values the JWT-SVID specification allows.
+    #[error(
+        "the token's `typ` header is {typ}; a JWT-SVID's `typ`, when present, must be `JWT` or `JOSE`"
+    )]
+    BadType {
+        /// The `typ` header value, as JSON.
+        typ: String,
     },
     /// The header has no `kid`.
     #[error("the token header has no `kid`; a JWT-SVID names the key that signed it")]
@@ -350,6 +360,7 @@ pub fn validate_jwt_svid(
     let alg = allowed_algorithm(alg_name).ok_or_else(|| JwtError::UnsupportedAlgorithm {
         alg: alg_name.to_owned(),
     })?;
+    check_type(&header, &["JWT", "JOSE"]).map_err(|typ| JwtError::BadType { typ })?;
     let key_id = header
         .get("kid")
         .and_then(Value::as_str)
@@ -415,4 +426,57 @@ pub fn validate_jwt_svid(
         key_id,
         claims,
     })
+}
+
+/// Checks the JOSE `typ` header against the values a token profile allows.
+/// An absent `typ` passes; a present one must be a string equal to one of
+/// `allowed`, exactly (the JWT-SVID specification names `JWT` and `JOSE`,
+/// and go-spiffe compares them case-sensitively too).
+///
+/// # Errors
+///
+/// The `typ` value, rendered as JSON, when it is not a string or not one
+/// of `allowed`.
+pub fn check_type(header: &Map<String, Value>, allowed: &[&str]) -> Result<(), String> {
+    match header.get("typ") {
+        None => Ok(()),
+        Some(Value::String(typ)) if allowed.contains(&typ.as_str()) => Ok(()),
+        Some(other) => Err(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::check_type;
+
+    fn header(typ: Option<Value>) -> Map<String, Value> {
+        let mut header = Map::new();
+        header.insert("alg".into(), json!("ES256"));
+        if let Some(typ) = typ {
+            header.insert("typ".into(), typ);
+        }
+        header
+    }
+
+    #[test]
+    fn typ_is_optional_and_otherwise_one_of_the_allowed_values_exactly() {
+        let allowed = ["JWT", "JOSE"];
+        assert_eq!(check_type(&header(None), &allowed), Ok(()));
+        assert_eq!(check_type(&header(Some(json!("JWT"))), &allowed), Ok(()));
+        assert_eq!(check_type(&header(Some(json!("JOSE"))), &allowed), Ok(()));
+        assert_eq!(
+            check_type(&header(Some(json!("jose"))), &allowed),
+            Err("\"jose\"".to_owned())
+        );
+        assert_eq!(
+            check_type(&header(Some(json!("at+jwt"))), &allowed),
+            Err("\"at+jwt\"".to_owned())
+        );
+        assert_eq!(
+            check_type(&header(Some(json!(1))), &allowed),
+            Err("1".to_owned())
+        );
+    }
 }

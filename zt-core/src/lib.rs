@@ -1,22 +1,22 @@
 //! The identity plane of zt: SPIFFE identities, X.509-SVID and JWT-SVID
-//! verification, trust bundles, rotating SVID sources, and a development CA.
+//! verification, trust bundles, rotating SVID sources, revocation.
 //!
-//! `zt-core` knows nothing of HTTP or TLS configs. The TLS layers
-//! (`zt-client`, `zt-server`) call into it to verify peers and to read the
-//! current SVID at each handshake.
+//! `zt-core` knows nothing of HTTP or TLS configs. The TLS layer (`zt-tls`,
+//! used by `zt-client` and `zt-server`) calls into it to verify peers and to
+//! read the current SVID at each handshake; the authorization layer
+//! (`zt-authz`) consumes the identities it verified.
 //!
 //! # Quick start
 //!
-//! Issue an SVID from the built-in development CA, then verify it as a peer
-//! would:
+//! Issue an SVID from the development CA (crate `zt-dev`), then verify it
+//! as a peer would:
 //!
 //! ```
-//! # #[cfg(feature = "fake-ca")] {
 //! use std::time::{Duration, SystemTime};
-//! use zt_core::fake_ca::FakeCa;
 //! use zt_core::matcher::IdMatcher;
 //! use zt_core::x509::{verify_x509_svid, Usage};
 //! use zt_core::{BundleSet, SpiffeId, TrustDomain};
+//! use zt_dev::FakeCa;
 //!
 //! let ca = FakeCa::new(TrustDomain::new("example.org")?)?;
 //! let billing = SpiffeId::new("spiffe://example.org/ns/prod/sa/billing")?;
@@ -29,7 +29,6 @@
 //! // …and decides whether this caller is one it accepts.
 //! let accepted: IdMatcher = "spiffe://example.org/ns/prod/**".parse()?;
 //! assert!(accepted.matches(verified.id()));
-//! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -45,42 +44,41 @@
 //! | [`jwt`] | [`validate_jwt_svid`](jwt::validate_jwt_svid) and [`JwtSvid`](jwt::JwtSvid) |
 //! | [`peer`] | [`verify_peer`](peer::verify_peer): SVID rules plus a pin, for TLS verifiers |
 //! | [`source`] | [`SvidSource`](source::SvidSource): rotating snapshots from the Workload API, files, static material |
-//! | [`time`] | injectable [`Clock`](time::Clock) |
-//! | [`policy`] | authorization rules, TOML policy files, the compiled engine, [`PolicyStore`](policy::PolicyStore) for hot reload |
 //! | [`revocation`] | hot-updatable deny-list of SPIFFE IDs and leaf serials |
-//! | [`authz`] | [`Authorizer`](authz::Authorizer): revocation + policy + dry-run + audit, once per request |
-//! | [`audit`] | audit events (`tracing` target `zt::audit`) and a non-blocking JSON-lines writer |
 //! | [`user`] | delegated user context: [`UserContextValidator`](user::UserContextValidator), scopes, the `act` chain |
-//! | `fake_ca` | development CA, broken material for tests, Workload API server, development user-context issuer (feature `fake-ca`) |
+//! | [`time`] | injectable [`Clock`](time::Clock) |
+//! | [`reload`], [`origin`] | what file-backed holders share: change detection, reload outcomes, `file:line:column` positions |
+//!
+//! # The crates of zt
+//!
+//! | crate | plane | holds |
+//! |---|---|---|
+//! | `zt-core` | identity | this crate |
+//! | `zt-authz` | authorization | policy language and engine, hot-reloaded policy files, declarations in code, the `Authorizer`, audit events |
+//! | `zt-tls` | TLS | the rustls glue of both sides: SPIFFE verifiers, rotation-safe resolvers, client and server configs |
+//! | `zt-client`, `zt-server` | TLS + HTTP | reqwest / tonic / tokio-rustls clients; the accept loop, `AuthorizeLayer` and extractors for axum and tonic |
+//! | `zt-macros` | authorization | `#[callers]` and `#[derive(Declared)]`, checked at compile time |
+//! | `zt-dev` | development | the fake CA and its Workload API server (`zt agent`) |
 //!
 //! # Features
 //!
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `workload-api` | yes | [`WorkloadApiSource`](source::WorkloadApiSource), built on the `spiffe` crate's `X509Source` and `JwtSource` |
-//! | `fake-ca` | no | `fake_ca`: [`FakeCa`], `FakeCaSource`, `WorkloadApiServer`, `DevUserIssuer` |
-//!
-//! [`FakeCa`]: https://docs.rs/zt-core/latest/zt_core/fake_ca/struct.FakeCa.html
 #![forbid(unsafe_code)]
 
-pub mod audit;
-pub mod authz;
 pub mod bundle;
-#[cfg(feature = "fake-ca")]
-pub mod fake_ca;
 pub mod id;
 pub mod jwt;
 pub mod matcher;
+pub mod origin;
 pub mod peer;
-pub mod policy;
-mod reload;
+pub mod reload;
 pub mod revocation;
 pub mod source;
 pub mod svid;
 pub mod time;
 pub mod user;
-#[cfg(feature = "fake-ca")]
-pub mod workload_api;
 pub mod x509;
 
 pub use bundle::{BundleSet, TrustBundle};

@@ -1,4 +1,4 @@
-//! What the file-backed holders ([`PolicyStore`](crate::policy::PolicyStore),
+//! What the file-backed holders (`zt_authz::policy::PolicyStore`,
 //! [`Revocations`](crate::revocation::Revocations)) share: change detection
 //! and the outcome of a reload.
 
@@ -19,11 +19,11 @@ pub enum ReloadOutcome {
 /// Remembers a file's last content, so an unchanged file is not parsed
 /// again and a rejected one is not reported at every poll.
 #[derive(Debug, Default)]
-pub(crate) struct FileDigest(Mutex<Option<[u8; 32]>>);
+pub struct FileDigest(Mutex<Option<[u8; 32]>>);
 
 impl FileDigest {
     /// `true` if `bytes` differ from the last content seen; records them.
-    pub(crate) fn update(&self, bytes: &[u8]) -> bool {
+    pub fn update(&self, bytes: &[u8]) -> bool {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if *last == Some(digest) {

@@ -57,7 +57,7 @@ use toml::Spanned;
 
 use crate::SpiffeId;
 use crate::id::parse_canonical;
-use crate::policy::Origin;
+use crate::origin::Origin;
 use crate::reload::FileDigest;
 pub use crate::reload::ReloadOutcome;
 use crate::source::WatchHandle;

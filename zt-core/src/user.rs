@@ -16,6 +16,12 @@
 //! | `exp`, `nbf` | validity, checked with bounded leeway; `exp` is required |
 //! | `act` | the actor chain (RFC 8693 §4.1): `{"sub": <SPIFFE ID of the current actor>, "act": {…previous actor…}}` |
 //!
+//! The JOSE `typ` header, when present, must be [`USER_CONTEXT_TYPES`]:
+//! `JWT`, or the JWT access-token type of RFC 9068 (`at+jwt`). Other typed
+//! tokens, such as Transaction Tokens (`txntoken+jwt`) or DPoP proofs, are
+//! refused, so a token minted for one purpose cannot be replayed as a user
+//! context (RFC 8725 §3.11).
+//!
 //! # Trust model
 //!
 //! The whole token, `act` chain included, is signed by the issuer: a hop
@@ -33,7 +39,7 @@
 //! issuer's checks at each exchange: a production issuer (a token-exchange
 //! service) must authenticate the workload asking for an exchange and
 //! require it to be the token's audience or current actor. The development
-//! issuer in `fake_ca` (feature `fake-ca`) performs no such check; it is
+//! issuer (`zt_dev::DevUserIssuer`) performs no such check; it is
 //! for tests and laptops.
 //!
 //! Tokens are never logged: [`UserContext`]'s `Debug` shows the subject,
@@ -67,6 +73,11 @@ pub const MAX_ACT_DEPTH: usize = 16;
 /// The most scopes a token may carry.
 pub const MAX_SCOPES: usize = 64;
 
+/// The `typ` header values a user-context token may carry (when it has
+/// one): `JWT`, and RFC 9068's JWT access-token type in its short and full
+/// forms.
+pub const USER_CONTEXT_TYPES: &[&str] = &["JWT", "at+jwt", "application/at+jwt"];
+
 /// Why a user-context token was rejected. One variant per rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -84,6 +95,14 @@ pub enum UserContextError {
     UnsupportedAlgorithm {
         /// The `alg` header value.
         alg: String,
+    },
+    /// The `typ` header is present but not one of [`USER_CONTEXT_TYPES`].
+    #[error(
+        "the user-context token's `typ` header is {typ}; a user context is typed `JWT` or `at+jwt` (or has no `typ`)"
+    )]
+    BadType {
+        /// The `typ` header value, as JSON.
+        typ: String,
     },
     /// The header has no `kid`.
     #[error("the user-context token header has no `kid`")]
@@ -193,6 +212,7 @@ impl UserContextError {
         match self {
             Self::Malformed { .. } => "user-context:malformed",
             Self::UnsupportedAlgorithm { .. } => "user-context:unsupported-algorithm",
+            Self::BadType { .. } => "user-context:bad-typ",
             Self::MissingKeyId => "user-context:missing-kid",
             Self::UnknownKeyId { .. } => "user-context:unknown-kid",
             Self::AlgorithmMismatch { .. } => "user-context:algorithm-mismatch",
@@ -305,8 +325,8 @@ impl fmt::Debug for UserContext {
 /// (RFC 8693 token exchange), so the next hop can bind it to its caller.
 ///
 /// A production implementation calls a token-exchange service, which must
-/// authenticate `actor`; the development issuer in `fake_ca` (feature
-/// `fake-ca`) signs locally.
+/// authenticate `actor`; the development issuer (`zt_dev::DevUserIssuer`)
+/// signs locally.
 pub trait ActorExchange: Send + Sync + fmt::Debug {
     /// Returns a token with the same subject, the same or fewer scopes
     /// (`scopes`, if given, must be a subset of the context's), and `actor`
@@ -476,7 +496,7 @@ impl UserContextValidator {
     /// # Errors
     ///
     /// The [`UserContextError`] of the first rule the token breaks: shape,
-    /// `alg`, `kid`, signature, `iss`, `sub`, `exp`, `nbf`, `aud`,
+    /// `alg`, `typ`, `kid`, signature, `iss`, `sub`, `exp`, `nbf`, `aud`,
     /// `scope`, `act`.
     pub fn validate(&self, token: &str, now: SystemTime) -> Result<UserContext, UserContextError> {
         let inner = &*self.inner;
@@ -490,6 +510,8 @@ impl UserContextValidator {
                 alg: alg_name.to_owned(),
             }
         })?;
+        crate::jwt::check_type(&header, USER_CONTEXT_TYPES)
+            .map_err(|typ| UserContextError::BadType { typ })?;
         let key_id = header
             .get("kid")
             .and_then(Value::as_str)
@@ -654,7 +676,7 @@ fn audience_of(claims: &Map<String, Value>) -> Result<Vec<String>, UserContextEr
 
 /// `true` for an RFC 6749 scope-token: `%x21 / %x23-5B / %x5D-7E`, at
 /// least one.
-pub(crate) fn is_scope_token(scope: &str) -> bool {
+pub fn is_scope_token(scope: &str) -> bool {
     !scope.is_empty()
         && scope
             .bytes()
@@ -720,9 +742,8 @@ fn actors_of(claims: &Map<String, Value>) -> Result<Box<[SpiffeId]>, UserContext
 }
 
 /// Builds the nested `act` claim for `actors` (oldest first); `None` when
-/// empty. Token issuers (the development issuer) build it.
-#[cfg(feature = "fake-ca")]
-pub(crate) fn act_claim(actors: &[SpiffeId]) -> Option<Value> {
+/// empty. Token issuers (such as `zt_dev::DevUserIssuer`) build it.
+pub fn act_claim(actors: &[SpiffeId]) -> Option<Value> {
     let mut claim: Option<Value> = None;
     for actor in actors {
         let mut entry = Map::new();

@@ -387,8 +387,7 @@ fn canonical_serial(raw: &[u8]) -> Vec<u8> {
 /// # Errors
 ///
 /// [`SvidError::Malformed`] if the certificate does not parse.
-#[cfg(feature = "fake-ca")]
-pub(crate) fn certificate_not_after(cert: &CertificateDer<'_>) -> Result<SystemTime, SvidError> {
+pub fn certificate_not_after(cert: &CertificateDer<'_>) -> Result<SystemTime, SvidError> {
     Ok(asn1_to_system_time(parse(0, cert)?.validity().not_after))
 }
 
@@ -455,9 +454,8 @@ fn check_signing_cert(index: usize, cert: &X509Certificate<'_>) -> Result<(), Sv
 /// documentation for the order).
 ///
 /// ```
-/// # #[cfg(feature = "fake-ca")] {
 /// use std::time::{Duration, SystemTime};
-/// use zt_core::fake_ca::FakeCa;
+/// use zt_dev::FakeCa;
 /// use zt_core::x509::{verify_x509_svid, Usage};
 /// use zt_core::{BundleSet, SpiffeId};
 ///
@@ -467,7 +465,6 @@ fn check_signing_cert(index: usize, cert: &X509Certificate<'_>) -> Result<(), Sv
 /// let bundles = BundleSet::new().with(ca.bundle());
 /// let verified = verify_x509_svid(svid.chain(), &bundles, SystemTime::now(), Usage::ClientAuth)?;
 /// assert_eq!(verified.id(), &id);
-/// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn verify_x509_svid(

@@ -10,7 +10,7 @@
 
 use zt_core::TrustDomain;
 use zt_core::bundle::{BundleError, TrustBundle};
-use zt_core::fake_ca::FakeCa;
+use zt_dev::FakeCa;
 
 fn td() -> TrustDomain {
     TrustDomain::new("example.org").unwrap()

@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use zt_core::fake_ca::{BadJwt, FakeCa};
 use zt_core::jwt::{JwtError, validate_jwt_svid};
 use zt_core::time::{Clock, ManualClock};
 use zt_core::{BundleSet, SpiffeId, TrustDomain};
+use zt_dev::{BadJwt, FakeCa};
 
 const AUD: &str = "spiffe://example.org/ledger";
 
@@ -132,6 +132,23 @@ fn token_signed_by_a_foreign_key_under_a_known_kid_fails_the_signature_check() {
         reject(BadJwt::ForeignKey),
         JwtError::BadSignature { .. }
     ));
+}
+
+#[test]
+fn token_typed_other_than_jwt_or_jose_is_rejected_with_its_typ() {
+    assert_eq!(
+        reject(BadJwt::WrongType),
+        JwtError::BadType {
+            typ: "\"secevent+jwt\"".into()
+        }
+    );
+    // The allowed values are compared exactly, as go-spiffe does.
+    assert_eq!(
+        reject(BadJwt::LowercaseType),
+        JwtError::BadType {
+            typ: "\"jwt\"".into()
+        }
+    );
 }
 
 #[test]

@@ -11,13 +11,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use zt_core::fake_ca::{BadSvid, FakeCa, FakeCaSource};
 use zt_core::matcher::IdMatcher;
 use zt_core::peer::{PeerError, PeerVerifier};
 use zt_core::revocation::Revocations;
 use zt_core::time::ManualClock;
 use zt_core::x509::{SvidError, Usage};
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{BadSvid, FakeCa, FakeCaSource};
 
 fn id(s: &str) -> SpiffeId {
     SpiffeId::new(s).unwrap()

@@ -11,10 +11,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use zt_core::fake_ca::{FakeCa, FakeCaSource};
 use zt_core::source::{FileLayout, FileSource, Health, SourceError, StaticSource, SvidSource};
 use zt_core::time::ManualClock;
 use zt_core::{BundleSet, SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
 
 fn td() -> TrustDomain {
     TrustDomain::new("example.org").unwrap()

@@ -10,10 +10,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use zt_core::fake_ca::{BadSvid, FakeCa};
 use zt_core::time::ManualClock;
 use zt_core::x509::{SvidError, Usage, verify_x509_svid};
 use zt_core::{BundleSet, SpiffeId, TrustDomain};
+use zt_dev::{BadSvid, FakeCa};
 
 fn td(name: &str) -> TrustDomain {
     TrustDomain::new(name).unwrap()

@@ -17,12 +17,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 use zt_core::SpiffeId;
-use zt_core::fake_ca::DevUserIssuer;
 use zt_core::time::{Clock as _, ManualClock};
 use zt_core::user::{
     ActorExchange as _, ExchangeError, JwkSet, MAX_ACT_DEPTH, UserContextError,
     UserContextValidator,
 };
+use zt_dev::DevUserIssuer;
 
 const ISS: &str = "https://idp.example.org";
 const AUD: &str = "example.org";
@@ -103,6 +103,36 @@ fn debug_never_prints_the_token() {
         assert!(!printed.contains(part), "{printed}");
     }
     assert!(!format!("{validator:?}").contains(&token));
+}
+
+#[test]
+fn a_token_typed_for_another_purpose_is_rejected() {
+    let (issuer, validator, clock) = setup();
+    for typ in ["txntoken+jwt", "dpop+jwt", "jwt"] {
+        let token = issuer.sign_typed(&claims(&clock), Some(typ)).unwrap();
+        assert_eq!(
+            validator.validate(&token, clock.now()).unwrap_err(),
+            UserContextError::BadType {
+                typ: format!("\"{typ}\"")
+            },
+            "{typ}"
+        );
+    }
+}
+
+#[test]
+fn untyped_and_access_token_typed_contexts_validate() {
+    let (issuer, validator, clock) = setup();
+    for typ in [
+        None,
+        Some("JWT"),
+        Some("at+jwt"),
+        Some("application/at+jwt"),
+    ] {
+        let token = issuer.sign_typed(&claims(&clock), typ).unwrap();
+        let context = validator.validate(&token, clock.now()).unwrap();
+        assert_eq!(context.subject(), "alice", "{typ:?}");
+    }
 }
 
 #[test]

@@ -26,7 +26,7 @@
 //! The three forms, their keys and the rule they produce are documented on
 //! [`callers`] and [`Declared`](derive@Declared); what a declaration means
 //! at run time, and how it combines with a policy file (both must allow, a
-//! denial anywhere wins), in `zt_core::policy::declare`.
+//! denial anywhere wins), in `zt_authz::policy::declare`.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -358,7 +358,7 @@ fn check_http(lit: &LitStr) -> syn::Result<(String, String)> {
             "expected `\"METHOD /path\"`, such as \"GET /invoices/{id}\" (`*` for any method)",
         ));
     };
-    match zt_core::policy::Rule::allow("check").http(method, path) {
+    match zt_authz::policy::Rule::allow("check").http(method, path) {
         Ok(_) => Ok((method.to_owned(), path.to_owned())),
         Err(e) => Err(syn::Error::new_spanned(lit, policy_reason(&e))),
     }
@@ -367,7 +367,7 @@ fn check_http(lit: &LitStr) -> syn::Result<(String, String)> {
 /// `"/package.Service/Method"` → (service, method).
 fn check_grpc(lit: &LitStr) -> syn::Result<(String, String)> {
     let value = lit.value();
-    if let Err(e) = zt_core::policy::Rule::allow("check").grpc(&value) {
+    if let Err(e) = zt_authz::policy::Rule::allow("check").grpc(&value) {
         return Err(syn::Error::new_spanned(lit, policy_reason(&e)));
     }
     // The pattern parsed, so it is `/service/method`.
@@ -389,15 +389,15 @@ fn check_method(lit: &LitStr) -> syn::Result<()> {
 }
 
 fn check_grpc_path(lit: &LitStr, path: &str) -> syn::Result<()> {
-    zt_core::policy::Rule::allow("check")
+    zt_authz::policy::Rule::allow("check")
         .grpc(path)
         .map(drop)
         .map_err(|e| syn::Error::new_spanned(lit, policy_reason(&e)))
 }
 
 /// The reason of a policy error, without its rule and origin prefix.
-fn policy_reason(error: &zt_core::policy::PolicyError) -> String {
-    use zt_core::policy::PolicyError;
+fn policy_reason(error: &zt_authz::policy::PolicyError) -> String {
+    use zt_authz::policy::PolicyError;
     match error {
         PolicyError::BadMethod { method, reason, .. } => format!("HTTP method `{method}` {reason}"),
         PolicyError::BadPath { path, reason, .. } => format!("path pattern `{path}` {reason}"),

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
-use zt_core::authz::{Authorization, Authorizer};
-use zt_core::policy::{self, PolicyEngine};
+use zt_authz::policy::{self, PolicyEngine};
+use zt_authz::{Authorization, Authorizer};
 use zt_core::user::UserContext;
 
 use crate::jwt::VerifiedJwtSvid;
@@ -48,7 +48,7 @@ use crate::peer::VerifiedPeer;
 /// request for an unknown path stays a `404` instead of becoming a `403`.
 ///
 /// ```no_run
-/// # fn app(policy: zt_core::policy::Policy) {
+/// # fn app(policy: zt_authz::policy::Policy) {
 /// use axum::{Router, routing::get};
 /// use zt_server::AuthorizeLayer;
 ///
@@ -64,7 +64,7 @@ use crate::peer::VerifiedPeer;
 /// interceptors cannot, so rules can be per method:
 ///
 /// ```no_run
-/// # fn routes(routes: tonic::service::Routes, policy: zt_core::policy::Policy) {
+/// # fn routes(routes: tonic::service::Routes, policy: zt_authz::policy::Policy) {
 /// use tower::Layer as _;
 /// use zt_server::AuthorizeLayer;
 ///

@@ -6,18 +6,14 @@ use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::server::NoServerSessionStorage;
 use tokio_rustls::TlsAcceptor;
 use zt_core::matcher::IdMatcher;
-use zt_core::peer::{DEFAULT_CHAIN_CACHE_CAPACITY, PeerVerifier};
 use zt_core::revocation::Revocations;
-use zt_core::source::{DerivedCache, SvidSource};
-use zt_core::time::{SharedClock, system_clock};
-use zt_core::x509::Usage;
+use zt_core::source::SvidSource;
+use zt_core::time::SharedClock;
+use zt_tls::TlsOptions;
 
 use crate::error::Error;
-use crate::resolve::ServerCertResolver;
-use crate::verify::ClientVerifier;
 
 /// Default bound on one TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,20 +23,15 @@ pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 512;
 
 /// Configures a [`ZtServer`].
 pub struct ServerBuilder {
-    source: Arc<dyn SvidSource>,
-    pin: Option<IdMatcher>,
-    provider: Option<Arc<CryptoProvider>>,
-    clock: SharedClock,
-    chain_cache: usize,
+    options: TlsOptions,
     handshake_timeout: Duration,
     max_handshakes: usize,
-    revocations: Option<Revocations>,
 }
 
 impl fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerBuilder")
-            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("options", &self.options)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_handshakes", &self.max_handshakes)
             .finish_non_exhaustive()
@@ -51,25 +42,20 @@ impl ServerBuilder {
     /// Starts a builder presenting identities from `source`.
     pub fn new(source: Arc<dyn SvidSource>) -> Self {
         Self {
-            source,
-            pin: None,
-            provider: None,
-            clock: system_clock(),
-            chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
+            options: TlsOptions::new(source),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
-            revocations: None,
         }
     }
 
     /// Refuse, at the handshake, callers whose SPIFFE ID or leaf serial is
     /// on `revocations`. Connections already open are not cut; give the
-    /// same list to the [`Authorizer`](zt_core::authz::Authorizer) of an
+    /// same list to the [`Authorizer`](zt_authz::Authorizer) of an
     /// [`AuthorizeLayer`](crate::AuthorizeLayer) so their next request is
     /// refused too.
     #[must_use]
     pub fn revocations(mut self, revocations: Revocations) -> Self {
-        self.revocations = Some(revocations);
+        self.options = self.options.revocations(revocations);
         self
     }
 
@@ -79,31 +65,31 @@ impl ServerBuilder {
     /// per-request policy decides.
     #[must_use]
     pub fn accept_callers(mut self, matcher: IdMatcher) -> Self {
-        self.pin = Some(matcher);
+        self.options = self.options.pin(matcher);
         self
     }
 
     /// The rustls crypto provider. Default: `ring`.
     #[must_use]
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
-        self.provider = Some(provider);
+        self.options = self.options.crypto_provider(provider);
         self
     }
 
     /// The clock certificate validity is checked with. Default: system.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.options = self.options.clock(clock);
         self
     }
 
     /// How many verified peer chains to remember (see
     /// [`PeerVerifier`](zt_core::peer::PeerVerifier)); 0 verifies every
     /// chain in full at every handshake. Default:
-    /// [`DEFAULT_CHAIN_CACHE_CAPACITY`](zt_core::peer::DEFAULT_CHAIN_CACHE_CAPACITY).
+    /// [`DEFAULT_CHAIN_CACHE_CAPACITY`](zt_tls::DEFAULT_CHAIN_CACHE_CAPACITY).
     #[must_use]
     pub fn verified_chain_cache(mut self, capacity: usize) -> Self {
-        self.chain_cache = capacity;
+        self.options = self.options.verified_chain_cache(capacity);
         self
     }
 
@@ -128,38 +114,10 @@ impl ServerBuilder {
     ///
     /// [`Error::Tls`] if the crypto provider supports no TLS version.
     pub fn build(self) -> Result<ZtServer, Error> {
-        let provider = self
-            .provider
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-        let mut peers = PeerVerifier::new(
-            self.source.clone(),
-            self.clock,
-            Usage::ClientAuth,
-            self.pin.clone(),
-        )
-        .with_cache_capacity(self.chain_cache);
-        if let Some(revocations) = self.revocations {
-            peers = peers.with_revocations(revocations);
-        }
-        let verifier = Arc::new(ClientVerifier {
-            peers,
-            provider: provider.clone(),
-        });
-        let resolver = Arc::new(ServerCertResolver {
-            source: self.source.clone(),
-            provider: provider.clone(),
-            cache: DerivedCache::new(),
-        });
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(resolver);
-        config.session_storage = Arc::new(NoServerSessionStorage {});
-        config.send_tls13_tickets = 0;
-        config.max_early_data_size = 0;
+        let config = self.options.server_config()?;
         Ok(ZtServer {
             base: Arc::new(config),
-            pin: self.pin,
+            pin: self.options.pin_matcher().cloned(),
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
         })

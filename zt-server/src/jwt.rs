@@ -89,6 +89,7 @@ impl JwtAuthError {
             Self::JwtSvid(e) => match e {
                 JwtError::Malformed { .. } => "jwt-svid:malformed",
                 JwtError::UnsupportedAlgorithm { .. } => "jwt-svid:unsupported-algorithm",
+                JwtError::BadType { .. } => "jwt-svid:bad-typ",
                 JwtError::MissingKeyId => "jwt-svid:missing-kid",
                 JwtError::MissingSubject => "jwt-svid:missing-sub",
                 JwtError::SubjectNotSpiffeId(_) => "jwt-svid:sub-not-spiffe-id",
@@ -200,7 +201,7 @@ struct Config {
 /// first:
 ///
 /// ```no_run
-/// # fn app(policy: zt_core::policy::Policy, source: std::sync::Arc<dyn zt_core::source::SvidSource>,
+/// # fn app(policy: zt_authz::policy::Policy, source: std::sync::Arc<dyn zt_core::source::SvidSource>,
 /// #        users: zt_core::user::UserContextValidator) {
 /// use axum::{Router, routing::get};
 /// use zt_server::{AuthorizeLayer, JwtAuthLayer, VerifiedUser};

@@ -14,7 +14,7 @@
 //!
 //! [`AuthorizeLayer`] decides every request by explicit policy before the
 //! handler runs: it reads the `VerifiedPeer`, asks a
-//! [`zt_core::authz::Authorizer`] (revocation list, policy, dry-run, audit),
+//! [`zt_authz::Authorizer`] (revocation list, policy, dry-run, audit),
 //! and answers refusals with `403` / `PERMISSION_DENIED`, or `401` /
 //! `UNAUTHENTICATED` when there is no verified identity.
 //!
@@ -48,8 +48,8 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
-//! use zt_core::authz::Authorizer;
-//! use zt_core::policy::PolicyStore;
+//! use zt_authz::Authorizer;
+//! use zt_authz::policy::PolicyStore;
 //! use zt_core::source::WorkloadApiSource;
 //! use zt_server::{AuthorizeLayer, ZtServer};
 //!
@@ -91,9 +91,7 @@ mod builder;
 mod error;
 mod jwt;
 mod peer;
-mod resolve;
 mod serve;
-mod verify;
 
 pub use authorize::{Authorize, AuthorizeLayer, ResponseBody, ResponseFuture};
 pub use builder::{
@@ -106,7 +104,7 @@ pub use jwt::{
 };
 pub use peer::{MissingPeer, PeerExt, VerifiedPeer};
 pub use serve::SHUTDOWN_GRACE;
-pub use verify::PeerRejected;
+pub use zt_tls::{PeerRejected, Side};
 
 #[cfg(feature = "macros")]
 pub mod macros;

@@ -12,14 +12,14 @@
 //! declaration is a `403` / `PERMISSION_DENIED` whose audit record names the
 //! rule `code:<endpoint>` and the reason `caller-not-declared`.
 //!
-//! The semantics are documented in [`zt_core::policy::declare`].
+//! The semantics are documented in [`zt_authz::policy::declare`].
 //!
 //! # Quick start
 //!
 //! ```
 //! use axum::{Router, routing::get};
-//! use zt_core::authz::Authorizer;
-//! use zt_core::policy::{Policy, Rule};
+//! use zt_authz::Authorizer;
+//! use zt_authz::policy::{Policy, Rule};
 //! use zt_server::macros::Declarations;
 //! use zt_server::{AuthorizeLayer, callers};
 //!
@@ -53,8 +53,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub use zt_core::policy::PolicyError;
-pub use zt_core::policy::declare::{
+pub use zt_authz::policy::PolicyError;
+pub use zt_authz::policy::declare::{
     Combined, Declarations, DeclarationsBuilder, Declared, EndpointSpec, EndpointTarget,
     RULE_ID_PREFIX,
 };

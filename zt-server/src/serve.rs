@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::server::TlsStream;
 use tower::{Service, ServiceExt as _};
 use zt_core::x509::inspect_leaf;
+use zt_tls::PeerRejected;
 
 use crate::builder::ZtServer;
 use crate::error::Error;
@@ -102,7 +103,15 @@ impl ZtServer {
                 {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
-                        tracing::info!(target: "zt::server", %remote, error = %e, "handshake failed");
+                        match PeerRejected::find(&e) {
+                            // The verifier logged the reason as a warning.
+                            Some(rejected) => {
+                                tracing::info!(target: "zt::server", %remote, reason = %rejected.error(), "handshake refused");
+                            }
+                            None => {
+                                tracing::info!(target: "zt::server", %remote, error = %e, "handshake failed");
+                            }
+                        }
                         return;
                     }
                     Err(_) => {

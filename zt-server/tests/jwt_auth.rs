@@ -16,12 +16,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt as _, Empty, Full};
 use tower::{Layer as _, ServiceExt as _};
-use zt_core::fake_ca::{BadJwt, DevUserIssuer, FakeCa, FakeCaSource};
 use zt_core::jwt::JwtError;
 use zt_core::revocation::Revocations;
 use zt_core::time::{Clock as _, ManualClock};
 use zt_core::user::{ActorExchange as _, UserContext, UserContextError};
 use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{BadJwt, DevUserIssuer, FakeCa, FakeCaSource};
 use zt_server::{JwtAuthError, JwtAuthLayer, VerifiedJwtSvid};
 
 const LEDGER: &str = "spiffe://example.org/ledger";

@@ -2,7 +2,7 @@
 //!
 //! `fixtures/*.json` are SPIFFE bundles of two development CAs (`example.org`
 //! with a root only, `inter.example` with a root and an intermediate), made
-//! with `zt_core::fake_ca::FakeCa` on a clock pinned at [`ISSUED_AT`]. The
+//! with `zt_dev::FakeCa` on a clock pinned at [`ISSUED_AT`]. The
 //! X.509 and JWT seeds in `corpus/` were issued by them for one hour from
 //! then, so at [`now`] they verify and the fuzzer starts from valid input.
 

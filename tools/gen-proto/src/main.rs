@@ -33,12 +33,12 @@ struct Target {
 
 const TARGETS: &[Target] = &[
     Target {
-        proto: "zt-core/proto/workload.proto",
-        include: "zt-core/proto",
-        out: "zt-core/src/workload_api/pb.rs",
+        proto: "zt-dev/proto/workload.proto",
+        include: "zt-dev/proto",
+        out: "zt-dev/src/workload_api/pb.rs",
         // No `package` line: the Workload API service is `SpiffeWorkloadAPI`.
         generated: "_.rs",
-        // zt-core builds tonic without `channel`; the Workload API runs over
+        // zt-dev builds tonic without `channel`; the Workload API runs over
         // Unix sockets anyway, which `connect()` cannot dial.
         transport: false,
     },

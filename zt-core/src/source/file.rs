@@ -207,7 +207,7 @@ fn read(path: &Path) -> Result<Vec<u8>, SourceError> {
 }
 
 /// Stops a file watcher task when dropped: that of a [`FileSource`], a
-/// [`PolicyStore`](crate::policy::PolicyStore) or a
+/// `zt_authz::policy::PolicyStore` or a
 /// [`Revocations`](crate::revocation::Revocations) list.
 #[derive(Debug)]
 pub struct WatchHandle {
@@ -218,7 +218,7 @@ impl WatchHandle {
     /// Calls `tick` on `target` every `interval` (the first call at once)
     /// until `target` is dropped or the handle is. Must be called within a
     /// Tokio runtime.
-    pub(crate) fn poll<T: Send + Sync + 'static>(
+    pub fn poll<T: Send + Sync + 'static>(
         target: std::sync::Weak<T>,
         interval: Duration,
         tick: fn(&T),

@@ -17,7 +17,7 @@
 //! Backends: [`StaticSource`] (fixed material), [`FileSource`] (PEM files on
 //! disk, reloaded on change), [`WorkloadApiSource`] (a SPIFFE Workload API
 //! such as a SPIRE agent, feature `workload-api`) and
-//! `fake_ca::FakeCaSource` (feature `fake-ca`).
+//! `zt_dev::FakeCaSource` (the development CA, crate `zt-dev`).
 
 mod cache;
 mod file;

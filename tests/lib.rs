@@ -1,0 +1,95 @@
+//! Helpers shared by zt's cross-crate integration tests.
+#![forbid(unsafe_code)]
+
+/// Renders an error and all its sources on one line, `a / b / c`, so the
+/// refusal reason nested inside a TLS or HTTP error is visible.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(" / ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// Captures `zt::audit` events for tests: each event's fields, rendered as
+/// strings.
+pub mod audit_capture {
+    use std::collections::BTreeMap;
+    use std::fmt;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt as _};
+
+    /// One captured event: field name → value.
+    pub type Fields = BTreeMap<String, String>;
+
+    /// The events captured so far; cheap to clone.
+    #[derive(Clone, Default)]
+    pub struct AuditCapture {
+        events: Arc<Mutex<Vec<Fields>>>,
+    }
+
+    impl fmt::Debug for AuditCapture {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_list().entries(self.events().iter()).finish()
+        }
+    }
+
+    impl AuditCapture {
+        /// Installs a capturing subscriber for the current thread (use a
+        /// current-thread runtime so server tasks run on it) until the
+        /// guard is dropped.
+        pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+            let capture = Self::default();
+            let subscriber = tracing_subscriber::registry().with(capture.clone());
+            let guard = tracing::subscriber::set_default(subscriber);
+            (capture, guard)
+        }
+
+        /// The `zt::audit` decision events captured so far.
+        pub fn events(&self) -> Vec<Fields> {
+            self.events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+
+        /// Removes and returns the events captured so far.
+        pub fn take(&self) -> Vec<Fields> {
+            std::mem::take(&mut *self.events.lock().unwrap_or_else(PoisonError::into_inner))
+        }
+    }
+
+    struct Visitor<'a>(&'a mut Fields);
+
+    impl Visit for Visitor<'_> {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_owned(), value.to_owned());
+        }
+
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.0.insert(field.name().to_owned(), format!("{value:?}"));
+        }
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditCapture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let meta = event.metadata();
+            if meta.target() != "zt::audit" || !meta.fields().iter().any(|f| f.name() == "decision")
+            {
+                return;
+            }
+            let mut fields = Fields::new();
+            fields.insert("level".into(), meta.level().to_string());
+            event.record(&mut Visitor(&mut fields));
+            self.events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(fields);
+        }
+    }
+}

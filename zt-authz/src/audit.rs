@@ -1,0 +1,444 @@
+//! Audit records of authorization decisions.
+//!
+//! Every decision an [`Authorizer`](crate::Authorizer) makes becomes
+//! one [`AuditEvent`]. It is emitted as a `tracing` event with target
+//! `zt::audit` (level `INFO` for allowed requests, `WARN` otherwise) and,
+//! if one is configured, handed to an [`AuditSink`] such as
+//! [`JsonLinesAuditWriter`].
+//!
+//! # Fields
+//!
+//! | field | value |
+//! |---|---|
+//! | `time` | when the decision was made (RFC 3339, UTC) |
+//! | `caller` | the caller's SPIFFE ID, or `-` with none |
+//! | `caller_serial` | its leaf certificate serial, hex |
+//! | `target` | the service deciding (its name or SPIFFE ID) |
+//! | `method`, `path` | the HTTP method and path |
+//! | `route` | the route template the router matched, if any |
+//! | `grpc_method` | `/package.Service/Method` for gRPC calls |
+//! | `user` | the end user of a verified user context, or `-` |
+//! | `act_chain` | the services the request passed through for the user, oldest first (`,`-separated in `tracing`, a list in JSON), or `-` |
+//! | `decision` | `allow`, `deny`, or `would-deny` (dry run) |
+//! | `reason` | [`DecisionReason::as_str`](crate::policy::DecisionReason::as_str) |
+//! | `rule` | the deciding rule id, if a rule decided |
+//! | `policy_version` | the version of the policy that decided |
+//! | `audit_rules` | audit-only rules that matched |
+//! | `eval_ns` | time to decide, in nanoseconds |
+//!
+//! The JSON-lines writer writes the same fields, one object per line.
+//! Records never contain request bodies, headers or tokens: a user context
+//! contributes its subject and actor chain, never the token.
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde::ser::Serializer;
+
+use zt_core::SpiffeId;
+
+/// The outcome of a decision as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Verdict {
+    /// The request proceeds.
+    Allow,
+    /// The request is refused.
+    Deny,
+    /// The policy denies the request, but dry-run mode lets it proceed.
+    WouldDeny,
+}
+
+impl Verdict {
+    /// `allow`, `deny` or `would-deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::WouldDeny => "would-deny",
+        }
+    }
+
+    /// `true` if the request proceeds ([`Allow`](Self::Allow) or
+    /// [`WouldDeny`](Self::WouldDeny)).
+    pub fn proceeds(self) -> bool {
+        !matches!(self, Self::Deny)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One authorization decision, as audited. Borrowed from the request being
+/// decided; a sink that keeps it must copy what it needs.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct AuditEvent<'a> {
+    /// When the decision was made.
+    #[serde(serialize_with = "ser_time")]
+    pub time: SystemTime,
+    /// The caller's SPIFFE ID; `None` for a request without one.
+    #[serde(serialize_with = "ser_id")]
+    pub caller: Option<&'a SpiffeId>,
+    /// The caller's leaf certificate serial (big-endian bytes).
+    #[serde(serialize_with = "ser_serial")]
+    pub caller_serial: Option<&'a [u8]>,
+    /// The service deciding.
+    pub target: &'a str,
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The request path.
+    pub path: &'a str,
+    /// The route template the router matched.
+    pub route: Option<&'a str>,
+    /// The gRPC method, for gRPC calls.
+    pub grpc_method: Option<&'a str>,
+    /// The end user of the request's verified user context.
+    pub user: Option<&'a str>,
+    /// The services that acted for the user, oldest first.
+    #[serde(serialize_with = "ser_ids")]
+    pub act_chain: &'a [SpiffeId],
+    /// The outcome.
+    pub decision: Verdict,
+    /// Why (a [`DecisionReason`](crate::policy::DecisionReason) name).
+    pub reason: &'static str,
+    /// The deciding rule.
+    pub rule: Option<&'a str>,
+    /// The version of the policy that decided.
+    pub policy_version: &'a str,
+    /// Audit-only rules that matched.
+    #[serde(serialize_with = "ser_list")]
+    pub audit_rules: &'a [Arc<str>],
+    /// Time to decide, in nanoseconds.
+    pub eval_ns: u64,
+}
+
+/// RFC 3339 in UTC with milliseconds; times outside the representable range
+/// are written as seconds since the epoch.
+fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let since_epoch = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let formatted = time::Duration::try_from(since_epoch)
+        .ok()
+        .and_then(|d| time::OffsetDateTime::UNIX_EPOCH.checked_add(d))
+        .and_then(|odt| {
+            let odt = odt
+                .replace_nanosecond(since_epoch.subsec_millis() * 1_000_000)
+                .ok()?;
+            odt.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    match formatted {
+        Some(text) => s.serialize_str(&text),
+        None => s.serialize_u64(since_epoch.as_secs()),
+    }
+}
+
+fn ser_list<S: Serializer>(list: &&[Arc<str>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(list.iter().map(|item| &**item))
+}
+
+fn ser_ids<S: Serializer>(ids: &&[SpiffeId], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(ToString::to_string))
+}
+
+/// Writes SPIFFE IDs comma-separated, `-` when empty.
+struct Ids<'a>(&'a [SpiffeId]);
+
+impl fmt::Display for Ids<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, id) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            fmt::Display::fmt(id, f)?;
+        }
+        Ok(())
+    }
+}
+
+fn ser_id<S: Serializer>(id: &Option<&SpiffeId>, s: S) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.collect_str(id),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_serial<S: Serializer>(serial: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
+    match serial {
+        Some(serial) => s.serialize_str(&hex::encode(serial)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Writes `-` for a missing value.
+struct OrDash<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// Writes a list comma-separated, `-` when empty.
+struct List<'a>(&'a [Arc<str>]);
+
+impl fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(item)?;
+        }
+        Ok(())
+    }
+}
+
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl AuditEvent<'_> {
+    /// Emits the event through `tracing`, target `zt::audit`: `INFO` when
+    /// the request is allowed, `WARN` otherwise.
+    pub fn emit(&self) {
+        macro_rules! event {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "zt::audit",
+                    $level,
+                    caller = %OrDash(self.caller),
+                    caller_serial = %OrDash(self.caller_serial.map(Hex)),
+                    target_service = self.target,
+                    method = self.method,
+                    path = self.path,
+                    route = %OrDash(self.route),
+                    grpc_method = %OrDash(self.grpc_method),
+                    user = %OrDash(self.user),
+                    act_chain = %Ids(self.act_chain),
+                    decision = self.decision.as_str(),
+                    reason = self.reason,
+                    rule = %OrDash(self.rule),
+                    policy_version = self.policy_version,
+                    audit_rules = %List(self.audit_rules),
+                    eval_ns = self.eval_ns,
+                    "authorization decision"
+                )
+            };
+        }
+        match self.decision {
+            Verdict::Allow => event!(tracing::Level::INFO),
+            Verdict::Deny | Verdict::WouldDeny => event!(tracing::Level::WARN),
+        }
+    }
+
+    /// The event as one line of JSON, with a trailing newline.
+    pub fn to_json_line(&self) -> Vec<u8> {
+        let mut line = Vec::with_capacity(384);
+        // Serialising these field types into a Vec cannot fail: every
+        // field is a string, number, bool, null or list of strings.
+        if serde_json::to_writer(&mut line, self).is_err() {
+            line.clear();
+            line.extend_from_slice(b"{\"error\":\"unserialisable audit event\"}");
+        }
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Somewhere audit events go besides `tracing`. Called on the request path,
+/// so implementations must not block.
+pub trait AuditSink: Send + Sync {
+    /// Records one event.
+    fn record(&self, event: &AuditEvent<'_>);
+}
+
+/// Default queue length of a [`JsonLinesAuditWriter`].
+pub const DEFAULT_AUDIT_QUEUE: usize = 8192;
+
+enum Message {
+    Line(Vec<u8>),
+    Flush(SyncSender<()>),
+}
+
+/// Counters of a [`JsonLinesAuditWriter`].
+#[derive(Debug, Default)]
+struct Counters {
+    written: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// An [`AuditSink`] writing one JSON object per line, from a background
+/// thread.
+///
+/// The request path only serialises the event and puts the line on a
+/// bounded queue; it never waits for I/O. When the queue is full the line
+/// is dropped and counted ([`dropped`](Self::dropped)); the writer thread
+/// reports drops with a `WARN` event (target `zt::audit`) as soon as it
+/// catches up. Write errors are counted too ([`failed`](Self::failed)).
+pub struct JsonLinesAuditWriter {
+    queue: SyncSender<Message>,
+    counters: Arc<Counters>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl fmt::Debug for JsonLinesAuditWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonLinesAuditWriter")
+            .field("written", &self.written())
+            .field("dropped", &self.dropped())
+            .field("failed", &self.failed())
+            .finish()
+    }
+}
+
+impl JsonLinesAuditWriter {
+    /// A writer to `out` with a queue of `capacity` lines (at least 1).
+    ///
+    /// # Errors
+    ///
+    /// If the writer thread cannot be started.
+    pub fn new<W: Write + Send + 'static>(out: W, capacity: usize) -> std::io::Result<Self> {
+        let (queue, lines) = mpsc::sync_channel(capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name("zt-audit-writer".into())
+            .spawn(move || write_lines(out, &lines, &thread_counters))?;
+        Ok(Self {
+            queue,
+            counters,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// A writer appending to the file at `path` (created if missing), with
+    /// a queue of [`DEFAULT_AUDIT_QUEUE`] lines.
+    ///
+    /// # Errors
+    ///
+    /// If the file cannot be opened or the thread started.
+    pub fn append_to_file(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Self::new(std::io::BufWriter::new(file), DEFAULT_AUDIT_QUEUE)
+    }
+
+    /// Lines written so far.
+    pub fn written(&self) -> u64 {
+        self.counters.written.load(Ordering::Relaxed)
+    }
+
+    /// Lines dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Lines lost to write errors.
+    pub fn failed(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every line queued before this call is written and the
+    /// output flushed. Blocks: not for the request path.
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.queue.send(Message::Flush(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+}
+
+impl Drop for JsonLinesAuditWriter {
+    fn drop(&mut self) {
+        self.flush();
+        // The thread ends when the queue's sender is dropped, just after
+        // this; it is not joined, so dropping never blocks on a stuck
+        // output.
+        drop(
+            self.thread
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+}
+
+impl AuditSink for JsonLinesAuditWriter {
+    fn record(&self, event: &AuditEvent<'_>) {
+        match self.queue.try_send(Message::Line(event.to_json_line())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn write_lines<W: Write>(mut out: W, lines: &Receiver<Message>, counters: &Counters) {
+    let mut reported_drops = 0;
+    let mut waiting: Vec<SyncSender<()>> = Vec::new();
+    while let Ok(first) = lines.recv() {
+        // Write everything queued, then flush once the queue is empty, so a
+        // buffered output is never left holding lines while idle.
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Line(line) => {
+                    if out.write_all(&line).is_ok() {
+                        counters.written.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Message::Flush(done) => waiting.push(done),
+            }
+            next = lines.try_recv().ok();
+        }
+        if out.flush().is_err() {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+        let dropped = counters.dropped.load(Ordering::Relaxed);
+        if dropped != reported_drops {
+            tracing::warn!(
+                target: "zt::audit",
+                dropped_total = dropped,
+                dropped_since_last_report = dropped - reported_drops,
+                "audit queue was full; JSON-lines records were dropped"
+            );
+            reported_drops = dropped;
+        }
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,430 @@
+//! Per-request authorization policy: rules, their TOML file format, and the
+//! compiled engine that decides.
+//!
+//! The semantics follow Istio's `AuthorizationPolicy` and gRPC's
+//! authorization policy (gRFC A43):
+//!
+//! 1. A request without a verified caller is denied
+//!    ([`DecisionReason::Unauthenticated`]): the engine fails closed.
+//! 2. If any [`Effect::Deny`] rule matches, the request is denied.
+//! 3. Otherwise, if any [`Effect::Allow`] rule matches, it is allowed.
+//! 4. Otherwise it is denied ([`DecisionReason::NoMatchingRule`]).
+//!
+//! [`Effect::AuditOnly`] rules never decide; every one that matches is
+//! listed in [`Decision::audit_only_matches`], so a rule can be dry-run
+//! before it is enforced. When several rules of the deciding effect match,
+//! the decision names the first one in policy order.
+//!
+//! A rule matches when one of its callers matches the caller's SPIFFE ID
+//! (no callers: any authenticated caller), one of its actions matches
+//! the request (no actions: any action), and the request's verified
+//! [`UserContext`] carries every scope the rule requires (no scopes: no
+//! condition; a rule with scopes never matches a request without a user
+//! context). Methods and paths are plain
+//! strings; `zt-authz` knows nothing of HTTP types.
+//!
+//! Every [`Decision`] carries the policy version: the `version` given in the
+//! file or builder, or else the first 12 hex digits of the SHA-256 of a
+//! canonical rendering of the rules, so equal policies have equal versions.
+//!
+//! # Speed
+//!
+//! [`Policy`] compiles its rules into an index: rules naming exact caller
+//! IDs are found with one hash lookup, rules confined to a trust domain with
+//! another, and only rules that may match any caller (no callers, closures)
+//! are tried for every request. Scopes are checked on the candidate rules
+//! only, after the caller and action. The cost of a decision depends on the rules
+//! that could apply to the caller, not on how many rules the policy has.
+//!
+//! # File format
+//!
+//! ```toml
+//! version = "2026-11-23.1"   # optional; default: a content hash
+//!
+//! [[rule]]
+//! id = "billing-reads-invoices"           # unique, non-empty
+//! effect = "allow"                        # allow | deny | audit
+//! callers = [                             # optional; omitted or empty: any authenticated caller
+//!   "spiffe://example.org/ns/prod/sa/billing",
+//!   "spiffe://partner.example/**",
+//! ]
+//! http = [                                # optional; method optional ("*": any)
+//!   { method = "GET", path = "/invoices/{id}" },
+//!   { method = "*", path = "/health" },
+//! ]
+//! grpc = ["/billing.Billing/GetInvoice", "/billing.Billing/*"]   # optional
+//! scopes = ["invoices:read"]              # optional; the user context must carry all
+//! ```
+//!
+//! Unknown fields are errors. Without `http` and `grpc` a rule covers every
+//! action. Caller patterns are those of [`IdMatcher`](zt_core::matcher::IdMatcher),
+//! path patterns those of [`PathPattern`], gRPC patterns those of
+//! [`GrpcPattern`].
+//!
+//! # Examples
+//!
+//! ```
+//! use zt_core::SpiffeId;
+//! use zt_authz::policy::{DecisionReason, Policy, PolicyEngine, Request, Rule};
+//!
+//! let policy = Policy::builder()
+//!     .rule(
+//!         Rule::allow("billing-reads-invoices")
+//!             .caller("spiffe://example.org/ns/prod/sa/billing")?
+//!             .http("GET", "/invoices/{id}")?,
+//!     )
+//!     .rule(Rule::deny("no-admin").http("*", "/admin/**")?)
+//!     .build()?;
+//!
+//! let billing = SpiffeId::new("spiffe://example.org/ns/prod/sa/billing")?;
+//! let decision = policy.evaluate(&Request::new(Some(&billing), "GET", "/invoices/42"));
+//! assert!(decision.allowed);
+//! assert_eq!(decision.rule_id.as_deref(), Some("billing-reads-invoices"));
+//!
+//! let decision = policy.evaluate(&Request::new(Some(&billing), "GET", "/admin/users"));
+//! assert_eq!(decision.reason, DecisionReason::MatchedDeny);
+//!
+//! // The same policy from a file.
+//! let from_file = Policy::from_toml_str(
+//!     r#"
+//!     [[rule]]
+//!     id = "billing-reads-invoices"
+//!     effect = "allow"
+//!     callers = ["spiffe://example.org/ns/prod/sa/billing"]
+//!     http = [{ method = "GET", path = "/invoices/{id}" }]
+//!
+//!     [[rule]]
+//!     id = "no-admin"
+//!     effect = "deny"
+//!     http = [{ method = "*", path = "/admin/**" }]
+//!     "#,
+//!     "policy.toml",
+//! )?;
+//! assert_eq!(from_file.version(), policy.version());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use zt_core::SpiffeId;
+use zt_core::user::UserContext;
+
+mod action;
+#[cfg(feature = "cedar")]
+pub mod cedar;
+pub mod declare;
+mod engine;
+mod error;
+mod file;
+mod lint;
+mod rule;
+mod store;
+#[cfg(test)]
+mod tests;
+
+pub use action::{Action, GrpcPattern, MethodMatch, PathPattern};
+pub use error::{Origin, PolicyError};
+pub use lint::{LintKind, LintWarning};
+pub use rule::{Effect, Rule};
+pub use store::PolicyStore;
+pub use zt_core::reload::ReloadOutcome;
+
+/// Something that decides requests: the compiled [`Policy`], or a wrapper
+/// around one (a hot-reloading holder, a test double).
+pub trait PolicyEngine: Send + Sync {
+    /// Decides one request. Never fails: anything the engine cannot allow
+    /// is denied.
+    fn evaluate(&self, request: &Request<'_>) -> Decision;
+
+    /// The version of the policy in force now. A holder that swaps
+    /// policies may answer differently from one call to the next; the
+    /// version that decided a request is the one in its [`Decision`].
+    fn version(&self) -> Arc<str>;
+
+    /// The rules in force now, for engines that hold a [`Policy`]; `None`
+    /// (the default) for engines that cannot list theirs. Used to export
+    /// the effective policy for review.
+    fn rules_snapshot(&self) -> Option<Policy> {
+        None
+    }
+}
+
+/// What the engine sees of a request.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Request<'a> {
+    /// The verified caller; `None` when the peer has no verified SPIFFE ID.
+    pub caller: Option<&'a SpiffeId>,
+    /// The HTTP method, as sent (`GET`); gRPC calls are `POST`.
+    pub method: &'a str,
+    /// The request path, without query.
+    pub path: &'a str,
+    /// The route template the router matched (axum's `MatchedPath`, such as
+    /// `/invoices/{id}`), if any; path patterns match it as well as `path`.
+    pub route: Option<&'a str>,
+    /// The gRPC method, `/package.Service/Method`, for gRPC calls.
+    pub grpc_method: Option<&'a str>,
+    /// The verified user context the request carries, if any; rules that
+    /// require scopes match only when it holds all of them.
+    pub user: Option<&'a UserContext>,
+}
+
+impl<'a> Request<'a> {
+    /// A request with a caller, method and path, and no route or gRPC method.
+    pub fn new(caller: Option<&'a SpiffeId>, method: &'a str, path: &'a str) -> Self {
+        Self {
+            caller,
+            method,
+            path,
+            route: None,
+            grpc_method: None,
+            user: None,
+        }
+    }
+
+    /// Sets the route template the router matched.
+    pub fn with_route(mut self, route: &'a str) -> Self {
+        self.route = Some(route);
+        self
+    }
+
+    /// Sets the gRPC method (`/package.Service/Method`).
+    pub fn with_grpc_method(mut self, grpc_method: &'a str) -> Self {
+        self.grpc_method = Some(grpc_method);
+        self
+    }
+
+    /// Sets the verified user context.
+    pub fn with_user(mut self, user: &'a UserContext) -> Self {
+        self.user = Some(user);
+        self
+    }
+}
+
+/// Why a request was allowed or denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DecisionReason {
+    /// An allow rule matched and no deny rule did.
+    MatchedAllow,
+    /// A deny rule matched.
+    MatchedDeny,
+    /// No allow or deny rule matched: denied by default.
+    NoMatchingRule,
+    /// The request had no verified caller: denied before any rule was read.
+    Unauthenticated,
+    /// The caller's ID or certificate is revoked: denied before any rule
+    /// was read (by an [`Authorizer`](crate::Authorizer)).
+    Revoked,
+    /// The endpoint declares its callers in code and the caller is not one
+    /// of them ([`declare`]); the rule id names the declaration.
+    CallerNotDeclared,
+    /// No declaration in code covers the request, and declarations are
+    /// required ([`declare::DeclarationsBuilder::require_declared`]).
+    Undeclared,
+}
+
+impl DecisionReason {
+    /// A short, stable name for logs and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MatchedAllow => "matched-allow",
+            Self::MatchedDeny => "matched-deny",
+            Self::NoMatchingRule => "no-matching-rule",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Revoked => "revoked",
+            Self::CallerNotDeclared => "caller-not-declared",
+            Self::Undeclared => "undeclared-endpoint",
+        }
+    }
+}
+
+impl fmt::Display for DecisionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of [`PolicyEngine::evaluate`]. Cheap to build: ids and the
+/// version are shared (`Arc<str>`), and the audit list allocates only when
+/// an audit-only rule matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Decision {
+    /// `true` if the request may proceed.
+    pub allowed: bool,
+    /// Why.
+    pub reason: DecisionReason,
+    /// The deciding rule, for [`DecisionReason::MatchedAllow`] and
+    /// [`DecisionReason::MatchedDeny`].
+    pub rule_id: Option<Arc<str>>,
+    /// Every audit-only rule that matched, in policy order.
+    pub audit_only_matches: Vec<Arc<str>>,
+    /// The version of the policy that decided.
+    pub policy_version: Arc<str>,
+}
+
+/// A validated, compiled set of rules. Cheap to clone (shared), immutable:
+/// to change policy, build a new one and swap it in.
+#[derive(Clone)]
+pub struct Policy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    version: Arc<str>,
+    explicit_version: bool,
+    rules: Vec<Rule>,
+    index: engine::Index,
+}
+
+impl Policy {
+    /// A builder for a policy in code.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder::default()
+    }
+
+    /// Reads a policy from TOML text (format in the [module docs](self)).
+    /// `source_name` (usually the file name) is used in error messages.
+    ///
+    /// # Errors
+    ///
+    /// The first [`PolicyError`] found, with its line and column; the text
+    /// is validated completely before a policy is returned.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Self, PolicyError> {
+        file::parse(text, source_name)
+    }
+
+    /// The version: explicit, or a 12-hex-digit content hash.
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// `true` if the version was given, not computed.
+    pub fn has_explicit_version(&self) -> bool {
+        self.inner.explicit_version
+    }
+
+    /// The rules, in policy order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.inner.rules
+    }
+
+    /// The rule with this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.inner.rules.iter().find(|r| r.id() == id)
+    }
+}
+
+impl PolicyEngine for Policy {
+    fn evaluate(&self, request: &Request<'_>) -> Decision {
+        let inner = &*self.inner;
+        inner.index.evaluate(&inner.rules, &inner.version, request)
+    }
+
+    fn version(&self) -> Arc<str> {
+        Arc::clone(&self.inner.version)
+    }
+
+    fn rules_snapshot(&self) -> Option<Policy> {
+        Some(self.clone())
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("version", &self.inner.version)
+            .field("rules", &self.inner.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Policy`] in code; from [`Policy::builder`].
+#[derive(Debug, Default)]
+pub struct PolicyBuilder {
+    version: Option<(String, Origin)>,
+    rules: Vec<Rule>,
+}
+
+impl PolicyBuilder {
+    /// Sets an explicit version, reported in every decision instead of the
+    /// content hash.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some((version.into(), Origin::code()));
+        self
+    }
+
+    pub(crate) fn version_at(mut self, version: String, origin: Origin) -> Self {
+        self.version = Some((version, origin));
+        self
+    }
+
+    /// Adds a rule, after those already added.
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Adds rules, in order.
+    pub fn rules(mut self, rules: impl IntoIterator<Item = Rule>) -> Self {
+        self.rules.extend(rules);
+        self
+    }
+
+    /// Validates the rules and compiles the policy.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::EmptyRuleId`], [`PolicyError::DuplicateRuleId`] or
+    /// [`PolicyError::EmptyVersion`].
+    pub fn build(self) -> Result<Policy, PolicyError> {
+        let mut seen: std::collections::HashMap<&str, &Origin> =
+            std::collections::HashMap::with_capacity(self.rules.len());
+        for rule in &self.rules {
+            if rule.id().is_empty() {
+                return Err(PolicyError::EmptyRuleId {
+                    origin: rule.origin().clone(),
+                });
+            }
+            if let Some(first) = seen.insert(rule.id(), rule.origin()) {
+                return Err(PolicyError::DuplicateRuleId {
+                    origin: rule.origin().clone(),
+                    rule_id: rule.id().to_owned(),
+                    first: first.clone(),
+                });
+            }
+        }
+        let (version, explicit_version) = match self.version {
+            Some((v, origin)) if v.trim().is_empty() => {
+                return Err(PolicyError::EmptyVersion { origin });
+            }
+            Some((v, _)) => (Arc::from(v), true),
+            None => (Arc::from(content_hash(&self.rules)), false),
+        };
+        let index = engine::Index::build(&self.rules);
+        Ok(Policy {
+            inner: Arc::new(Inner {
+                version,
+                explicit_version,
+                rules: self.rules,
+                index,
+            }),
+        })
+    }
+}
+
+/// First 12 hex digits of the SHA-256 of the canonical rendering.
+fn content_hash(rules: &[Rule]) -> String {
+    let mut text = String::from("zt-policy/1\n");
+    for rule in rules {
+        rule.render(&mut text);
+    }
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = hex::encode(digest);
+    hex.truncate(12);
+    hex
+}

@@ -1,0 +1,282 @@
+//! A development issuer of user-context tokens.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
+use serde_json::{Map, Value, json};
+
+use super::{FakeCaError, cert_err};
+use zt_core::SpiffeId;
+use zt_core::source::BoxFuture;
+use zt_core::time::{SharedClock, Timestamp, system_clock};
+use zt_core::user::{
+    ActorExchange, ExchangeError, JwkSet, MAX_ACT_DEPTH, UserContext, UserContextError,
+    UserContextValidator, act_claim, is_scope_token,
+};
+
+/// Default lifetime of the tokens a [`DevUserIssuer`] mints.
+pub const DEFAULT_USER_CONTEXT_TTL: Duration = Duration::from_secs(300);
+
+/// A development issuer of user-context tokens (ES256), for tests and
+/// laptops; see [`zt_core::user`] for the token format and trust model.
+///
+/// It mints tokens for any subject and scopes, and implements
+/// [`ActorExchange`] by signing locally, without authenticating the actor:
+/// that is what makes it a development issuer. Cheap to clone.
+#[derive(Clone)]
+pub struct DevUserIssuer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    issuer: String,
+    audience: String,
+    key_id: String,
+    encoding: EncodingKey,
+    jwk: Jwk,
+    clock: SharedClock,
+    ttl: Duration,
+}
+
+impl fmt::Debug for DevUserIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevUserIssuer")
+            .field("issuer", &self.inner.issuer)
+            .field("audience", &self.inner.audience)
+            .field("key_id", &self.inner.key_id)
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DevUserIssuer {
+    /// An issuer named `issuer` (the `iss` claim) minting tokens for
+    /// `audience`, with a fresh P-256 key, on the system clock.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Certificate`] or [`FakeCaError::Jwt`] if the key
+    /// cannot be generated.
+    pub fn new(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Result<Self, FakeCaError> {
+        let jwt_err = |reason: String| FakeCaError::Jwt { reason };
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
+        let point = key.public_key_raw();
+        let (Some(x), Some(y)) = (point.get(1..33), point.get(33..65)) else {
+            return Err(jwt_err(
+                "the generated key is not an uncompressed P-256 point".into(),
+            ));
+        };
+        let key_id = {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(point);
+            format!("user-{}", URL_SAFE_NO_PAD.encode(&digest[..12]))
+        };
+        let jwk: Jwk = serde_json::from_value(json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "alg": "ES256",
+            "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(x),
+            "y": URL_SAFE_NO_PAD.encode(y),
+            "kid": key_id,
+        }))
+        .map_err(|e| jwt_err(e.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                issuer: issuer.into(),
+                audience: audience.into(),
+                key_id,
+                encoding: EncodingKey::from_ec_der(&key.serialize_der()),
+                jwk,
+                clock: system_clock(),
+                ttl: DEFAULT_USER_CONTEXT_TTL,
+            }),
+        })
+    }
+
+    /// Reads `iat`/`exp` from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        Arc::make_mut(&mut self.inner).clock = clock;
+        self
+    }
+
+    /// Sets the lifetime of minted tokens (default
+    /// [`DEFAULT_USER_CONTEXT_TTL`]).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).ttl = ttl;
+        self
+    }
+
+    /// The issuer name.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The audience of minted tokens.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    /// The `kid` of the signing key.
+    pub fn key_id(&self) -> &str {
+        &self.inner.key_id
+    }
+
+    /// The issuer's public keys.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: vec![self.inner.jwk.clone()],
+        }
+    }
+
+    /// A validator trusting this issuer, for its audience.
+    ///
+    /// # Errors
+    ///
+    /// [`UserContextError::UnusableKey`] (not expected for the issuer's
+    /// own key).
+    pub fn validator(&self) -> Result<UserContextValidator, UserContextError> {
+        UserContextValidator::new(&self.inner.issuer, &self.inner.audience, &self.jwks())
+    }
+
+    /// Mints a token for user `subject` with `scopes` and no actors.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] for an invalid scope or a signing failure.
+    pub fn mint(&self, subject: &str, scopes: &[&str]) -> Result<String, FakeCaError> {
+        self.mint_for(subject, scopes, &[])
+    }
+
+    /// Mints a token for user `subject` with `scopes` and the `act` chain
+    /// `actors` (oldest first).
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] for an invalid scope or a signing failure.
+    pub fn mint_for(
+        &self,
+        subject: &str,
+        scopes: &[&str],
+        actors: &[SpiffeId],
+    ) -> Result<String, FakeCaError> {
+        if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(FakeCaError::Jwt {
+                reason: format!("`{bad}` is not a scope token"),
+            });
+        }
+        let now = self.now_secs();
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.inner.issuer));
+        claims.insert("sub".into(), json!(subject));
+        claims.insert("aud".into(), json!(self.inner.audience));
+        claims.insert("iat".into(), json!(now));
+        claims.insert(
+            "exp".into(),
+            json!(now.saturating_add(self.inner.ttl.as_secs())),
+        );
+        claims.insert("scope".into(), json!(scopes.join(" ")));
+        if let Some(act) = act_claim(actors) {
+            claims.insert("act".into(), act);
+        }
+        self.sign(&Value::Object(claims))
+    }
+
+    /// Signs arbitrary claims with the issuer's key (ES256, its `kid`), for
+    /// tests that need tokens breaking one rule.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] if signing fails.
+    pub fn sign(&self, claims: &Value) -> Result<String, FakeCaError> {
+        self.sign_typed(claims, Some("JWT"))
+    }
+
+    /// Signs arbitrary claims like [`sign`](Self::sign), with the JOSE
+    /// `typ` header `typ` (none if `None`).
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] if signing fails.
+    pub fn sign_typed(&self, claims: &Value, typ: Option<&str>) -> Result<String, FakeCaError> {
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = typ.map(str::to_owned);
+        header.kid = Some(self.inner.key_id.clone());
+        jsonwebtoken::encode(&header, claims, &self.inner.encoding).map_err(|e| FakeCaError::Jwt {
+            reason: e.to_string(),
+        })
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.inner
+            .clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+impl ActorExchange for DevUserIssuer {
+    fn exchange<'a>(
+        &'a self,
+        context: &'a UserContext,
+        actor: &'a SpiffeId,
+        scopes: Option<&'a [&'a str]>,
+    ) -> BoxFuture<'a, Result<String, ExchangeError>> {
+        Box::pin(async move {
+            if self.inner.clock.now() > context.expiry() {
+                return Err(ExchangeError::Expired {
+                    expired_at: Timestamp(context.expiry()),
+                });
+            }
+            if context.actors().len() >= MAX_ACT_DEPTH {
+                return Err(ExchangeError::ActChainTooLong);
+            }
+            let kept: Vec<&str> = match scopes {
+                Some(wanted) => {
+                    if let Some(extra) = wanted.iter().find(|s| !context.has_scope(s)) {
+                        return Err(ExchangeError::WidenedScope {
+                            scope: (*extra).to_owned(),
+                        });
+                    }
+                    wanted.to_vec()
+                }
+                None => context.scopes().iter().map(|s| &**s).collect(),
+            };
+            let mut actors = context.actors().to_vec();
+            actors.push(actor.clone());
+            let now = self.now_secs();
+            let expiry = context
+                .expiry()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                .min(now.saturating_add(self.inner.ttl.as_secs()));
+            let mut claims = Map::new();
+            claims.insert("iss".into(), json!(self.inner.issuer));
+            claims.insert("sub".into(), json!(context.subject()));
+            claims.insert("aud".into(), json!(self.inner.audience));
+            claims.insert("iat".into(), json!(now));
+            claims.insert("exp".into(), json!(expiry));
+            claims.insert("scope".into(), json!(kept.join(" ")));
+            if let Some(act) = act_claim(&actors) {
+                claims.insert("act".into(), act);
+            }
+            self.sign(&Value::Object(claims))
+                .map_err(|e| ExchangeError::Issuer {
+                    reason: e.to_string(),
+                })
+        })
+    }
+}

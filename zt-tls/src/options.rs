@@ -1,0 +1,193 @@
+//! [`TlsOptions`]: what both sides configure alike, and the rustls configs
+//! built from it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::server::NoServerSessionStorage;
+use rustls::{ClientConfig, ServerConfig};
+use zt_core::matcher::IdMatcher;
+use zt_core::peer::PeerVerifier;
+use zt_core::revocation::Revocations;
+use zt_core::source::SvidSource;
+use zt_core::time::{SharedClock, system_clock};
+use zt_core::x509::Usage;
+
+use crate::error::Side;
+use crate::resolve::SvidResolver;
+use crate::verify::SpiffeVerifier;
+
+/// How many verified peer chains a verifier remembers by default.
+pub use zt_core::peer::DEFAULT_CHAIN_CACHE_CAPACITY;
+
+/// The identity, pin and verification settings of one side of mutual TLS,
+/// from which [`client_config`](Self::client_config) and
+/// [`server_config`](Self::server_config) build rustls configs.
+///
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct TlsOptions {
+    source: Arc<dyn SvidSource>,
+    pin: Option<IdMatcher>,
+    provider: Option<Arc<CryptoProvider>>,
+    clock: SharedClock,
+    chain_cache: usize,
+    revocations: Option<Revocations>,
+}
+
+impl fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("chain_cache", &self.chain_cache)
+            .field("revocations", &self.revocations.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsOptions {
+    /// Options presenting identities from `source`, with no pin, the `ring`
+    /// provider, the system clock and the default chain cache.
+    pub fn new(source: Arc<dyn SvidSource>) -> Self {
+        Self {
+            source,
+            pin: None,
+            provider: None,
+            clock: system_clock(),
+            chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
+            revocations: None,
+        }
+    }
+
+    /// Accept only peers whose SPIFFE ID matches `matcher`. Without a pin,
+    /// any peer holding a valid SVID of a trusted trust domain is accepted:
+    /// right for a server that authorizes each request by policy, dangerous
+    /// for a client (`zt-client` refuses to build without one unless asked
+    /// through its `dangerous()` API).
+    #[must_use]
+    pub fn pin(mut self, matcher: IdMatcher) -> Self {
+        self.pin = Some(matcher);
+        self
+    }
+
+    /// Refuse peers whose SPIFFE ID or leaf serial is on `revocations`,
+    /// checked at every handshake.
+    #[must_use]
+    pub fn revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    /// The rustls crypto provider. Default: `ring`.
+    #[must_use]
+    pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// The clock certificate validity is checked with. Default: system.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How many verified peer chains to remember (see
+    /// [`PeerVerifier`]); 0 verifies every chain in full at every
+    /// handshake. Default: [`DEFAULT_CHAIN_CACHE_CAPACITY`].
+    #[must_use]
+    pub fn verified_chain_cache(mut self, capacity: usize) -> Self {
+        self.chain_cache = capacity;
+        self
+    }
+
+    /// The source whose SVID is presented and whose bundles verify peers.
+    pub fn source(&self) -> &Arc<dyn SvidSource> {
+        &self.source
+    }
+
+    /// The pin, if any.
+    pub fn pin_matcher(&self) -> Option<&IdMatcher> {
+        self.pin.as_ref()
+    }
+
+    /// The crypto provider the configs use.
+    pub fn provider(&self) -> Arc<CryptoProvider> {
+        self.provider
+            .clone()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+    }
+
+    fn peer_verifier(&self, usage: Usage) -> PeerVerifier {
+        let peers = PeerVerifier::new(
+            self.source.clone(),
+            self.clock.clone(),
+            usage,
+            self.pin.clone(),
+        )
+        .with_cache_capacity(self.chain_cache);
+        match &self.revocations {
+            Some(revocations) => peers.with_revocations(revocations.clone()),
+            None => peers,
+        }
+    }
+
+    /// A client config: presents the current SVID, verifies the server's
+    /// X.509-SVID and pin, no resumption, no early data, no ALPN.
+    ///
+    /// # Errors
+    ///
+    /// A rustls error if the crypto provider supports no safe TLS version.
+    pub fn client_config(&self) -> Result<ClientConfig, rustls::Error> {
+        let provider = self.provider();
+        let verifier = Arc::new(SpiffeVerifier::new(
+            self.peer_verifier(Usage::ServerAuth),
+            provider.clone(),
+            Side::Client,
+        ));
+        let resolver = Arc::new(SvidResolver::new(
+            self.source.clone(),
+            provider.clone(),
+            Side::Client,
+        ));
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(resolver);
+        config.resumption = Resumption::disabled();
+        config.enable_early_data = false;
+        Ok(config)
+    }
+
+    /// A server config: presents the current SVID, requires a client
+    /// certificate and verifies its X.509-SVID (and pin, if set), no
+    /// session storage, no tickets, no early data, no ALPN.
+    ///
+    /// # Errors
+    ///
+    /// A rustls error if the crypto provider supports no safe TLS version.
+    pub fn server_config(&self) -> Result<ServerConfig, rustls::Error> {
+        let provider = self.provider();
+        let verifier = Arc::new(SpiffeVerifier::new(
+            self.peer_verifier(Usage::ClientAuth),
+            provider.clone(),
+            Side::Server,
+        ));
+        let resolver = Arc::new(SvidResolver::new(
+            self.source.clone(),
+            provider.clone(),
+            Side::Server,
+        ));
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(resolver);
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        config.max_early_data_size = 0;
+        Ok(config)
+    }
+}
