@@ -8,9 +8,10 @@
 //	{"event":"watch_error","stream":"x509"|"jwt_bundles","error":...}                      (agent gone, no identity, ...)
 //	{"event":"done","x509_updates":N}
 //
-// It exits 0 after -updates X.509 updates, or at -timeout when -updates is 0;
-// it exits 1 with {"event":"error"} when -updates were asked for and -timeout
-// came first.
+// With -updates N it exits 0 once it has seen N X.509 updates, the first
+// JWT bundle update (unless -no-jwt-bundles) and the answers to -fetch-jwt;
+// with -updates 0 it runs until -timeout. It exits 1 with {"event":"error"}
+// when -timeout comes first while -updates were asked for.
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -35,12 +37,15 @@ type watcher struct {
 	mu          sync.Mutex
 	updates     int
 	want        int
-	done        chan struct{}
-	doneOnce    sync.Once
+	x509Done    chan struct{}
+	x509Once    sync.Once
 	x509Bundles map[string][]string
 	jwtBundles  map[string][]string
+	jwtSeen     chan struct{}
+	jwtOnce     sync.Once
 	firstX509   chan struct{}
 	firstOnce   sync.Once
+	closing     atomic.Bool
 }
 
 func (w *watcher) OnX509ContextUpdate(c *workloadapi.X509Context) {
@@ -77,11 +82,14 @@ func (w *watcher) OnX509ContextUpdate(c *workloadapi.X509Context) {
 	}
 	w.firstOnce.Do(func() { close(w.firstX509) })
 	if w.want > 0 && w.updates >= w.want {
-		w.doneOnce.Do(func() { close(w.done) })
+		w.x509Once.Do(func() { close(w.x509Done) })
 	}
 }
 
 func (w *watcher) OnX509ContextWatchError(err error) {
+	if w.closing.Load() {
+		return
+	}
 	peer.Emit("watch_error", peer.Fields{"stream": "x509", "error": err.Error()})
 }
 
@@ -108,9 +116,13 @@ func (w *watcher) OnJWTBundlesUpdate(set *jwtbundle.Set) {
 			peer.Emit("jwt_bundle_removed", peer.Fields{"trust_domain": td})
 		}
 	}
+	w.jwtOnce.Do(func() { close(w.jwtSeen) })
 }
 
 func (w *watcher) OnJWTBundlesWatchError(err error) {
+	if w.closing.Load() {
+		return
+	}
 	peer.Emit("watch_error", peer.Fields{"stream": "jwt_bundles", "error": err.Error()})
 }
 
@@ -150,8 +162,15 @@ func main() {
 	defer client.Close()
 
 	w := &watcher{
-		want: *updates, done: make(chan struct{}), firstX509: make(chan struct{}),
+		want: *updates, x509Done: make(chan struct{}), firstX509: make(chan struct{}), jwtSeen: make(chan struct{}),
 		x509Bundles: map[string][]string{}, jwtBundles: map[string][]string{},
+	}
+	if *noJWTBundles {
+		close(w.jwtSeen)
+	}
+	fetched := make(chan struct{})
+	if len(audiences) == 0 {
+		close(fetched)
 	}
 	go func() { _ = client.WatchX509Context(ctx, w) }()
 	if !*noJWTBundles {
@@ -159,6 +178,7 @@ func main() {
 	}
 	if len(audiences) > 0 {
 		go func() {
+			defer close(fetched)
 			select {
 			case <-ctx.Done():
 				return
@@ -177,18 +197,37 @@ func main() {
 		}()
 	}
 
+	allDone := make(chan struct{})
+	go func() {
+		<-w.x509Done
+		<-w.jwtSeen
+		<-fetched
+		close(allDone)
+	}()
 	select {
-	case <-w.done:
+	case <-allDone:
 	case <-ctx.Done():
 		w.mu.Lock()
 		got := w.updates
 		w.mu.Unlock()
-		if *updates > 0 && got < *updates && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			peer.Fail("workload", fmt.Errorf("saw %d of %d X.509 updates before the %v timeout", got, *updates, *timeout))
+		if *updates > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			w.closing.Store(true)
+			peer.Fail("workload", fmt.Errorf("saw %d of %d X.509 updates (and JWT bundles: %v, JWT fetches: %v) before the %v timeout",
+				got, *updates, closed(w.jwtSeen), closed(fetched), *timeout))
 		}
 	}
+	w.closing.Store(true)
 	w.mu.Lock()
 	got := w.updates
 	w.mu.Unlock()
 	peer.Emit("done", peer.Fields{"x509_updates": got})
+}
+
+func closed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
