@@ -26,6 +26,8 @@ mod binaries;
 mod config;
 mod entry;
 mod federation;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, OpenOptions};
 use std::net::SocketAddr;

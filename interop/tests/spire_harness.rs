@@ -433,3 +433,28 @@ fn go_peers_keep_talking_across_svid_rotations() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+#[ignore = "interop: needs SPIRE and Go; run interop/run.sh"]
+fn a_server_that_cannot_start_fails_fast_with_its_log_tail() {
+    let t = Instant::now();
+    let err = SpireConfig::new("Not A Trust Domain")
+        .start()
+        .expect_err("SPIRE refuses the trust domain");
+    let elapsed = t.elapsed();
+    eprintln!("{err}");
+    assert!(matches!(err, Error::Command(_)), "{err}");
+    assert!(
+        err.message().contains("spire-server exited unexpectedly"),
+        "{err}"
+    );
+    assert!(err.message().contains("--- spire-server log"), "{err}");
+    assert!(
+        err.message().to_lowercase().contains("trust domain"),
+        "the log says why: {err}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "no wait for the ready timeout: {elapsed:?}"
+    );
+}

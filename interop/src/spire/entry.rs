@@ -442,13 +442,13 @@ pub(super) fn first_result<'a>(out: &'a Value, what: &str) -> Result<&'a Value> 
 }
 
 /// Reads complete new lines of a growing file.
-struct LogCursor {
-    path: PathBuf,
-    pos: u64,
+pub(super) struct LogCursor {
+    pub(super) path: PathBuf,
+    pub(super) pos: u64,
 }
 
 impl LogCursor {
-    fn read_new(&mut self) -> Result<Vec<String>> {
+    pub(super) fn read_new(&mut self) -> Result<Vec<String>> {
         let mut file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
