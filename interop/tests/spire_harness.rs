@@ -458,3 +458,71 @@ fn a_server_that_cannot_start_fails_fast_with_its_log_tail() {
         "no wait for the ready timeout: {elapsed:?}"
     );
 }
+
+#[test]
+#[ignore = "interop: needs SPIRE and Go; run interop/run.sh"]
+fn a_process_matching_two_entries_gets_both_svids_ordered_by_entry_id_with_hints() -> TestResult {
+    let spire = Spire::start("example.org")?;
+    let path = GoProgram::Workload.path()?;
+    // Created in this order on purpose: does SPIRE return them in creation
+    // order or by entry ID?
+    let z = spire.register(
+        &EntrySpec::for_executable("spiffe://example.org/first", &path)?
+            .hint("internal")
+            .entry_id("zz-first"),
+    )?;
+    let a = spire.register(
+        &EntrySpec::for_executable("spiffe://example.org/second", &path)?
+            .hint("external")
+            .entry_id("aa-second"),
+    )?;
+    let mut w = spire.spawn_go(
+        GoProgram::Workload,
+        &[
+            "-updates",
+            "0",
+            "-timeout",
+            "30s",
+            "-fetch-jwt",
+            "aud",
+            "-jwt-all",
+        ],
+    )?;
+    let update = w.wait_for("an update with both SVIDs", EVENT, |e| e["svid_count"] == 2)?;
+    let order: Vec<(&str, &str)> = update["svids"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .map(|s| (str_field(s, "spiffe_id"), str_field(s, "hint")))
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "entry ids {} then {}; X.509-SVIDs in order: {order:?}",
+        z.id, a.id
+    );
+    let jwts: Vec<String> = (0..2)
+        .map(|_| {
+            w.wait_for_event("jwt_svid", EVENT)
+                .map(|e| format!("{}#{}", str_field(&e, "spiffe_id"), str_field(&e, "hint")))
+        })
+        .collect::<zt_interop::Result<_>>()?;
+    eprintln!("JWT-SVIDs in order: {jwts:?}");
+    // SPIRE sorts a caller's SVIDs by entry ID (pkg/agent/manager/cache
+    // sortIdentities), not by creation: "aa-second" comes first.
+    assert_eq!(
+        order,
+        [
+            ("spiffe://example.org/second", "external"),
+            ("spiffe://example.org/first", "internal")
+        ]
+    );
+    assert_eq!(
+        jwts,
+        [
+            "spiffe://example.org/second#external",
+            "spiffe://example.org/first#internal"
+        ]
+    );
+    Ok(())
+}
