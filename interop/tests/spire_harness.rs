@@ -150,7 +150,7 @@ fn agent_and_server_restart_in_place_and_the_workload_fetches_again() -> TestRes
         GoProgram::Workload,
         &["-updates", "0", "-timeout", "150s", "-backoff", "200ms"],
     )?;
-    w.wait_for_event("x509_update", EVENT)?;
+    let first = w.wait_for_event("x509_update", EVENT)?;
     let socket = spire.workload_socket();
     let agent_pid = spire.pid(Component::Agent);
 
@@ -164,8 +164,9 @@ fn agent_and_server_restart_in_place_and_the_workload_fetches_again() -> TestRes
     let again = w.wait_for_event("x509_update", EVENT)?;
     log(
         &format!(
-            "fetched again after the agent restart: {}",
-            str_field(&again, "serial_hex")
+            "fetched again after the agent restart: {} (first before it: {})",
+            str_field(&again, "serial_hex"),
+            str_field(&first, "serial_hex"),
         ),
         t,
     );
