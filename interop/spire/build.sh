@@ -25,7 +25,8 @@ fi
 start=$SECONDS
 mkdir -p "$DEST"
 work="$(mktemp -d "${TMPDIR:-/tmp}/zt-spire-build.XXXXXX")"
-trap 'rm -rf "$work"; rm -f "$DEST"/.spire-server.tmp.* "$DEST"/.spire-agent.tmp.*' EXIT
+# Only this run's temporary binaries: another build may be running.
+trap 'rm -rf "$work"; rm -f "$DEST/.spire-server.tmp.$$" "$DEST/.spire-agent.tmp.$$"' EXIT
 
 echo "spire $SPIRE_VERSION: building into $DEST (takes a while on a small machine)"
 cd "$work"
