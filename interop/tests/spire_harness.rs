@@ -12,7 +12,9 @@ use serde_json::Value;
 use zt_interop::Error;
 use zt_interop::go::GoProgram;
 use zt_interop::process::JsonProcess;
-use zt_interop::spire::{Component, EntrySpec, Spire, SpireConfig};
+use zt_interop::spire::{
+    BundleEndpoint, Component, EntrySpec, FederationRelationship, Spire, SpireConfig,
+};
 
 type TestResult = zt_interop::Result<()>;
 
@@ -525,5 +527,85 @@ fn a_process_matching_two_entries_gets_both_svids_ordered_by_entry_id_with_hints
             "spiffe://example.org/first#internal"
         ]
     );
+    Ok(())
+}
+
+/// A throwaway CA and a leaf for 127.0.0.1 / localhost, as PEM files:
+/// `(ca.pem, leaf.pem, leaf-key.pem)`.
+fn web_pki(
+    dir: &std::path::Path,
+) -> zt_interop::Result<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let bad = |e: rcgen::Error| Error::Setup(format!("test CA: {e}"));
+    let ca_key = KeyPair::generate().map_err(bad)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(bad)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).map_err(bad)?;
+    let leaf_key = KeyPair::generate().map_err(bad)?;
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).map_err(bad)?;
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &Issuer::from_params(&ca, &ca_key))
+        .map_err(bad)?;
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf-key.pem"),
+    );
+    for (path, pem) in [
+        (&files.0, ca_cert.pem()),
+        (&files.1, leaf_cert.pem()),
+        (&files.2, leaf_key.serialize_pem()),
+    ] {
+        std::fs::write(path, pem)
+            .map_err(|e| Error::Io(format!("write {}: {e}", path.display())))?;
+    }
+    Ok(files)
+}
+
+#[test]
+#[ignore = "interop: needs SPIRE and Go; run interop/run.sh"]
+fn a_server_federates_over_an_https_web_bundle_endpoint_trusted_through_ssl_cert_file() -> TestResult
+{
+    let t = Instant::now();
+    let pki = tempfile::tempdir().map_err(|e| Error::Io(e.to_string()))?;
+    let (ca, cert, key) = web_pki(pki.path())?;
+    let b = SpireConfig::new("web-b.test")
+        .bundle_endpoint(BundleEndpoint::https_web(&cert, &key))
+        .start()?;
+    let url = b.bundle_endpoint_url().unwrap_or_default();
+    let a = SpireConfig::new("web-a.test")
+        .server_env("SSL_CERT_FILE", ca.to_string_lossy())
+        .start()?;
+    a.create_federation(&FederationRelationship::https_web("web-b.test", &url))?;
+    // No initial bundle: https_web needs none, the first fetch brings it.
+    let b_bundle = b.bundle_spiffe()?;
+    let b_key = serde_json::from_str::<Value>(&b_bundle)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/keys/0/x5c/0")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    assert!(!b_key.is_empty(), "{b_bundle}");
+    let got = a.wait_for_federated_bundle("web-b.test", EVENT, |bundle| bundle.contains(&b_key))?;
+    log(
+        &format!(
+            "web-a.test fetched web-b.test's bundle over https_web ({} bytes)",
+            got.len()
+        ),
+        t,
+    );
+    let relationships = a.server_cli(&["federation", "list"])?;
+    assert!(relationships.contains("https_web"), "{relationships}");
     Ok(())
 }

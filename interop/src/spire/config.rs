@@ -317,6 +317,10 @@ pub(super) fn server_hcl(config: &SpireConfig, layout: &Layout) -> String {
                     let _ = writeln!(s, "                serving_cert_file {{");
                     let _ = writeln!(s, "                    cert_file_path = {}", qp(cert_file));
                     let _ = writeln!(s, "                    key_file_path = {}", qp(key_file));
+                    // SPIRE 1.13.3 fails to start ("invalid duration") when
+                    // this is left out. 1 s: a test replacing the files sees
+                    // SPIRE serve the new certificate at once.
+                    let _ = writeln!(s, "                    file_sync_interval = \"1s\"");
                     let _ = writeln!(s, "                }}");
                     let _ = writeln!(s, "            }}");
                 }

@@ -188,3 +188,22 @@ fn the_log_cursor_reads_whole_lines_only_and_resumes_where_it_stopped() {
     assert_eq!(cursor.read_new().unwrap(), ["{\"b\":2}"]);
     assert!(cursor.read_new().unwrap().is_empty());
 }
+
+#[test]
+fn an_https_web_bundle_endpoint_serves_cert_files_with_a_sync_interval() {
+    let config = SpireConfig::new("example.org").bundle_endpoint(
+        BundleEndpoint::https_web("/certs/leaf.pem", "/certs/key.pem").refresh_hint(None),
+    );
+    let hcl = server_hcl(&config, &layout());
+    assert!(hcl.contains("profile \"https_web\""), "{hcl}");
+    assert!(
+        hcl.contains("cert_file_path = \"/certs/leaf.pem\""),
+        "{hcl}"
+    );
+    assert!(hcl.contains("key_file_path = \"/certs/key.pem\""), "{hcl}");
+    assert!(
+        hcl.contains("file_sync_interval = \"1s\""),
+        "SPIRE 1.13.3 needs it: {hcl}"
+    );
+    assert!(!hcl.contains("refresh_hint"), "{hcl}");
+}
