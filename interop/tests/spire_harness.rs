@@ -72,12 +72,38 @@ fn go_workload_gets_x509_and_jwt_svids_and_the_bundles_from_spire() -> TestResul
     );
 
     // go-spiffe validates the SPIRE token with the Workload API's JWT
-    // bundle, and with the bundle from `spire-server bundle show`; a token
-    // for another audience is refused by both.
+    // bundle, with the bundle from `spire-server bundle show`, and with its
+    // JWT keys as a plain JWKS; a token for another audience is refused by
+    // all three.
     let bundle_file = spire.dir().join("example.org.spiffe.json");
     std::fs::write(&bundle_file, spire.bundle_spiffe()?).map_err(|e| Error::Io(e.to_string()))?;
     let file_arg = bundle_file.to_string_lossy().into_owned();
+    // The same JWT keys as a plain RFC 7517 JWKS (no "use", no X.509 keys).
+    let spiffe_bundle: Value =
+        serde_json::from_str(&spire.bundle_spiffe()?).map_err(|e| Error::Parse(e.to_string()))?;
+    let jwt_keys: Vec<Value> = spiffe_bundle["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter(|k| k["use"] == "jwt-svid")
+                .map(|k| {
+                    let mut k = k.clone();
+                    k.as_object_mut().map(|o| o.remove("use"));
+                    k
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(jwt_keys.len(), 1, "{spiffe_bundle}");
+    let jwks_file = spire.dir().join("example.org.jwks.json");
+    std::fs::write(
+        &jwks_file,
+        serde_json::json!({ "keys": jwt_keys }).to_string(),
+    )
+    .map_err(|e| Error::Io(e.to_string()))?;
+    let jwks_arg = jwks_file.to_string_lossy().into_owned();
     for extra in [
+        &["-bundle-file", &jwks_arg, "-trust-domain", "example.org"][..],
         &[][..],
         &["-bundle-file", &file_arg, "-trust-domain", "example.org"][..],
     ] {
