@@ -207,3 +207,11 @@ fn an_https_web_bundle_endpoint_serves_cert_files_with_a_sync_interval() {
     );
     assert!(!hcl.contains("refresh_hint"), "{hcl}");
 }
+
+#[test]
+fn a_harness_can_be_shared_across_threads_and_a_peer_moved_to_one() {
+    fn shared<T: Send + Sync>() {}
+    fn movable<T: Send>() {}
+    shared::<Spire>();
+    movable::<crate::process::JsonProcess>();
+}
