@@ -1,6 +1,8 @@
 //! `zt agent` against Python's `spiffe` package (py-spiffe), a Workload API
-//! client written by others. `.ci/run` installs the package; without it
-//! this test fails with an install hint instead of skipping.
+//! client written by others. It is ignored by `cargo test --workspace`;
+//! `interop/run.sh` (which `.ci/run` calls) installs the package and runs it
+//! with `--ignored`. Without the package it fails with an install hint
+//! instead of skipping.
 //!
 //! py-spiffe runs on gRPC C-core, which sends the absolute socket path as
 //! the HTTP/2 `:authority`; this test is what shows the agent's authority
@@ -46,7 +48,7 @@ fn python() -> String {
 }
 
 #[test]
-#[ignore = "interop: needs Python's spiffe package; .ci/run installs it and runs this test"]
+#[ignore = "interop: needs Python's spiffe package; run interop/run.sh"]
 fn python_spiffe_client_fetches_svid_and_jwt_from_zt_agent() {
     let py = python();
     let probe = Command::new(&py).args(["-c", "import spiffe"]).output();
