@@ -14,8 +14,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
-use zt_client::ZtClient;
+use zt_client::{PeerRejected, ZtClient};
 use zt_core::matcher::IdMatcher;
+use zt_core::peer::PeerError;
 use zt_core::{SpiffeId, TrustDomain};
 use zt_dev::{FakeCa, FakeCaSource};
 use zt_examples::billing::billing_client::BillingClient;
@@ -122,6 +123,27 @@ async fn tonic_channel_refuses_a_server_outside_the_pin() {
     let text = zt_tests::error_chain(&err);
     assert!(text.contains("spiffe://example.org/billing"), "{text}");
     assert!(text.contains("spiffe://example.org/ledger"), "{text}");
+    let refusal = PeerRejected::find(&err).expect("the typed refusal in the channel error");
+    assert!(
+        matches!(refusal.error(), PeerError::NotAccepted { presented, .. } if presented.path() == "/billing"),
+        "{refusal}"
+    );
+
+    // A lazily connected channel fails the call instead: the refusal is in
+    // the tonic::Status too.
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    let channel = endpoint.connect_with_connector_lazy(client.grpc_connector());
+    let status = BillingClient::new(channel)
+        .get_invoice(InvoiceRequest {
+            order_id: "o-1".into(),
+        })
+        .await
+        .unwrap_err();
+    let refusal = PeerRejected::find(&status).expect("the typed refusal in the tonic::Status");
+    assert!(
+        matches!(refusal.error(), PeerError::NotAccepted { expected, .. } if expected.contains("/ledger")),
+        "{refusal}"
+    );
 }
 
 trait Serial {

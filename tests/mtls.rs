@@ -16,8 +16,9 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use zt_client::ZtClient;
+use zt_client::{PeerRejected, Side, ZtClient};
 use zt_core::matcher::IdMatcher;
+use zt_core::peer::PeerError;
 use zt_core::source::{StaticSource, SvidSource};
 use zt_core::svid::X509Svid;
 use zt_core::time::ManualClock;
@@ -92,12 +93,57 @@ async fn client_rejects_server_with_unpinned_spiffe_id_naming_both_ids() {
     let text = chain(&err);
     assert!(text.contains("spiffe://example.org/billing"), "{text}");
     assert!(text.contains("spiffe://example.org/ledger"), "{text}");
+    assert_refused_by_pin(PeerRejected::find(&err), "through reqwest");
 
     let raw = client.connect(server.addr).await.unwrap_err();
-    let text = chain(&raw);
+    assert!(
+        matches!(raw, zt_client::Error::PeerRejected { .. }),
+        "{raw:?}"
+    );
+    let text = raw.to_string();
     assert!(
         text.contains("presented `spiffe://example.org/billing`"),
         "{text}"
+    );
+    assert!(
+        !text.contains("Other("),
+        "rustls's Debug nesting leaked: {text}"
+    );
+    assert_refused_by_pin(PeerRejected::find(&raw), "through connect");
+
+    // The same refusal out of a plain tokio-rustls handshake's io::Error.
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let io = client
+        .tls_connector()
+        .connect(
+            rustls_pki_types::ServerName::IpAddress(server.addr.ip().into()),
+            tcp,
+        )
+        .await
+        .unwrap_err();
+    assert_refused_by_pin(PeerRejected::find(&io), "through tokio-rustls");
+}
+
+/// The typed refusal names the ID the server presented and the pin, in one
+/// sentence without rustls's `Debug` nesting.
+fn assert_refused_by_pin(found: Option<&PeerRejected>, path: &str) {
+    let refusal = found.unwrap_or_else(|| panic!("no PeerRejected {path}"));
+    assert_eq!(refusal.side(), Side::Client, "{path}");
+    match refusal.error() {
+        PeerError::NotAccepted {
+            presented,
+            expected,
+        } => {
+            assert_eq!(presented, &id("spiffe://example.org/billing"), "{path}");
+            assert!(expected.contains("spiffe://example.org/ledger"), "{path}");
+        }
+        other => panic!("{path}: expected NotAccepted, got {other:?}"),
+    }
+    assert_eq!(
+        refusal.to_string(),
+        "zt refused the server: the peer presented `spiffe://example.org/billing`, \
+         but only spiffe://example.org/ledger is accepted",
+        "{path}"
     );
 }
 
