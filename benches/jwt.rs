@@ -12,8 +12,10 @@
 //! decode is handed the key directly. The user-context validator is timed
 //! as well, for reference.
 //!
-//! The last line prints `jwt zt/jsonwebtoken = R`: plain time over zt
-//! time, so 1.0 means zt's checks cost nothing beyond the signature.
+//! It prints `jwt zt/jsonwebtoken = R` (plain time over zt time, so 1.0
+//! means zt's checks cost nothing beyond jsonwebtoken's), then the floor
+//! and `jwt zt/verify-floor = R`: zt's validation over one P-256
+//! verification with the provider zt's TLS uses, measured in the same run.
 
 #![allow(
     clippy::unwrap_used,
@@ -46,7 +48,9 @@ fn main() {
     let bundles = BundleSet::new().with(ca.bundle());
     let bundle = ca.bundle();
     let authority = bundle.jwt_authorities().next().unwrap();
-    let key = authority.decoding_key().clone();
+    let jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(Value::Object(authority.jwk().clone())).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
     let mut plain = Validation::new(Algorithm::ES256);
     plain.set_audience(&[AUD]);
 
@@ -95,6 +99,20 @@ fn main() {
         })
     });
     group.finish();
+    // The floor: one P-256 verification with the provider zt's TLS uses.
+    let x509 = ca
+        .issue_x509_svid(&billing, Duration::from_secs(3600))
+        .unwrap();
+    let provider = zt_tls::TlsOptions::new(std::sync::Arc::new(
+        zt_core::source::StaticSource::new(x509.clone(), BundleSet::new().with(ca.bundle())),
+    ))
+    .provider();
+    let floor = zt_benches::floor::measure(
+        &mut criterion,
+        &criterion_dir,
+        &provider,
+        &x509.private_key().clone_key(),
+    );
     criterion.final_summary();
 
     let zt = median_ns(&criterion_dir, "jwt", "zt");
@@ -110,4 +128,10 @@ fn main() {
         1e9 / user
     );
     println!("jwt zt/jsonwebtoken = {:.3}", plain / zt);
+    floor.print();
+    println!(
+        "jwt zt/verify-floor = {:.3} (zt's validation over one P-256 verification, {:.1} µs)",
+        zt / floor.p256_verify_ns,
+        floor.p256_verify_ns / 1e3
+    );
 }

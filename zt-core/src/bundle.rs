@@ -15,14 +15,13 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::DecodingKey;
-use jsonwebtoken::jwk::Jwk;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 use serde_json::{Map, Value, json};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
 use crate::TrustDomain;
+use crate::jose::{self, JoseError};
 
 /// Why bundle material was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,7 +85,7 @@ pub enum BundleError {
 pub struct JwtAuthority {
     key_id: String,
     jwk: Map<String, Value>,
-    key: DecodingKey,
+    key: jose::PublicKey,
 }
 
 impl JwtAuthority {
@@ -97,7 +96,7 @@ impl JwtAuthority {
     /// # Errors
     ///
     /// [`BundleError::MissingKeyId`], or [`BundleError::BadJwtAuthority`] if
-    /// the JWK is not a public key jsonwebtoken can verify with.
+    /// the JWK is not a public key zt verifies with (see [`crate::jose`]).
     pub fn from_jwk_json(jwk: &[u8]) -> Result<Self, BundleError> {
         let value: Value = serde_json::from_slice(jwk).map_err(|e| BundleError::Json {
             reason: e.to_string(),
@@ -119,18 +118,12 @@ impl JwtAuthority {
             key_id: key_id.clone(),
             reason,
         };
-        // Private members must never travel in a bundle.
-        for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-            if map.contains_key(private) {
-                return Err(bad(format!(
-                    "the JWK carries private key member `{private}`; bundles hold public keys only"
-                )));
-            }
-        }
+        // Private members never travel in a bundle; from_jwk refuses them.
+        let key = jose::PublicKey::from_jwk(&map).map_err(|e| match e {
+            JoseError::UnusableKey { reason } => bad(reason),
+            other => bad(other.to_string()),
+        })?;
         map.entry("use").or_insert_with(|| json!("jwt-svid"));
-        let jwk: Jwk =
-            serde_json::from_value(Value::Object(map.clone())).map_err(|e| bad(e.to_string()))?;
-        let key = DecodingKey::from_jwk(&jwk).map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             key_id,
             jwk: map,
@@ -153,8 +146,9 @@ impl JwtAuthority {
         self.jwk.get("kty").and_then(Value::as_str).unwrap_or("")
     }
 
-    /// The key for `jsonwebtoken` signature checks.
-    pub fn decoding_key(&self) -> &DecodingKey {
+    /// The public key that checks signatures of tokens naming this
+    /// authority's `kid`.
+    pub fn public_key(&self) -> &jose::PublicKey {
         &self.key
     }
 }

@@ -42,6 +42,7 @@
 //! | [`svid`] | the workload's own [`X509Svid`](svid::X509Svid) |
 //! | [`x509`] | [`verify_x509_svid`](x509::verify_x509_svid): every X.509-SVID rule, one error variant each |
 //! | [`jwt`] | [`validate_jwt_svid`](jwt::validate_jwt_svid) and [`JwtSvid`](jwt::JwtSvid) |
+//! | [`jose`] | JWK public keys and JWS signature checks with the crypto library under zt's TLS provider |
 //! | [`peer`] | [`verify_peer`](peer::verify_peer): SVID rules plus a pin, for TLS verifiers |
 //! | [`source`] | [`SvidSource`](source::SvidSource): rotating snapshots from the Workload API, files, static material |
 //! | [`revocation`] | hot-updatable deny-list of SPIFFE IDs and leaf serials |
@@ -69,6 +70,7 @@
 
 pub mod bundle;
 pub mod id;
+pub mod jose;
 pub mod jwt;
 pub mod matcher;
 pub mod origin;

@@ -52,14 +52,14 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::jwk::Jwk;
 use serde_json::{Map, Value};
 
 pub use jsonwebtoken::jwk::JwkSet;
 
 use crate::SpiffeId;
 use crate::id::parse_canonical;
+use crate::jose::{CompactJws, JoseError, JwsAlgorithm, PublicKey};
 use crate::jwt::{MAX_LEEWAY, MAX_TOKEN_LEN};
 use crate::source::BoxFuture;
 use crate::time::Timestamp;
@@ -373,8 +373,8 @@ pub enum ExchangeError {
 /// One trusted key.
 #[derive(Clone)]
 struct TrustedKey {
-    algorithm: Algorithm,
-    key: DecodingKey,
+    algorithm: JwsAlgorithm,
+    key: PublicKey,
 }
 
 /// Validates user-context tokens from one issuer.
@@ -407,30 +407,33 @@ impl fmt::Debug for UserContextValidator {
     }
 }
 
-fn key_algorithm(jwk: &Jwk) -> Result<Algorithm, String> {
-    use jsonwebtoken::jwk::EllipticCurve;
-    if let Some(alg) = jwk.common.key_algorithm {
-        let alg = Algorithm::try_from(alg).map_err(|e| e.to_string())?;
-        return match alg {
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                Err("symmetric (HMAC) keys are not accepted".to_owned())
-            }
-            other => Ok(other),
-        };
-    }
-    match &jwk.algorithm {
-        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => Ok(Algorithm::ES256),
-            EllipticCurve::P384 => Ok(Algorithm::ES384),
-            _ => Err("unsupported elliptic curve".to_owned()),
-        },
-        AlgorithmParameters::OctetKeyPair(_) => Ok(Algorithm::EdDSA),
-        AlgorithmParameters::RSA(_) => Err("RSA keys must name their `alg`".to_owned()),
-        AlgorithmParameters::OctetKey(_) => {
-            Err("symmetric (HMAC) keys are not accepted".to_owned())
+/// The public key of `jwk` and the one algorithm it verifies: the JWK's
+/// `alg` member, or the one its curve implies; RSA keys must name theirs.
+fn trusted_key(jwk: &Jwk) -> Result<TrustedKey, String> {
+    let Ok(Value::Object(map)) = serde_json::to_value(jwk) else {
+        return Err("the key does not serialize as a JSON object".to_owned());
+    };
+    let key = PublicKey::from_jwk(&map).map_err(|e| match e {
+        JoseError::UnusableKey { reason } => reason,
+        other => other.to_string(),
+    })?;
+    let algorithm = match map.get("alg").and_then(Value::as_str) {
+        Some(name) if name.starts_with("HS") => {
+            return Err("symmetric (HMAC) keys are not accepted".to_owned());
         }
-        _ => Err("unsupported key type".to_owned()),
+        Some(name) => JwsAlgorithm::from_name(name)
+            .ok_or_else(|| format!("unsupported algorithm `{name}`"))?,
+        None => key
+            .implied_algorithm()
+            .ok_or_else(|| "RSA keys must name their `alg`".to_owned())?,
+    };
+    if !key.fits(algorithm) {
+        return Err(format!(
+            "`alg` {algorithm} does not fit a {} key",
+            key.description()
+        ));
     }
+    Ok(TrustedKey { algorithm, key })
 }
 
 impl UserContextValidator {
@@ -459,9 +462,7 @@ impl UserContextValidator {
             let Some(kid) = key_id.clone().filter(|k| !k.is_empty()) else {
                 return Err(unusable("the key has no `kid`".to_owned()));
             };
-            let algorithm = key_algorithm(jwk).map_err(&unusable)?;
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| unusable(e.to_string()))?;
-            keys.insert(kid, TrustedKey { algorithm, key });
+            keys.insert(kid, trusted_key(jwk).map_err(&unusable)?);
         }
         Ok(Self {
             inner: Arc::new(ValidatorInner {
@@ -500,7 +501,7 @@ impl UserContextValidator {
     /// `scope`, `act`.
     pub fn validate(&self, token: &str, now: SystemTime) -> Result<UserContext, UserContextError> {
         let inner = &*self.inner;
-        let header = split_header(token)?;
+        let (jws, header) = split_header(token)?;
         let alg_name = header
             .get("alg")
             .and_then(Value::as_str)
@@ -529,18 +530,13 @@ impl UserContextValidator {
                 key_id: key_id.to_owned(),
             });
         }
-        // Signature only: the claims are checked below with the injected
+        // Signature first; the claims are checked below with the injected
         // clock and typed errors.
-        let mut validation = Validation::new(alg);
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &trusted.key, &validation)
+        jws.verify(&trusted.key, alg)
             .map_err(|e| UserContextError::BadSignature {
                 reason: e.to_string(),
-            })?
-            .claims;
+            })?;
+        let claims = decode_object(jws.payload(), "payload")?;
 
         let issuer = claims.get("iss").and_then(Value::as_str);
         if issuer != Some(inner.issuer.as_str()) {
@@ -624,41 +620,31 @@ fn malformed(reason: impl Into<String>) -> UserContextError {
     }
 }
 
-fn split_header(token: &str) -> Result<Map<String, Value>, UserContextError> {
+fn split_header(token: &str) -> Result<(CompactJws<'_>, Map<String, Value>), UserContextError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(malformed(format!(
             "the token is {} bytes; at most {MAX_TOKEN_LEN} are accepted",
             token.len()
         )));
     }
-    let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed("a compact JWS has three dot-separated parts"));
-    };
+    let jws = CompactJws::split(token)
+        .map_err(|_| malformed("a compact JWS has three dot-separated parts"))?;
+    let header = decode_object(jws.header(), "header")?;
+    Ok((jws, header))
+}
+
+fn decode_object(segment: &str, what: &str) -> Result<Map<String, Value>, UserContextError> {
     let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| malformed("the header is not base64url"))?;
+        .decode(segment)
+        .map_err(|_| malformed(format!("the {what} is not base64url")))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(malformed("the header is not a JSON object")),
+        _ => Err(malformed(format!("the {what} is not a JSON object"))),
     }
 }
 
-fn asymmetric_algorithm(alg: &str) -> Option<Algorithm> {
-    Some(match alg {
-        "ES256" => Algorithm::ES256,
-        "ES384" => Algorithm::ES384,
-        "RS256" => Algorithm::RS256,
-        "RS384" => Algorithm::RS384,
-        "RS512" => Algorithm::RS512,
-        "PS256" => Algorithm::PS256,
-        "PS384" => Algorithm::PS384,
-        "PS512" => Algorithm::PS512,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => return None,
-    })
+fn asymmetric_algorithm(alg: &str) -> Option<JwsAlgorithm> {
+    JwsAlgorithm::from_name(alg)
 }
 
 fn time_claim(

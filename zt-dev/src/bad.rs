@@ -3,7 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{
     BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P256_SHA256,
@@ -337,9 +336,6 @@ impl FakeCa {
                 map.remove(k);
             }
         };
-        let jwt_err = |e: jsonwebtoken::errors::Error| FakeCaError::Jwt {
-            reason: e.to_string(),
-        };
         match kind {
             BadJwt::AlgNone => {
                 use base64::Engine as _;
@@ -359,14 +355,7 @@ impl FakeCa {
                     .jwt_authority(&kid)
                     .map(|a| serde_json::Value::Object(a.jwk().clone()).to_string())
                     .unwrap_or_default();
-                let mut header = Header::new(Algorithm::HS256);
-                header.kid = Some(kid);
-                return jsonwebtoken::encode(
-                    &header,
-                    &claims,
-                    &EncodingKey::from_secret(public.as_bytes()),
-                )
-                .map_err(jwt_err);
+                return crate::jws::hs256(&kid, public.as_bytes(), &claims);
             }
             BadJwt::Expired => {
                 set(&mut claims, "iat", json!(now - 2 * hour));
@@ -380,11 +369,11 @@ impl FakeCa {
             BadJwt::MissingAudience => remove(&mut claims, "aud"),
             BadJwt::MissingExpiry => remove(&mut claims, "exp"),
             BadJwt::UnknownKeyId => {
-                return self.sign_jwt(Algorithm::ES256, Some("no-such-key"), &claims);
+                return self.sign_jwt(Some("no-such-key"), &claims);
             }
             BadJwt::SubjectNotSpiffeId => set(&mut claims, "sub", json!("billing@example.org")),
             BadJwt::TamperedPayload => {
-                let token = self.sign_jwt(Algorithm::ES256, None, &claims)?;
+                let token = self.sign_jwt(None, &claims)?;
                 use base64::Engine as _;
                 let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
                 set(
@@ -402,16 +391,16 @@ impl FakeCa {
                 let other = FakeCa::builder(self.trust_domain().clone())
                     .clock(self.inner.clock.clone())
                     .build()?;
-                return other.sign_jwt(Algorithm::ES256, Some(&self.current_jwt_kid()), &claims);
+                return other.sign_jwt(Some(&self.current_jwt_kid()), &claims);
             }
             BadJwt::WrongType => {
-                return self.sign_jwt_typed(Algorithm::ES256, None, Some("secevent+jwt"), &claims);
+                return self.sign_jwt_typed(None, Some("secevent+jwt"), &claims);
             }
             BadJwt::LowercaseType => {
-                return self.sign_jwt_typed(Algorithm::ES256, None, Some("jwt"), &claims);
+                return self.sign_jwt_typed(None, Some("jwt"), &claims);
             }
         }
-        self.sign_jwt(Algorithm::ES256, None, &claims)
+        self.sign_jwt(None, &claims)
     }
 
     fn current_jwt_kid(&self) -> String {

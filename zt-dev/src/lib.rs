@@ -44,6 +44,7 @@
 
 mod authority;
 mod bad;
+mod jws;
 mod server;
 mod source;
 mod store;
@@ -56,7 +57,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
@@ -109,7 +109,7 @@ pub enum FakeCaError {
     /// Token signing failed.
     #[error("JWT signing failed: {reason}")]
     Jwt {
-        /// What jsonwebtoken reported.
+        /// What went wrong.
         reason: String,
     },
     /// The CA directory could not be read or written.
@@ -146,7 +146,7 @@ struct Authority {
 /// One JWT signing key.
 struct JwtKey {
     authority: JwtAuthority,
-    encoding: EncodingKey,
+    signing: jws::Es256Key,
     key_pem: String,
 }
 
@@ -415,7 +415,7 @@ impl FakeCa {
             "iat": now,
             "exp": now + ttl.as_secs(),
         });
-        let token = self.sign_jwt(Algorithm::ES256, None, &claims)?;
+        let token = self.sign_jwt(None, &claims)?;
         JwtSvid::from_trusted_token(token).map_err(|e| FakeCaError::Jwt {
             reason: e.to_string(),
         })
@@ -425,16 +425,16 @@ impl FakeCa {
     /// `kid` overrides it).
     fn sign_jwt(
         &self,
-        alg: Algorithm,
         kid: Option<&str>,
         claims: &serde_json::Value,
     ) -> Result<String, FakeCaError> {
-        self.sign_jwt_typed(alg, kid, Some("JWT"), claims)
+        self.sign_jwt_typed(kid, Some("JWT"), claims)
     }
 
+    /// Signs `claims` with the current JWT key (ES256), under `kid` if
+    /// given (else the key's own), typed `typ`.
     fn sign_jwt_typed(
         &self,
-        alg: Algorithm,
         kid: Option<&str>,
         typ: Option<&str>,
         claims: &serde_json::Value,
@@ -443,12 +443,8 @@ impl FakeCa {
         let key = state.jwt_keys.last().ok_or_else(|| FakeCaError::Jwt {
             reason: "the CA has no JWT key".into(),
         })?;
-        let mut header = Header::new(alg);
-        header.typ = typ.map(str::to_owned);
-        header.kid = Some(kid.unwrap_or(key.authority.key_id()).to_owned());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| FakeCaError::Jwt {
-            reason: e.to_string(),
-        })
+        key.signing
+            .sign(kid.unwrap_or(key.authority.key_id()), typ, claims)
     }
 
     /// Rotates the CA: a new root (and intermediate, if the CA has one) and
@@ -650,10 +646,10 @@ fn jwt_key_from_pem(key_pem: &str, kid: Option<&str>) -> Result<JwtKey, FakeCaEr
     });
     let authority = JwtAuthority::from_jwk_json(jwk.to_string().as_bytes())
         .map_err(|e| jwt_err(e.to_string()))?;
-    let encoding = EncodingKey::from_ec_der(&key.serialize_der());
+    let signing = jws::Es256Key::from_pkcs8(&key.serialize_der())?;
     Ok(JwtKey {
         authority,
-        encoding,
+        signing,
         key_pem: key_pem.to_owned(),
     })
 }

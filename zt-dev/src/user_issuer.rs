@@ -7,7 +7,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256};
 use serde_json::{Map, Value, json};
 
@@ -39,7 +38,7 @@ struct Inner {
     issuer: String,
     audience: String,
     key_id: String,
-    encoding: EncodingKey,
+    signing: crate::jws::Es256Key,
     jwk: Jwk,
     clock: SharedClock,
     ttl: Duration,
@@ -96,7 +95,7 @@ impl DevUserIssuer {
                 issuer: issuer.into(),
                 audience: audience.into(),
                 key_id,
-                encoding: EncodingKey::from_ec_der(&key.serialize_der()),
+                signing: crate::jws::Es256Key::from_pkcs8(&key.serialize_der())?,
                 jwk,
                 clock: system_clock(),
                 ttl: DEFAULT_USER_CONTEXT_TTL,
@@ -211,12 +210,7 @@ impl DevUserIssuer {
     ///
     /// [`FakeCaError::Jwt`] if signing fails.
     pub fn sign_typed(&self, claims: &Value, typ: Option<&str>) -> Result<String, FakeCaError> {
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = typ.map(str::to_owned);
-        header.kid = Some(self.inner.key_id.clone());
-        jsonwebtoken::encode(&header, claims, &self.inner.encoding).map_err(|e| FakeCaError::Jwt {
-            reason: e.to_string(),
-        })
+        self.inner.signing.sign(&self.inner.key_id, typ, claims)
     }
 
     fn now_secs(&self) -> u64 {
