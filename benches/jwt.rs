@@ -12,6 +12,10 @@
 //! decode is handed the key directly. The user-context validator is timed
 //! as well, for reference.
 //!
+//! A reused token is also timed through zt's verified-token cache
+//! (`JwtSvidCache`, as `JwtAuthLayer` uses it by default):
+//! `jwt cached/uncached = R`.
+//!
 //! It prints `jwt zt/jsonwebtoken = R` (plain time over zt time, so 1.0
 //! means zt's checks cost nothing beyond jsonwebtoken's), then the floor
 //! and `jwt zt/verify-floor = R`: zt's validation over one P-256
@@ -86,6 +90,23 @@ fn main() {
             .unwrap()
         })
     });
+    let cache = zt_core::jwt::JwtSvidCache::default();
+    cache
+        .validate(&token, &bundles, AUD, SystemTime::now(), Duration::ZERO)
+        .unwrap();
+    group.bench_function("zt-cached", |b| {
+        b.iter(|| {
+            cache
+                .validate(
+                    black_box(&token),
+                    &bundles,
+                    AUD,
+                    SystemTime::now(),
+                    Duration::from_secs(30),
+                )
+                .unwrap()
+        })
+    });
     group.bench_function("jsonwebtoken", |b| {
         b.iter(|| {
             jsonwebtoken::decode::<Map<String, Value>>(black_box(&token), &key, &plain).unwrap()
@@ -116,6 +137,7 @@ fn main() {
     criterion.final_summary();
 
     let zt = median_ns(&criterion_dir, "jwt", "zt");
+    let cached = median_ns(&criterion_dir, "jwt", "zt-cached");
     let plain = median_ns(&criterion_dir, "jwt", "jsonwebtoken");
     let user = median_ns(&criterion_dir, "jwt", "user-context");
     println!(
@@ -128,6 +150,12 @@ fn main() {
         1e9 / user
     );
     println!("jwt zt/jsonwebtoken = {:.3}", plain / zt);
+    println!(
+        "jwt cached/uncached = {:.4} (a reused token: {:.0} ns from the cache, {:.1} µs in full)",
+        cached / zt,
+        cached,
+        zt / 1e3
+    );
     floor.print();
     println!(
         "jwt zt/verify-floor = {:.3} (zt's validation over one P-256 verification, {:.1} µs)",

@@ -23,6 +23,10 @@ use crate::id::{IdError, parse_canonical};
 use crate::jose::{CompactJws, JwsAlgorithm};
 use crate::time::Timestamp;
 
+pub mod cache;
+
+pub use cache::JwtSvidCache;
+
 /// Largest token accepted, in bytes.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, he
 use http_body::Body;
 use tower::{Layer, Service};
 use zt_core::SpiffeId;
-use zt_core::jwt::{JwtError, JwtSvidClaims, validate_jwt_svid};
+use zt_core::jwt::{JwtError, JwtSvidCache, JwtSvidClaims, validate_jwt_svid};
 use zt_core::revocation::Revocations;
 use zt_core::source::{SourceError, SvidSource};
 use zt_core::time::{SharedClock, system_clock};
@@ -173,6 +173,7 @@ struct Config {
     revocations: Option<Revocations>,
     user: Option<UserConfig>,
     target: Arc<str>,
+    cache: Option<Arc<JwtSvidCache>>,
 }
 
 /// A tower layer that validates the JWT-SVID and the user context of every
@@ -185,6 +186,8 @@ struct Config {
 ///   bounded leeway, `nbf`, `sub` a SPIFFE ID). Required by default. With
 ///   [`bind_to_peer`](JwtAuthBuilder::bind_to_peer), the subject must be
 ///   the mTLS peer. A revoked subject is refused, as a revoked peer is.
+///   A token seen before is answered from a [`JwtSvidCache`] without a
+///   second signature check (see [`token_cache`](JwtAuthBuilder::token_cache)).
 /// - **User context** (header [`USER_CONTEXT_HEADER`]), if configured with
 ///   [`user_context`](JwtAuthBuilder::user_context): validated by a
 ///   [`UserContextValidator`]; by default its current actor must be the
@@ -268,6 +271,7 @@ impl JwtAuthLayer {
                 revocations: None,
                 user: None,
                 target: Arc::from("-"),
+                cache: Some(Arc::new(JwtSvidCache::default())),
             },
         }
     }
@@ -289,13 +293,17 @@ impl JwtAuthLayer {
             Some(value) => {
                 let token = bearer(value, &c.header)?;
                 let snapshot = c.source.current()?;
-                let claims = validate_jwt_svid(
-                    token,
-                    snapshot.bundles(),
-                    &c.audience,
-                    c.clock.now(),
-                    c.leeway,
-                )?;
+                let (bundles, now) = (snapshot.bundles(), c.clock.now());
+                let claims = match &c.cache {
+                    Some(cache) => cache.validate(token, bundles, &c.audience, now, c.leeway)?,
+                    None => Arc::new(validate_jwt_svid(
+                        token,
+                        bundles,
+                        &c.audience,
+                        now,
+                        c.leeway,
+                    )?),
+                };
                 let subject = claims.subject();
                 if c.bind_to_peer && peer != Some(subject) {
                     return Err(JwtAuthError::NotBoundToPeer {
@@ -311,9 +319,7 @@ impl JwtAuthLayer {
                         subject: subject.clone(),
                     });
                 }
-                out.jwt_svid = Some(VerifiedJwtSvid {
-                    claims: Arc::new(claims),
-                });
+                out.jwt_svid = Some(VerifiedJwtSvid { claims });
             }
             None if c.require_jwt_svid => {
                 return Err(JwtAuthError::MissingJwtSvid {
@@ -468,6 +474,19 @@ impl JwtAuthBuilder {
         if let Some(user) = &mut self.config.user {
             user.bind_actor = bind;
         }
+        self
+    }
+
+    /// Where validated JWT-SVIDs are remembered, so a caller that reuses its
+    /// token pays for one signature check rather than one per request (see
+    /// [`JwtSvidCache`] for what a cached answer still checks: the key in
+    /// the current bundle, expiry, not-before and audience, every time).
+    /// Default: a cache of [`zt_core::jwt::cache::DEFAULT_CAPACITY`] tokens
+    /// per layer. `None` validates every token in full; pass one cache to
+    /// several layers to share it.
+    #[must_use]
+    pub fn token_cache(mut self, cache: Option<Arc<JwtSvidCache>>) -> Self {
+        self.config.cache = cache;
         self
     }
 

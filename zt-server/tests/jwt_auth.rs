@@ -411,3 +411,58 @@ async fn a_grpc_call_without_a_jwt_svid_gets_unauthenticated() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_reused_token_is_checked_again_on_every_request_though_its_signature_is_cached() {
+    let s = setup();
+    let revocations = Revocations::new();
+    let layer = s.layer().revocations(revocations.clone()).build();
+    let token = s.good_token();
+    for _ in 0..3 {
+        layer.authenticate(&bearer(&token), None).unwrap();
+    }
+
+    // The key that signed it leaves the service's bundle.
+    s.ca.rotate().unwrap();
+    s.ca.end_rotation_overlap();
+    s.ledger.refresh_bundles().unwrap();
+    assert!(matches!(
+        layer.authenticate(&bearer(&token), None).unwrap_err(),
+        JwtAuthError::JwtSvid(JwtError::UnknownKeyId { .. })
+    ));
+
+    // A cached token of a subject revoked since is refused.
+    let token = s.good_token();
+    layer.authenticate(&bearer(&token), None).unwrap();
+    revocations.revoke_id(s.billing.clone());
+    assert_eq!(
+        layer.authenticate(&bearer(&token), None).unwrap_err(),
+        JwtAuthError::Revoked {
+            subject: s.billing.clone()
+        }
+    );
+}
+
+#[test]
+fn a_reused_token_past_its_expiry_is_refused_with_or_without_the_cache() {
+    let s = setup();
+    let token = s.good_token();
+    for layer in [
+        s.layer().build(),
+        s.layer().token_cache(None).build(),
+        s.layer()
+            .token_cache(Some(Arc::new(zt_core::jwt::JwtSvidCache::new(1))))
+            .build(),
+    ] {
+        let clock = s.clock.clone();
+        let start = clock.now();
+        layer.authenticate(&bearer(&token), None).unwrap();
+        layer.authenticate(&bearer(&token), None).unwrap();
+        clock.advance(Duration::from_secs(121));
+        assert!(matches!(
+            layer.authenticate(&bearer(&token), None).unwrap_err(),
+            JwtAuthError::JwtSvid(JwtError::Expired { .. })
+        ));
+        clock.set(start);
+    }
+}

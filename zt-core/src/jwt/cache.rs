@@ -1,0 +1,271 @@
+//! A cache of validated JWT-SVIDs, so a caller that reuses its token pays
+//! for one signature check, not one per request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use super::{JwtError, JwtSvidClaims, MAX_LEEWAY, numeric_date, validate_jwt_svid};
+use crate::bundle::BundleSet;
+use crate::jose::PublicKey;
+
+/// Entries a [`JwtSvidCache::default`] holds.
+pub const DEFAULT_CAPACITY: usize = 4096;
+
+/// Validated JWT-SVIDs, keyed by their exact token text.
+///
+/// [`validate`](Self::validate) gives the same answer as
+/// [`validate_jwt_svid`] for the same inputs; a token seen before is answered
+/// without its signature being checked again, under these rules:
+///
+/// - only tokens that passed every check are stored; a failure is never
+///   cached, so a bad token costs a full validation each time;
+/// - a stored token is answered only while the key that signed it is still
+///   in `bundles`, under the same key ID and trust domain, with the same key
+///   material: removing or replacing a JWT authority takes effect on the next
+///   request;
+/// - `exp`, `nbf` and the audience are checked on every hit against the
+///   caller's clock, leeway and audience, exactly as a full validation
+///   would;
+/// - the cache holds at most `capacity` tokens; when full, expired tokens
+///   are dropped first, then an arbitrary one.
+///
+/// The cache is shared between threads (`&self` methods); clone the `Arc`
+/// that holds it.
+pub struct JwtSvidCache {
+    capacity: usize,
+    hasher: RandomState,
+    entries: Mutex<HashMap<TokenKey, Entry>>,
+}
+
+/// A token's text with a hash of its signature tail (random per token for
+/// any token that can be stored: only tokens with a valid signature are).
+struct TokenKey {
+    hash: u64,
+    token: Box<str>,
+}
+
+impl PartialEq for TokenKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.token == other.token
+    }
+}
+
+impl Eq for TokenKey {}
+
+impl Hash for TokenKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+struct Entry {
+    claims: Arc<JwtSvidClaims>,
+    key: PublicKey,
+    not_before: Option<SystemTime>,
+}
+
+/// Bytes of the token's end that are hashed. The end of a compact JWS is its
+/// signature, which differs between any two tokens that verify.
+const HASHED_TAIL: usize = 32;
+
+impl JwtSvidCache {
+    /// A cache holding at most `capacity` tokens (at least one).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            hasher: RandomState::new(),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The most tokens the cache holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Tokens held now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the cache holds no token.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Drops every stored token.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Validates `token` as [`validate_jwt_svid`] does, answering from the
+    /// cache when the token was validated before and the rules in the type's
+    /// documentation allow it.
+    ///
+    /// # Errors
+    ///
+    /// The [`JwtError`] a full validation gives.
+    pub fn validate(
+        &self,
+        token: &str,
+        bundles: &BundleSet,
+        audience: &str,
+        now: SystemTime,
+        leeway: Duration,
+    ) -> Result<Arc<JwtSvidClaims>, JwtError> {
+        let hash = self.hash_of(token);
+        if let Some(claims) = self.lookup(hash, token, bundles, audience, now, leeway) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(validate_jwt_svid(token, bundles, audience, now, leeway)?);
+        // The authority was found by the validation just done; a bundle that
+        // lost it in between cannot happen (`bundles` is borrowed), so this
+        // only skips storing when the key is absent.
+        let key = bundles
+            .get(claims.subject().trust_domain())
+            .and_then(|b| b.jwt_authority(claims.key_id()))
+            .map(|a| a.public_key().clone());
+        if let Some(key) = key {
+            let not_before = numeric_date(claims.claims(), "nbf").ok().flatten();
+            self.insert(
+                TokenKey {
+                    hash,
+                    token: token.into(),
+                },
+                Entry {
+                    claims: Arc::clone(&claims),
+                    key,
+                    not_before,
+                },
+                now,
+            );
+        }
+        Ok(claims)
+    }
+
+    fn hash_of(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        let tail = &bytes[bytes.len().saturating_sub(HASHED_TAIL)..];
+        let mut h = self.hasher.build_hasher();
+        h.write(tail);
+        h.write_usize(bytes.len());
+        h.finish()
+    }
+
+    /// The stored claims of `token` when every per-request rule still holds.
+    fn lookup(
+        &self,
+        hash: u64,
+        token: &str,
+        bundles: &BundleSet,
+        audience: &str,
+        now: SystemTime,
+        leeway: Duration,
+    ) -> Option<Arc<JwtSvidClaims>> {
+        let probe = Probe { hash, token };
+        let entries = self.lock();
+        let entry = entries.get(&probe as &dyn AsProbe)?;
+        let claims = &entry.claims;
+        let leeway = leeway.min(MAX_LEEWAY);
+        let current = bundles
+            .get(claims.subject().trust_domain())?
+            .jwt_authority(claims.key_id())?;
+        let fresh = current.public_key() == &entry.key
+            && claims.expiry().checked_add(leeway).is_none_or(|d| now <= d)
+            && entry.not_before.is_none_or(|nbf| now + leeway >= nbf)
+            && claims.audience().iter().any(|a| a == audience);
+        // A stale hit falls through to a full validation, which gives the
+        // error (or stores the token again under its current key).
+        fresh.then(|| Arc::clone(claims))
+    }
+
+    fn insert(&self, key: TokenKey, entry: Entry, now: SystemTime) {
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, e| e.claims.expiry() >= now);
+            if entries.len() >= self.capacity
+                && let Some(victim) = entries.keys().next().map(|k| TokenKey {
+                    hash: k.hash,
+                    token: k.token.clone(),
+                })
+            {
+                entries.remove(&victim);
+            }
+        }
+        entries.insert(key, entry);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, Entry>> {
+        // The map is consistent after every statement that changes it, so a
+        // panic elsewhere while the lock was held leaves it usable.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for JwtSvidCache {
+    /// A cache of [`DEFAULT_CAPACITY`] tokens.
+    fn default() -> Self {
+        Self::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl fmt::Debug for JwtSvidCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtSvidCache")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// A borrowed lookup key, so a hit does not copy the token.
+struct Probe<'a> {
+    hash: u64,
+    token: &'a str,
+}
+
+trait AsProbe {
+    fn probe(&self) -> Probe<'_>;
+}
+
+impl AsProbe for TokenKey {
+    fn probe(&self) -> Probe<'_> {
+        Probe {
+            hash: self.hash,
+            token: &self.token,
+        }
+    }
+}
+
+impl AsProbe for Probe<'_> {
+    fn probe(&self) -> Probe<'_> {
+        Probe {
+            hash: self.hash,
+            token: self.token,
+        }
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn AsProbe + 'a> for TokenKey {
+    fn borrow(&self) -> &(dyn AsProbe + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn AsProbe + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.probe(), other.probe());
+        a.hash == b.hash && a.token == b.token
+    }
+}
+
+impl Eq for dyn AsProbe + '_ {}
+
+impl Hash for dyn AsProbe + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.probe().hash);
+    }
+}
