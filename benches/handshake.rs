@@ -1,6 +1,9 @@
 //! Full mutual-TLS handshakes in memory: zt against plain rustls (same
-//! keys, same `ring` provider, webpki verifiers) and against spiffe-rustls
-//! fed by the fake CA's Workload API.
+//! keys, same provider, zt's default: aws-lc-rs with X25519MLKEM768 first,
+//! webpki verifiers) and against spiffe-rustls fed by the fake CA's
+//! Workload API. `zt-classical` is zt with the same provider offering
+//! X25519 and P-256 only, for `handshake pq/classical = R`: what the
+//! post-quantum key exchange costs per handshake.
 //!
 //! ```text
 //! cargo bench --bench handshake
@@ -49,8 +52,19 @@ use zt_server::ZtServer;
 
 const TTL: Duration = Duration::from_secs(3600);
 
+/// zt's default provider (aws-lc-rs, X25519MLKEM768 first), which plain
+/// rustls uses too so both do the same key exchange.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(zt_tls::default_provider())
+}
+
+/// The same provider offering classical groups only (X25519, P-256).
+fn classical_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = zt_tls::default_provider();
+    provider
+        .kx_groups
+        .retain(|g| !zt_tls::is_post_quantum(g.name()));
+    Arc::new(provider)
 }
 
 /// Moves TLS records between the two ends until both finish the handshake.
@@ -81,20 +95,24 @@ struct Configs {
     server: Arc<ServerConfig>,
 }
 
-/// zt configs; `chain_cache` 0 verifies every peer chain in full.
+/// zt configs with `provider`; `chain_cache` 0 verifies every peer chain
+/// in full.
 fn zt_configs(
     client: &Arc<FakeCaSource>,
     server: &Arc<FakeCaSource>,
     chain_cache: usize,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
 ) -> Configs {
     let client = ZtClient::builder(client.clone())
         .pin_server("spiffe://example.org/billing".parse::<IdMatcher>().unwrap())
         .verified_chain_cache(chain_cache)
+        .crypto_provider(provider.clone())
         .build()
         .unwrap()
         .rustls_config_with_alpn(Vec::new());
     let server = ZtServer::builder(server.clone())
         .verified_chain_cache(chain_cache)
+        .crypto_provider(provider.clone())
         .build()
         .unwrap()
         .rustls_config_with_alpn(Vec::new());
@@ -178,6 +196,8 @@ async fn spiffe_rustls_configs(
 }
 
 fn main() {
+    // spiffe-rustls takes rustls's process-wide provider; give it zt's.
+    let _ = rustls::crypto::CryptoProvider::install_default(zt_tls::default_provider());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _guard = runtime.enter();
     let dir = tempfile::tempdir().unwrap();
@@ -196,17 +216,15 @@ fn main() {
     )
     .unwrap();
 
-    let zt = zt_configs(
-        &orders,
-        &billing,
-        zt_core::peer::DEFAULT_CHAIN_CACHE_CAPACITY,
-    );
-    let zt_full = zt_configs(&orders, &billing, 0);
+    let cache = zt_core::peer::DEFAULT_CHAIN_CACHE_CAPACITY;
+    let zt = zt_configs(&orders, &billing, cache, &provider());
+    let zt_classical = zt_configs(&orders, &billing, cache, &classical_provider());
+    let zt_full = zt_configs(&orders, &billing, 0, &provider());
     let plain = rustls_configs(&ca, &orders, &billing);
     let (spiffe, _apis) = runtime.block_on(spiffe_rustls_configs(dir.path(), &orders, &billing));
     let name = ServerName::try_from("billing.test").unwrap();
     // Sanity: every pair completes a handshake before being timed.
-    for c in [&zt, &zt_full, &plain, &spiffe] {
+    for c in [&zt, &zt_classical, &zt_full, &plain, &spiffe] {
         handshake(&c.client, &c.server, &name);
     }
 
@@ -217,6 +235,9 @@ fn main() {
     let mut group = criterion.benchmark_group("handshake");
     group.bench_function("zt", |b| {
         b.iter(|| handshake(&zt.client, &zt.server, &name))
+    });
+    group.bench_function("zt-classical", |b| {
+        b.iter(|| handshake(&zt_classical.client, &zt_classical.server, &name))
     });
     group.bench_function("zt-no-chain-cache", |b| {
         b.iter(|| handshake(&zt_full.client, &zt_full.server, &name))
@@ -234,6 +255,7 @@ fn main() {
 
     let zt_ns = median_ns(&criterion_dir, "handshake", "zt");
     let zt_full_ns = median_ns(&criterion_dir, "handshake", "zt-no-chain-cache");
+    let zt_classical_ns = median_ns(&criterion_dir, "handshake", "zt-classical");
     let rustls_ns = median_ns(&criterion_dir, "handshake", "rustls");
     let spiffe_ns = median_ns(&criterion_dir, "handshake", "spiffe-rustls");
     println!(
@@ -249,15 +271,32 @@ fn main() {
     );
     println!("handshake zt/rustls = {:.3}", rustls_ns / zt_ns);
     println!("handshake zt/spiffe-rustls = {:.3}", spiffe_ns / zt_ns);
-    floor.print();
     println!(
-        "handshake zt/floor = {:.3} (chain cache on: floor {:.1} µs = 2 key exchanges + 2 signatures + 2 verifications)",
-        zt_ns / floor.handshake_ns(2),
-        floor.handshake_ns(2) / 1e3
+        "handshake pq/classical = {:.3} (X25519MLKEM768 {:.1} µs, X25519 {:.1} µs: ML-KEM adds {:.1} µs per handshake)",
+        zt_ns / zt_classical_ns,
+        zt_ns / 1e3,
+        zt_classical_ns / 1e3,
+        (zt_ns - zt_classical_ns) / 1e3
+    );
+    floor.print();
+    let pq_floor = |verifications| {
+        floor
+            .handshake_pq_ns(verifications)
+            .expect("zt's default provider has X25519MLKEM768")
+    };
+    println!(
+        "handshake zt/floor = {:.3} (chain cache on: floor {:.1} µs = 1 X25519MLKEM768 exchange + 2 signatures + 2 verifications)",
+        zt_ns / pq_floor(2),
+        pq_floor(2) / 1e3
     );
     println!(
-        "handshake zt/floor = {:.3} (chain cache off: floor {:.1} µs = 2 key exchanges + 2 signatures + 4 verifications)",
-        zt_full_ns / floor.handshake_ns(4),
-        floor.handshake_ns(4) / 1e3
+        "handshake zt/floor = {:.3} (chain cache off: floor {:.1} µs = 1 X25519MLKEM768 exchange + 2 signatures + 4 verifications)",
+        zt_full_ns / pq_floor(4),
+        pq_floor(4) / 1e3
+    );
+    println!(
+        "handshake zt-classical/floor = {:.3} (chain cache on, X25519: floor {:.1} µs)",
+        zt_classical_ns / floor.handshake_ns(2),
+        floor.handshake_ns(2) / 1e3
     );
 }

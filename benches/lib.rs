@@ -54,6 +54,11 @@ pub mod floor {
         /// One X25519 key share generated and agreed (one side's part of
         /// the key exchange).
         pub x25519_ns: f64,
+        /// Both sides' work in one X25519MLKEM768 exchange: the client's
+        /// key shares generated and completed (X25519 agreement and ML-KEM
+        /// decapsulation) plus the server's (X25519 and ML-KEM
+        /// encapsulation); `None` when the provider has no such group.
+        pub x25519mlkem768_pair_ns: Option<f64>,
     }
 
     impl Floor {
@@ -69,6 +74,14 @@ pub mod floor {
                 + f64::from(verifications) * self.p256_verify_ns
         }
 
+        /// As [`handshake_ns`](Self::handshake_ns), with the key exchange
+        /// done by X25519MLKEM768; `None` without that group.
+        pub fn handshake_pq_ns(&self, verifications: u32) -> Option<f64> {
+            self.x25519mlkem768_pair_ns.map(|kx| {
+                kx + 2.0 * self.p256_sign_ns + f64::from(verifications) * self.p256_verify_ns
+            })
+        }
+
         /// Prints each figure.
         pub fn print(&self) {
             println!(
@@ -77,6 +90,13 @@ pub mod floor {
                 self.p256_verify_ns / 1e3,
                 self.x25519_ns / 1e3
             );
+            if let Some(pq) = self.x25519mlkem768_pair_ns {
+                println!(
+                    "floor: X25519MLKEM768 both sides {:.1} µs (X25519 both sides {:.1} µs)",
+                    pq / 1e3,
+                    2.0 * self.x25519_ns / 1e3
+                );
+            }
         }
     }
 
@@ -131,6 +151,11 @@ pub mod floor {
             .find(|g| g.name() == NamedGroup::X25519)
             .expect("X25519");
         let peer_share = x25519.start().unwrap().pub_key().to_vec();
+        let hybrid = provider
+            .kx_groups
+            .iter()
+            .find(|g| g.name() == NamedGroup::X25519MLKEM768)
+            .copied();
 
         let mut group = criterion.benchmark_group(GROUP);
         group.bench_function("p256-sign", |b| {
@@ -150,11 +175,33 @@ pub mod floor {
                 share.complete(black_box(&peer_share)).unwrap()
             })
         });
+        if let Some(hybrid) = hybrid {
+            let client_share = hybrid.start().unwrap().pub_key().to_vec();
+            let server_share = hybrid
+                .start_and_complete(&client_share)
+                .unwrap()
+                .pub_key
+                .clone();
+            group.bench_function("x25519mlkem768-pair", |b| {
+                b.iter(|| {
+                    // Client: key shares; server: encapsulate to them;
+                    // client: complete with a server share.
+                    let client = hybrid.start().unwrap();
+                    let server = hybrid
+                        .start_and_complete(black_box(client.pub_key()))
+                        .unwrap();
+                    black_box(server.pub_key);
+                    client.complete(black_box(&server_share)).unwrap()
+                })
+            });
+        }
         group.finish();
         Floor {
             p256_sign_ns: super::criterion_median_ns(criterion_dir, GROUP, "p256-sign"),
             p256_verify_ns: super::criterion_median_ns(criterion_dir, GROUP, "p256-verify"),
             x25519_ns: super::criterion_median_ns(criterion_dir, GROUP, "x25519"),
+            x25519mlkem768_pair_ns: hybrid
+                .map(|_| super::criterion_median_ns(criterion_dir, GROUP, "x25519mlkem768-pair")),
         }
     }
 }

@@ -39,15 +39,56 @@ pub mod audit_capture {
         }
     }
 
+    thread_local! {
+        /// The capture events on this thread go to, if any.
+        static CURRENT: std::cell::RefCell<Option<AuditCapture>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// Routes every event to the capture installed on the thread that
+    /// emits it. Installed once as the process-wide subscriber: a global
+    /// subscriber is always interested, whereas per-thread subscribers
+    /// (`set_default`) race with each other over tracing's global
+    /// callsite-interest and max-level caches when tests run in parallel,
+    /// and an event can be filtered out before any subscriber sees it.
+    struct Router;
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Router {
+        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+            CURRENT.with(|current| {
+                if let Some(capture) = &*current.borrow() {
+                    capture.on_event(event, ctx);
+                }
+            });
+        }
+    }
+
+    /// Uninstalls the thread's capture when dropped.
+    #[must_use = "the capture stops when the guard is dropped"]
+    pub struct CaptureGuard(());
+
+    impl Drop for CaptureGuard {
+        fn drop(&mut self) {
+            CURRENT.with(|current| current.borrow_mut().take());
+        }
+    }
+
     impl AuditCapture {
-        /// Installs a capturing subscriber for the current thread (use a
-        /// current-thread runtime so server tasks run on it) until the
-        /// guard is dropped.
-        pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        /// Captures the `zt::audit` events emitted on the current thread
+        /// (use a current-thread runtime so server tasks run on it) until
+        /// the guard is dropped.
+        pub fn install() -> (Self, CaptureGuard) {
+            static GLOBAL: std::sync::Once = std::sync::Once::new();
+            GLOBAL.call_once(|| {
+                let subscriber = tracing_subscriber::registry().with(Router);
+                // Another global subscriber (none in these tests) would
+                // keep this one from installing; captures then stay empty
+                // and the tests that read them fail.
+                let _ = tracing::subscriber::set_global_default(subscriber);
+            });
             let capture = Self::default();
-            let subscriber = tracing_subscriber::registry().with(capture.clone());
-            let guard = tracing::subscriber::set_default(subscriber);
-            (capture, guard)
+            CURRENT.with(|current| *current.borrow_mut() = Some(capture.clone()));
+            (capture, CaptureGuard(()))
         }
 
         /// The `zt::audit` decision events captured so far.
@@ -76,8 +117,8 @@ pub mod audit_capture {
         }
     }
 
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditCapture {
-        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+    impl AuditCapture {
+        fn on_event<S: tracing::Subscriber>(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
             let meta = event.metadata();
             if meta.target() != "zt::audit" || !meta.fields().iter().any(|f| f.name() == "decision")
             {

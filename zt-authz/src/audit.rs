@@ -120,6 +120,25 @@ pub struct AuditEvent<'a> {
     pub audit_rules: &'a [Arc<str>],
     /// Time to decide, in nanoseconds.
     pub eval_ns: u64,
+    /// When the caller's leaf certificate expires, when known.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub caller_not_after: Option<SystemTime>,
+    /// The TLS version of the request's connection (`TLSv1.3`).
+    pub tls_version: Option<&'a str>,
+    /// The cipher suite of the request's connection.
+    pub tls_cipher_suite: Option<&'a str>,
+    /// The key exchange group of the request's connection
+    /// (`X25519MLKEM768`, `x25519`, ...).
+    pub tls_kx_group: Option<&'a str>,
+    /// Whether that key exchange was post-quantum.
+    pub tls_post_quantum: Option<bool>,
+}
+
+fn ser_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => ser_time(t, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// RFC 3339 in UTC with milliseconds; times outside the representable range
@@ -247,6 +266,10 @@ impl AuditEvent<'_> {
                     policy_version = self.policy_version,
                     audit_rules = %List(self.audit_rules),
                     eval_ns = self.eval_ns,
+                    tls_version = %OrDash(self.tls_version),
+                    tls_cipher_suite = %OrDash(self.tls_cipher_suite),
+                    tls_kx_group = %OrDash(self.tls_kx_group),
+                    tls_post_quantum = %OrDash(self.tls_post_quantum),
                     "authorization decision"
                 )
             };

@@ -178,6 +178,11 @@ impl Authorizer {
             policy_version: &decision.policy_version,
             audit_rules: &decision.audit_only_matches,
             eval_ns,
+            caller_not_after: request.transport.and_then(|t| t.peer_not_after),
+            tls_version: request.transport.map(|t| t.version),
+            tls_cipher_suite: request.transport.map(|t| t.cipher_suite),
+            tls_kx_group: request.transport.and_then(|t| t.kx_group),
+            tls_post_quantum: request.transport.map(|t| t.post_quantum),
         };
         event.emit();
         if let Some(sink) = &inner.sink {

@@ -58,10 +58,21 @@ impl ClientBuilder {
         self
     }
 
-    /// The rustls crypto provider. Default: `ring`.
+    /// The rustls crypto provider. Default: [`zt_tls::default_provider`]
+    /// (aws-lc-rs, hybrid post-quantum key exchange X25519MLKEM768 offered
+    /// first, X25519 and P-256 as fallbacks).
     #[must_use]
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
         self.options = self.options.crypto_provider(provider);
+        self
+    }
+
+    /// Refuse servers that cannot do post-quantum key exchange (default
+    /// `false`). The build fails with [`Error::Tls`] if the crypto provider
+    /// has no post-quantum group.
+    #[must_use]
+    pub fn require_post_quantum(mut self, required: bool) -> Self {
+        self.options = self.options.require_post_quantum(required);
         self
     }
 

@@ -9,9 +9,11 @@ pub enum Error {
         "no server SPIFFE ID pin configured: call `pin_server`, or opt into any authenticated server through `dangerous()`"
     )]
     NoServerPin,
-    /// The crypto provider cannot build a TLS config.
+    /// The TLS config could not be built (the crypto provider supports no
+    /// safe TLS version, or post-quantum key exchange is required and it has
+    /// none).
     #[error("TLS configuration failed: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(#[from] zt_tls::ConfigError),
     /// The reqwest client could not be built.
     #[cfg(feature = "reqwest")]
     #[error("building the HTTP client failed: {0}")]

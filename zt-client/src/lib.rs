@@ -73,9 +73,12 @@
 //! certificate checks, and with them any change of pin, bundle or
 //! revocation since the original handshake.
 //!
-//! One crypto provider is used, chosen explicitly: `ring` unless you pass
-//! another with [`ClientBuilder::crypto_provider`]. The process-wide default
-//! provider is never consulted.
+//! One crypto provider is used, chosen explicitly:
+//! [`zt_tls::default_provider`] (aws-lc-rs, hybrid post-quantum key
+//! exchange X25519MLKEM768 offered first) unless you pass another with
+//! [`ClientBuilder::crypto_provider`]; [`ClientBuilder::require_post_quantum`]
+//! refuses servers that cannot do post-quantum key exchange. The
+//! process-wide default provider is never consulted.
 #![forbid(unsafe_code)]
 
 mod builder;
@@ -92,4 +95,4 @@ pub use grpc::GrpcConnector;
 pub use jwt::{
     AttachJwtSvid, BoxError, DEFAULT_MIN_REMAINING, JwtAttachError, JwtSvidLayer, JwtSvids,
 };
-pub use zt_tls::{PeerRejected, Side};
+pub use zt_tls::{ConfigError, PeerRejected, Posture, Side};

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
-use zt_authz::policy::{self, PolicyEngine};
+use zt_authz::policy::{self, PolicyEngine, Transport};
 use zt_authz::{Authorization, Authorizer};
 use zt_core::user::UserContext;
 
@@ -196,6 +196,19 @@ where
             }
             if grpc {
                 request = request.with_grpc_method(path);
+            }
+            if let Some(peer) = peer
+                && let Some(posture) = peer.posture()
+            {
+                request = request.with_transport(
+                    Transport::new(
+                        posture.version(),
+                        posture.cipher_suite(),
+                        posture.kx_group_name(),
+                        posture.is_post_quantum(),
+                    )
+                    .with_peer_not_after(peer.not_after()),
+                );
             }
             self.authorizer.authorize(&request, serial)
         };

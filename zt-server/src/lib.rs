@@ -104,7 +104,7 @@ pub use jwt::{
 };
 pub use peer::{MissingPeer, PeerExt, VerifiedPeer};
 pub use serve::SHUTDOWN_GRACE;
-pub use zt_tls::{PeerRejected, Side};
+pub use zt_tls::{ConfigError, PeerRejected, Posture, Side};
 
 #[cfg(feature = "macros")]
 pub mod macros;

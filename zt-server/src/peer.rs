@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use zt_core::time::Timestamp;
 use zt_core::x509::LeafInfo;
 use zt_core::{SpiffeId, TrustDomain};
+use zt_tls::Posture;
 
 /// The caller's identity, as verified by the TLS handshake.
 ///
@@ -17,14 +18,24 @@ use zt_core::{SpiffeId, TrustDomain};
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedPeer {
     inner: Arc<LeafInfo>,
+    posture: Option<Arc<Posture>>,
 }
 
 impl VerifiedPeer {
-    /// Built by the accept loop from a leaf its verifier accepted.
-    pub(crate) fn from_verified_leaf(info: LeafInfo) -> Self {
+    /// Built by the accept loop from a leaf its verifier accepted and the
+    /// posture of the handshake that verified it.
+    pub(crate) fn from_verified_leaf(info: LeafInfo, posture: Option<Posture>) -> Self {
         Self {
             inner: Arc::new(info),
+            posture: posture.map(Arc::new),
         }
+    }
+
+    /// How the connection is protected: TLS version, cipher suite and key
+    /// exchange group (e.g. `TLSv1.3 TLS13_AES_256_GCM_SHA384
+    /// X25519MLKEM768`).
+    pub fn posture(&self) -> Option<&Posture> {
+        self.posture.as_deref()
     }
 
     /// The caller's SPIFFE ID.
@@ -70,6 +81,7 @@ impl fmt::Debug for VerifiedPeer {
             .field("id", &self.id().to_string())
             .field("serial", &self.serial_hex())
             .field("not_after", &Timestamp(self.not_after()))
+            .field("posture", &self.posture)
             .finish()
     }
 }

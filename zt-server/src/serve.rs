@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::server::TlsStream;
 use tower::{Service, ServiceExt as _};
 use zt_core::x509::inspect_leaf;
-use zt_tls::PeerRejected;
+use zt_tls::{PeerRejected, Posture};
 
 use crate::builder::ZtServer;
 use crate::error::Error;
@@ -34,9 +34,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 fn peer_of(tls: &TlsStream<TcpStream>) -> Option<VerifiedPeer> {
     let (_, conn) = tls.get_ref();
     let leaf = conn.peer_certificates()?.first()?;
+    let posture = Posture::of(conn);
     inspect_leaf(leaf)
         .ok()
-        .map(VerifiedPeer::from_verified_leaf)
+        .map(|info| VerifiedPeer::from_verified_leaf(info, posture))
 }
 
 impl ZtServer {

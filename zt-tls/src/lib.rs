@@ -13,8 +13,12 @@
 //! - disables session resumption, tickets and early data: a resumed session
 //!   would skip the certificate checks, and with them any change of pin,
 //!   bundle or revocation since the first handshake;
-//! - uses one crypto provider, chosen explicitly (`ring` unless another is
-//!   given); the process-wide default provider is never consulted.
+//! - uses one crypto provider, chosen explicitly: [`default_provider`]
+//!   (aws-lc-rs, offering hybrid post-quantum key exchange X25519MLKEM768
+//!   first) unless another is given; the process-wide default provider is
+//!   never consulted. [`TlsOptions::require_post_quantum`] refuses peers
+//!   that cannot do post-quantum key exchange, and [`Posture`] reads what a
+//!   finished handshake negotiated.
 //!
 //! `zt-client` and `zt-server` build on it; use it directly to put zt's
 //! verification under another TLS stack built on rustls.
@@ -59,9 +63,13 @@
 
 mod error;
 mod options;
+mod provider;
 mod resolve;
 mod verify;
 
 pub use error::{PeerRejected, Side};
 pub use options::{DEFAULT_CHAIN_CACHE_CAPACITY, TlsOptions};
+pub use provider::{
+    ConfigError, Posture, default_provider, group_name, is_post_quantum, post_quantum_only,
+};
 pub use resolve::SvidResolver;

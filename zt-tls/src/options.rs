@@ -16,6 +16,7 @@ use zt_core::time::{SharedClock, system_clock};
 use zt_core::x509::Usage;
 
 use crate::error::Side;
+use crate::provider::{ConfigError, post_quantum_only};
 use crate::resolve::SvidResolver;
 use crate::verify::SpiffeVerifier;
 
@@ -35,6 +36,7 @@ pub struct TlsOptions {
     clock: SharedClock,
     chain_cache: usize,
     revocations: Option<Revocations>,
+    require_post_quantum: bool,
 }
 
 impl fmt::Debug for TlsOptions {
@@ -43,13 +45,15 @@ impl fmt::Debug for TlsOptions {
             .field("pin", &self.pin.as_ref().map(ToString::to_string))
             .field("chain_cache", &self.chain_cache)
             .field("revocations", &self.revocations.is_some())
+            .field("require_post_quantum", &self.require_post_quantum)
             .finish_non_exhaustive()
     }
 }
 
 impl TlsOptions {
-    /// Options presenting identities from `source`, with no pin, the `ring`
-    /// provider, the system clock and the default chain cache.
+    /// Options presenting identities from `source`, with no pin, the
+    /// [`default_provider`](crate::default_provider), the system clock and
+    /// the default chain cache.
     pub fn new(source: Arc<dyn SvidSource>) -> Self {
         Self {
             source,
@@ -58,6 +62,7 @@ impl TlsOptions {
             clock: system_clock(),
             chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
             revocations: None,
+            require_post_quantum: false,
         }
     }
 
@@ -80,11 +85,29 @@ impl TlsOptions {
         self
     }
 
-    /// The rustls crypto provider. Default: `ring`.
+    /// The rustls crypto provider. Default:
+    /// [`default_provider`](crate::default_provider) (aws-lc-rs with
+    /// X25519MLKEM768 first, unless zt-tls is built with only `ring`).
     #[must_use]
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
         self.provider = Some(provider);
         self
+    }
+
+    /// Whether to refuse peers that cannot do post-quantum key exchange
+    /// (default `false`: X25519MLKEM768 is offered first, and a classical
+    /// group is accepted from a peer without it). When `true`, only the
+    /// provider's post-quantum groups are offered, and the configs fail to
+    /// build if it has none.
+    #[must_use]
+    pub fn require_post_quantum(mut self, required: bool) -> Self {
+        self.require_post_quantum = required;
+        self
+    }
+
+    /// Whether post-quantum key exchange is required.
+    pub fn requires_post_quantum(&self) -> bool {
+        self.require_post_quantum
     }
 
     /// The clock certificate validity is checked with. Default: system.
@@ -117,7 +140,16 @@ impl TlsOptions {
     pub fn provider(&self) -> Arc<CryptoProvider> {
         self.provider
             .clone()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+            .unwrap_or_else(|| Arc::new(crate::default_provider()))
+    }
+
+    /// The provider with the key exchange groups this side offers.
+    fn effective_provider(&self) -> Result<Arc<CryptoProvider>, ConfigError> {
+        let provider = self.provider();
+        if !self.require_post_quantum {
+            return Ok(provider);
+        }
+        post_quantum_only((*provider).clone()).map(Arc::new)
     }
 
     fn peer_verifier(&self, usage: Usage) -> PeerVerifier {
@@ -139,9 +171,11 @@ impl TlsOptions {
     ///
     /// # Errors
     ///
-    /// A rustls error if the crypto provider supports no safe TLS version.
-    pub fn client_config(&self) -> Result<ClientConfig, rustls::Error> {
-        let provider = self.provider();
+    /// [`ConfigError::NoPostQuantumKeyExchange`] if post-quantum key
+    /// exchange is required and the provider has none;
+    /// [`ConfigError::Rustls`] if the provider supports no safe TLS version.
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        let provider = self.effective_provider()?;
         let verifier = Arc::new(SpiffeVerifier::new(
             self.peer_verifier(Usage::ServerAuth),
             provider.clone(),
@@ -168,9 +202,11 @@ impl TlsOptions {
     ///
     /// # Errors
     ///
-    /// A rustls error if the crypto provider supports no safe TLS version.
-    pub fn server_config(&self) -> Result<ServerConfig, rustls::Error> {
-        let provider = self.provider();
+    /// [`ConfigError::NoPostQuantumKeyExchange`] if post-quantum key
+    /// exchange is required and the provider has none;
+    /// [`ConfigError::Rustls`] if the provider supports no safe TLS version.
+    pub fn server_config(&self) -> Result<ServerConfig, ConfigError> {
+        let provider = self.effective_provider()?;
         let verifier = Arc::new(SpiffeVerifier::new(
             self.peer_verifier(Usage::ClientAuth),
             provider.clone(),

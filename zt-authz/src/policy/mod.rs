@@ -170,6 +170,52 @@ pub struct Request<'a> {
     /// The verified user context the request carries, if any; rules that
     /// require scopes match only when it holds all of them.
     pub user: Option<&'a UserContext>,
+    /// How the connection that carried the request is protected; recorded
+    /// in the audit event, not used by rules.
+    pub transport: Option<Transport<'a>>,
+}
+
+/// The protection of the connection a request came on, as the TLS layer
+/// negotiated it. Names are the IANA ones (`TLSv1.3`,
+/// `TLS13_AES_256_GCM_SHA384`, `X25519MLKEM768`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
+pub struct Transport<'a> {
+    /// The TLS protocol version.
+    pub version: &'a str,
+    /// The cipher suite.
+    pub cipher_suite: &'a str,
+    /// The key exchange group; `None` if none was negotiated.
+    pub kx_group: Option<&'a str>,
+    /// Whether the key exchange was post-quantum.
+    pub post_quantum: bool,
+    /// When the peer's leaf certificate expires.
+    #[serde(skip)]
+    pub peer_not_after: Option<std::time::SystemTime>,
+}
+
+impl<'a> Transport<'a> {
+    /// A transport with these TLS parameters.
+    pub fn new(
+        version: &'a str,
+        cipher_suite: &'a str,
+        kx_group: Option<&'a str>,
+        post_quantum: bool,
+    ) -> Self {
+        Self {
+            version,
+            cipher_suite,
+            kx_group,
+            post_quantum,
+            peer_not_after: None,
+        }
+    }
+
+    /// Sets when the peer's leaf certificate expires.
+    pub fn with_peer_not_after(mut self, not_after: std::time::SystemTime) -> Self {
+        self.peer_not_after = Some(not_after);
+        self
+    }
 }
 
 impl<'a> Request<'a> {
@@ -182,6 +228,7 @@ impl<'a> Request<'a> {
             route: None,
             grpc_method: None,
             user: None,
+            transport: None,
         }
     }
 
@@ -200,6 +247,12 @@ impl<'a> Request<'a> {
     /// Sets the verified user context.
     pub fn with_user(mut self, user: &'a UserContext) -> Self {
         self.user = Some(user);
+        self
+    }
+
+    /// Sets how the request's connection is protected, for the audit record.
+    pub fn with_transport(mut self, transport: Transport<'a>) -> Self {
+        self.transport = Some(transport);
         self
     }
 }
