@@ -314,6 +314,85 @@ fn go_spiffe_workloadapi_follows_zt_agent_rotations_bundles_and_jwt() -> TestRes
     Ok(())
 }
 
+#[test]
+#[ignore = "interop: needs SPIRE and Go; run interop/run.sh"]
+fn go_spiffe_x509_source_on_zt_agent_serves_zt_client_and_follows_a_pushed_rotation() -> TestResult
+{
+    let rt = runtime();
+    let dir = tempfile::tempdir().ctx("temp dir")?;
+    let ca = FakeCa::new(TrustDomain::new("example.org").ctx("td")?).ctx("fake CA")?;
+    let server_id = SpiffeId::new(GO_SERVER).ctx("id")?;
+    let client_id = SpiffeId::new("spiffe://example.org/orders").ctx("id")?;
+    let server_source =
+        FakeCaSource::new(ca.clone(), server_id, Duration::from_secs(300)).ctx("source")?;
+    let client_source =
+        FakeCaSource::new(ca, client_id.clone(), Duration::from_secs(300)).ctx("source")?;
+    let agent = rt
+        .block_on(
+            WorkloadApiServer::new(server_source.clone()).serve_unix(dir.path().join("agent.sock")),
+        )
+        .ctx("zt agent")?;
+    let client_arg = client_id.to_string();
+    let mut server =
+        GoProgram::MtlsServer.spawn(&agent.endpoint(), &["-authorize-id", &client_arg])?;
+    let listening = server.wait_for_event("listening", EVENT)?;
+    let addr = str_field(&listening, "addr").to_string();
+    let client = ZtClient::builder(client_source)
+        .pin_server(IdMatcher::exact(SpiffeId::new(GO_SERVER).ctx("id")?))
+        .build()
+        .ctx("ZtClient")?;
+    let http = client
+        .reqwest_builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .ctx("reqwest")?;
+    let sock: std::net::SocketAddr = addr.parse().ctx("addr")?;
+    // One GET, and the leaf certificate the server presents to a new handshake.
+    let call = || {
+        rt.block_on(async {
+            let resp = http
+                .get(format!("https://{addr}/"))
+                .send()
+                .await
+                .ctx("GET")?;
+            let status = resp.status().as_u16();
+            let body = resp.text().await.ctx("body")?;
+            let tls = client.connect(sock).await.ctx("connect")?;
+            let leaf = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec())
+                .unwrap_or_default();
+            zt_interop::Result::Ok((status, body, leaf))
+        })
+    };
+    let (status, body, leaf) = call()?;
+    assert_eq!((status, body.as_str()), (200, client_arg.as_str()));
+    let leaf_of = |s: &FakeCaSource| s.current().map(|c| c.svid().leaf().as_ref().to_vec());
+    assert_eq!(Some(leaf), leaf_of(&server_source).ok(), "the agent's SVID");
+
+    // The agent pushes a new server SVID; go-spiffe's X509Source serves it
+    // to the next handshake.
+    let next = server_source
+        .rotate_now()
+        .ctx("rotate")?
+        .svid()
+        .serial_hex();
+    let next = next.trim_start_matches("00").to_string();
+    server.wait_for("the go server's new SVID", EVENT, |e| {
+        str_field(e, "event") == "svid_update"
+            && str_field(e, "serial_hex").trim_start_matches("00") == next
+    })?;
+    let (status, _, leaf) = call()?;
+    assert_eq!(status, 200);
+    assert_eq!(Some(leaf), leaf_of(&server_source).ok(), "the rotated SVID");
+    server.kill()?;
+    rt.block_on(agent.shutdown());
+    Ok(())
+}
+
 /// The first event already read that matches `pred`, or the next one.
 fn seen_or_wait(
     p: &mut JsonProcess,
