@@ -487,15 +487,24 @@ fn a_deleted_entry_serves_its_last_svid_until_expiry_then_fails_closed() -> Test
     );
 
     // Past expiry: fail closed, no request leaves.
-    let expired = wait_until("the SVID expired", Duration::from_secs(40), || {
+    wait_until("the SVID expired", Duration::from_secs(40), || {
         matches!(source.health(), Health::Expired { .. }).then_some(())
-    });
-    expired?;
+    })?;
     assert!(SystemTime::now() >= until);
     log("expired", t);
     assert!(matches!(source.current(), Err(SourceError::Expired { .. })));
     let err = call().expect_err("an expired identity must not call");
-    log(&format!("call after expiry: {err}"), t);
+    let mut chain = err.to_string();
+    let mut next = std::error::Error::source(&err);
+    while let Some(e) = next {
+        chain = format!("{chain}: {e}");
+        next = e.source();
+    }
+    log(&format!("call after expiry: {chain}"), t);
+    assert!(
+        chain.contains(&format!("the SVID for `{CLIENT}` expired")),
+        "refused by zt for its own expired SVID: {chain}"
+    );
     rt.block_on(source.shutdown());
     Ok(())
 }
