@@ -57,6 +57,10 @@ step "py-spiffe against zt agent (cargo test -p zt-cli --test python_interop -- 
 ZT_PYTHON=python3 cargo test -p zt-cli --test python_interop -- --ignored
 done_step
 
+step "the http example (run against SPIRE by spire_zt)"
+cargo build -p zt-examples --example http
+done_step
+
 step "cargo test -p zt-interop -- --ignored"
 # The binaries were just checked; the harness must not start a second build.
 ZT_SPIRE_NO_BUILD=1 cargo test -p zt-interop -- --ignored "$@"

@@ -3,8 +3,8 @@
 //! tests can run against the reference implementations instead of zt's own
 //! fake CA.
 //!
-//! Nothing here depends on zt; the zt-facing tests use this crate as a
-//! dev-dependency.
+//! This library uses no zt crate; the package's `zt-peer` binary (a zt server
+//! or client in a process of its own) and its zt-facing tests do.
 //!
 //! ```no_run
 //! use std::time::Duration;
