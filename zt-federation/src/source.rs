@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zt_core::BundleSet;
 use zt_core::jwt::JwtSvid;
@@ -60,8 +61,11 @@ impl FederatedSource {
             federation,
             task: Mutex::new(None),
         });
+        // Subscribe before the first merge, so no change falls in between.
+        let own = source.inner.updates();
+        let federated = source.federation.updates();
         source.merge();
-        let task = tokio::spawn(follow(Arc::downgrade(&source)));
+        let task = tokio::spawn(follow(Arc::downgrade(&source), own, federated));
         *source.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
         source
     }
@@ -88,11 +92,11 @@ impl FederatedSource {
     }
 }
 
-async fn follow(source: Weak<FederatedSource>) {
-    let (mut own, mut federated) = match source.upgrade() {
-        Some(s) => (s.inner.updates(), s.federation.updates()),
-        None => return,
-    };
+async fn follow(
+    source: Weak<FederatedSource>,
+    mut own: watch::Receiver<Option<Arc<Snapshot>>>,
+    mut federated: watch::Receiver<Arc<BundleSet>>,
+) {
     loop {
         let changed = tokio::select! {
             r = own.changed() => r.is_ok(),
