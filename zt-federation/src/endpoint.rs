@@ -30,14 +30,13 @@ impl WebRoots {
     ///
     /// # Errors
     ///
-    /// [`FederationError::EndpointNotTrusted`] when no root could be loaded.
+    /// [`FederationError::Roots`] when no root could be loaded.
     pub fn system() -> Result<Self, FederationError> {
         let found = rustls_native_certs::load_native_certs();
         let mut store = RootCertStore::empty();
         let (added, _ignored) = store.add_parsable_certificates(found.certs);
         if added == 0 {
-            return Err(FederationError::EndpointNotTrusted {
-                url: String::new(),
+            return Err(FederationError::Roots {
                 reason: format!(
                     "no system root certificate could be loaded ({} errors)",
                     found.errors.len()
@@ -53,19 +52,16 @@ impl WebRoots {
     ///
     /// # Errors
     ///
-    /// [`FederationError::EndpointNotTrusted`] when a certificate is not a
-    /// usable trust anchor.
+    /// [`FederationError::Roots`] when a certificate is not a usable trust
+    /// anchor.
     pub fn from_certs(
         certs: impl IntoIterator<Item = CertificateDer<'static>>,
     ) -> Result<Self, FederationError> {
         let mut store = RootCertStore::empty();
         for cert in certs {
-            store
-                .add(cert)
-                .map_err(|e| FederationError::EndpointNotTrusted {
-                    url: String::new(),
-                    reason: format!("root certificate refused: {e}"),
-                })?;
+            store.add(cert).map_err(|e| FederationError::Roots {
+                reason: format!("root certificate refused: {e}"),
+            })?;
         }
         Ok(Self {
             store: Arc::new(store),
@@ -76,18 +72,16 @@ impl WebRoots {
     ///
     /// # Errors
     ///
-    /// [`FederationError::EndpointNotTrusted`] for undecodable PEM, no
-    /// certificate, or a certificate that is not a usable trust anchor.
+    /// [`FederationError::Roots`] for undecodable PEM, no certificate, or a
+    /// certificate that is not a usable trust anchor.
     pub fn from_pem(pem_text: &[u8]) -> Result<Self, FederationError> {
         use rustls_pki_types::pem::PemObject as _;
         let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem_text).collect();
-        let certs = certs.map_err(|e| FederationError::EndpointNotTrusted {
-            url: String::new(),
+        let certs = certs.map_err(|e| FederationError::Roots {
             reason: format!("root certificates PEM: {e}"),
         })?;
         if certs.is_empty() {
-            return Err(FederationError::EndpointNotTrusted {
-                url: String::new(),
+            return Err(FederationError::Roots {
                 reason: "no CERTIFICATE block in the roots PEM".into(),
             });
         }

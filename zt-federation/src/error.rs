@@ -19,6 +19,12 @@ pub enum FederationError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The `https_web` roots could not be loaded.
+    #[error("bundle endpoint roots: {reason}")]
+    Roots {
+        /// What was wrong.
+        reason: String,
+    },
     /// No relationship is configured for this trust domain.
     #[error("no federation relationship with trust domain `{trust_domain}`")]
     UnknownTrustDomain {
