@@ -92,8 +92,8 @@ async fn main() -> Result<(), BoxError> {
     // One fetch each now, then background refreshes at the refresh hint.
     shop_federation.refresh(&bank_td).await?;
     bank_federation.refresh(&shop_td).await?;
-    shop_federation.start();
-    bank_federation.start();
+    shop_federation.start()?;
+    bank_federation.start()?;
     let orders = FederatedSource::new(
         FakeCaSource::new(
             shop_ca.clone(),
@@ -101,7 +101,7 @@ async fn main() -> Result<(), BoxError> {
             TTL,
         )?,
         shop_federation.clone(),
-    );
+    )?;
     let payments = FederatedSource::new(
         FakeCaSource::new(
             bank_ca.clone(),
@@ -109,7 +109,7 @@ async fn main() -> Result<(), BoxError> {
             TTL,
         )?,
         bank_federation,
-    );
+    )?;
     for status in shop_federation.status() {
         println!(
             "    shop.example trusts {} (sequence {:?})",

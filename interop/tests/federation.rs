@@ -336,7 +336,8 @@ fn zt_reads_spire_bundle_endpoint_over_https_spiffe_and_follows_a_new_authority(
 
     // Background refresh at SPIRE's 5 s hint picks up a prepared authority
     // with a higher sequence number.
-    rt.block_on(async { federation.start() });
+    rt.block_on(async { federation.start() })
+        .map_err(setup("federation start"))?;
     b.server_cli(&["localauthority", "x509", "prepare"])?;
     let started = Instant::now();
     let refreshed = poll(
@@ -569,7 +570,9 @@ fn a_spire_server_federates_with_a_zt_bundle_endpoint_and_a_go_client_calls_a_zt
         Duration::from_secs(600),
     )
     .map_err(setup("fake CA source"))?;
-    let service = rt.block_on(async { FederatedSource::new(service, federation) });
+    let service = rt
+        .block_on(async { FederatedSource::new(service, federation) })
+        .map_err(setup("federated source"))?;
     let (addr, mut outcomes) = whoami_server(&rt, service)?;
 
     let client_id = "spiffe://a.test/go/client";

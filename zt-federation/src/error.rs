@@ -19,6 +19,12 @@ pub enum FederationError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Background work was asked for outside a Tokio runtime.
+    #[error("{what} needs a Tokio runtime; call it from within one")]
+    NoRuntime {
+        /// What was asked for.
+        what: &'static str,
+    },
     /// The `https_web` roots could not be loaded.
     #[error("bundle endpoint roots: {reason}")]
     Roots {

@@ -268,22 +268,30 @@ impl Federation {
     }
 
     /// Starts one background task per relationship: fetch now, then again
-    /// at each refresh. Must be called inside a Tokio runtime; calling it
-    /// again does nothing.
-    pub fn start(&self) {
+    /// at each refresh. Calling it again does nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`FederationError::NoRuntime`] outside a Tokio runtime.
+    pub fn start(&self) -> Result<(), FederationError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| FederationError::NoRuntime {
+                what: "Federation::start",
+            })?;
         let mut tasks = self
             .inner
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if !tasks.is_empty() {
-            return;
+            return Ok(());
         }
         let tds: Vec<TrustDomain> = self.lock().keys().cloned().collect();
         for td in tds {
             let weak = Arc::downgrade(&self.inner);
-            tasks.push(tokio::spawn(refresh_loop(weak, td)));
+            tasks.push(runtime.spawn(refresh_loop(weak, td)));
         }
+        Ok(())
     }
 
     /// Fetches `trust_domain`'s bundle now and, if it passes every check,

@@ -42,8 +42,8 @@
 //!         .initial_bundle(partner_bundle)?,
 //!     )
 //!     .build()?;
-//! federation.start();
-//! let source = FederatedSource::new(local, federation);
+//! federation.start()?;
+//! let source = FederatedSource::new(local, federation)?;
 //! let tls = zt_tls::TlsOptions::new(source)
 //!     .pin("spiffe://partner.example/payments".parse()?)
 //!     .client_config()?;

@@ -10,6 +10,7 @@ use zt_core::BundleSet;
 use zt_core::jwt::JwtSvid;
 use zt_core::source::{BoxFuture, Health, Snapshot, SourceError, SourceState, SvidSource};
 
+use crate::error::FederationError;
 use crate::federation::Federation;
 
 /// Wraps an SVID source and adds the bundles of a [`Federation`] to each
@@ -53,8 +54,18 @@ impl Drop for FederatedSource {
 
 impl FederatedSource {
     /// Wraps `inner` with `federation`'s bundles and starts following both.
-    /// Must be called inside a Tokio runtime.
-    pub fn new(inner: Arc<dyn SvidSource>, federation: Federation) -> Arc<Self> {
+    ///
+    /// # Errors
+    ///
+    /// [`FederationError::NoRuntime`] outside a Tokio runtime.
+    pub fn new(
+        inner: Arc<dyn SvidSource>,
+        federation: Federation,
+    ) -> Result<Arc<Self>, FederationError> {
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| FederationError::NoRuntime {
+                what: "FederatedSource::new",
+            })?;
         let source = Arc::new(Self {
             state: SourceState::new(inner.state().clock().clone()),
             inner,
@@ -65,9 +76,9 @@ impl FederatedSource {
         let own = source.inner.updates();
         let federated = source.federation.updates();
         source.merge();
-        let task = tokio::spawn(follow(Arc::downgrade(&source), own, federated));
+        let task = runtime.spawn(follow(Arc::downgrade(&source), own, federated));
         *source.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
-        source
+        Ok(source)
     }
 
     /// The federation whose bundles are added.

@@ -134,7 +134,7 @@ fn http_200(body: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn the_client_fetches_the_bundle_a_zt_endpoint_serves_over_https_spiffe() {
     let b = ca("b.test");
-    let (_source, running) = spiffe_endpoint(&b, "spiffe://b.test/bundle-endpoint").await;
+    let (source, running) = spiffe_endpoint(&b, "spiffe://b.test/bundle-endpoint").await;
     let fed = federation(spiffe_relationship(
         &b,
         &running.url(),
@@ -143,9 +143,12 @@ async fn the_client_fetches_the_bundle_a_zt_endpoint_serves_over_https_spiffe() 
     let got = fed.refresh(&td("b.test")).await.unwrap();
     assert!(got.same_authorities(&b.bundle()));
     assert_eq!(got.refresh_hint(), Some(1));
-    // The server numbers bundles that carry no sequence of their own.
+    // The server numbers bundles that carry no sequence of their own: from
+    // its start time, plus one per change of authorities.
     let sequence = got.sequence().unwrap();
     assert!(sequence >= 1_700_000_000, "{sequence}");
+    let again = fed.refresh(&td("b.test")).await.unwrap();
+    assert_eq!(again.sequence(), Some(sequence), "no change, same sequence");
     let status = &fed.status()[0];
     assert_eq!(status.sequence, Some(sequence));
     assert!(status.in_force && status.last_error.is_none() && status.last_success.is_some());
@@ -155,6 +158,47 @@ async fn the_client_fetches_the_bundle_a_zt_endpoint_serves_over_https_spiffe() 
             .unwrap()
             .same_authorities(&b.bundle())
     );
+
+    b.rotate().unwrap();
+    source.refresh_bundles().unwrap();
+    let rotated = fed.refresh(&td("b.test")).await.unwrap();
+    assert_eq!(rotated.sequence(), Some(sequence + 1));
+    assert_eq!(rotated.x509_authorities().len(), 2);
+    assert_eq!(
+        fed.bundles().get(&td("b.test")).unwrap().sequence(),
+        Some(sequence + 1)
+    );
+}
+
+#[tokio::test]
+async fn federated_source_passes_the_wrapped_sources_health_and_jwt_svids_through() {
+    let a = ca("a.test");
+    let fed = Federation::builder().build().unwrap();
+    let local = FakeCaSource::new(a.clone(), id("spiffe://a.test/orders"), TTL).unwrap();
+    let source = FederatedSource::new(local.clone(), fed).unwrap();
+    assert_eq!(source.health(), local.health());
+    let token = source
+        .fetch_jwt_svid(&["spiffe://b.test/billing".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(token.subject(), &id("spiffe://a.test/orders"));
+}
+
+#[test]
+fn background_work_outside_a_runtime_is_a_typed_error() {
+    let fed = Federation::builder().build().unwrap();
+    assert_eq!(
+        fed.start(),
+        Err(FederationError::NoRuntime {
+            what: "Federation::start"
+        })
+    );
+    let a = ca("a.test");
+    let local = FakeCaSource::new(a, id("spiffe://a.test/orders"), TTL).unwrap();
+    assert!(matches!(
+        FederatedSource::new(local, fed),
+        Err(FederationError::NoRuntime { .. })
+    ));
 }
 
 /// A throwaway Web PKI: a CA and a leaf for 127.0.0.1, as PEM.
@@ -502,8 +546,8 @@ async fn background_refresh_follows_the_refresh_hint_and_reaches_the_federated_s
         .build()
         .unwrap();
     let local = FakeCaSource::new(a.clone(), id("spiffe://a.test/orders"), TTL).unwrap();
-    let source = FederatedSource::new(local.clone(), fed.clone());
-    fed.start();
+    let source = FederatedSource::new(local.clone(), fed.clone()).unwrap();
+    fed.start().unwrap();
     poll("the first background fetch", || {
         fed.status()[0].last_success.map(|_| ())
     })

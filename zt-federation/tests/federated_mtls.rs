@@ -161,11 +161,13 @@ async fn a_workload_calls_a_federated_trust_domain_and_an_unfederated_one_is_ref
     let orders = FederatedSource::new(
         FakeCaSource::new(a.clone(), id("spiffe://a.test/orders"), TTL).unwrap(),
         a_federation.clone(),
-    );
+    )
+    .unwrap();
     let billing = FederatedSource::new(
         FakeCaSource::new(b.clone(), id("spiffe://b.test/billing"), TTL).unwrap(),
         b_federation.clone(),
-    );
+    )
+    .unwrap();
     let intruder = FakeCaSource::new(c.clone(), id("spiffe://c.test/intruder"), TTL).unwrap();
     let (addr, mut outcomes) = whoami_server(billing.clone()).await;
     let client = ZtClient::builder(orders.clone())
