@@ -12,12 +12,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 use serde_json::{Map, Value, json};
-use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
 use crate::TrustDomain;
@@ -77,6 +78,19 @@ pub enum BundleError {
     UnsupportedKeyType {
         /// Position of the certificate, from 0.
         index: usize,
+    },
+    /// An X.509 authority names a SPIFFE trust domain other than the
+    /// bundle's: the document is another trust domain's bundle.
+    #[error(
+        "authority #{index} belongs to trust domain `{found}`, not `{expected}`; this is another trust domain's bundle"
+    )]
+    ForeignAuthority {
+        /// Position of the certificate among the X.509 authorities, from 0.
+        index: usize,
+        /// The trust domain the bundle is for.
+        expected: String,
+        /// The trust domain the authority's SPIFFE ID names.
+        found: String,
     },
 }
 
@@ -248,8 +262,8 @@ impl TrustBundle {
             });
         };
         let mut bundle = Self::new(trust_domain);
-        bundle.sequence = doc.get("spiffe_sequence").and_then(Value::as_u64);
-        bundle.refresh_hint = doc.get("spiffe_refresh_hint").and_then(Value::as_u64);
+        bundle.sequence = optional_u64(&doc, "spiffe_sequence")?;
+        bundle.refresh_hint = optional_u64(&doc, "spiffe_refresh_hint")?;
         for (index, key) in keys.iter().enumerate() {
             let bad = |reason: &str| BundleError::BadKey {
                 index,
@@ -422,6 +436,84 @@ impl TrustBundle {
         self.refresh_hint
     }
 
+    /// Sets the refresh hint (seconds) written by
+    /// [`TrustBundle::to_spiffe_json`] as `spiffe_refresh_hint`.
+    pub fn set_refresh_hint(&mut self, hint: Option<u64>) {
+        self.refresh_hint = hint;
+    }
+
+    /// Whether `other` holds exactly the same X.509 and JWT authorities
+    /// (sequence number and refresh hint are not compared).
+    pub fn same_authorities(&self, other: &TrustBundle) -> bool {
+        self.trust_domain == other.trust_domain
+            && self.x509 == other.x509
+            && self.jwt.len() == other.jwt.len()
+            && self
+                .jwt
+                .iter()
+                .zip(other.jwt.iter())
+                .all(|((ka, a), (kb, b))| ka == kb && a.jwk == b.jwk)
+    }
+
+    /// The latest `notAfter` among the X.509 authorities: once it has
+    /// passed, no X.509-SVID can chain to this bundle. `None` when the bundle
+    /// has no X.509 authority.
+    pub fn x509_authorities_expire_at(&self) -> Option<SystemTime> {
+        self.x509
+            .iter()
+            .filter_map(|cert| {
+                let (_, parsed) = X509Certificate::from_der(cert).ok()?;
+                let secs = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
+                Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+            })
+            .max()
+    }
+
+    /// Checks that no X.509 authority names another trust domain.
+    ///
+    /// SPIFFE signing certificates may carry their trust domain's SPIFFE ID
+    /// (`spiffe://<trust domain>`) as a URI SAN, and SPIRE's do; an
+    /// authority whose SPIFFE URI SAN names another trust domain means the
+    /// whole document is that trust domain's bundle. Authorities without a
+    /// SPIFFE URI SAN (e.g. an upstream root) pass.
+    ///
+    /// # Errors
+    ///
+    /// [`BundleError::ForeignAuthority`] for the first authority of another
+    /// trust domain.
+    pub fn check_authorities_trust_domain(&self) -> Result<(), BundleError> {
+        let expected = self.trust_domain.to_string();
+        for (index, cert) in self.x509.iter().enumerate() {
+            let Ok((_, parsed)) = X509Certificate::from_der(cert) else {
+                continue;
+            };
+            let Ok(Some(san)) = parsed.subject_alternative_name() else {
+                continue;
+            };
+            for name in &san.value.general_names {
+                let GeneralName::URI(uri) = name else {
+                    continue;
+                };
+                let Some(rest) = uri
+                    .get(..9)
+                    .filter(|scheme| scheme.eq_ignore_ascii_case("spiffe://"))
+                    .map(|_| &uri[9..])
+                else {
+                    continue;
+                };
+                let found = rest.split('/').next().unwrap_or_default();
+                if !found.eq_ignore_ascii_case(&expected) {
+                    return Err(BundleError::ForeignAuthority {
+                        index,
+                        expected,
+                        found: found.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The X.509 authorities as PEM text.
     pub fn to_pem(&self) -> String {
         certs_to_pem(&self.x509)
@@ -561,6 +653,16 @@ impl FromIterator<TrustBundle> for BundleSet {
             set.insert(b);
         }
         set
+    }
+}
+
+/// Reads an optional non-negative integer member of a bundle document.
+fn optional_u64(doc: &Map<String, Value>, name: &str) -> Result<Option<u64>, BundleError> {
+    match doc.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| BundleError::Json {
+            reason: format!("`{name}` must be a non-negative integer, found {value}"),
+        }),
     }
 }
 

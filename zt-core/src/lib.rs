@@ -58,6 +58,7 @@
 //! | `zt-authz` | authorization | policy language and engine, hot-reloaded policy files, declarations in code, the `Authorizer`, audit events |
 //! | `zt-tls` | TLS | the rustls glue of both sides: SPIFFE verifiers, rotation-safe resolvers, client and server configs |
 //! | `zt-client`, `zt-server` | TLS + HTTP | reqwest / tonic / tokio-rustls clients; the accept loop, `AuthorizeLayer` and extractors for axum and tonic |
+//! | `zt-federation` | TLS + HTTP | SPIFFE federation: bundle endpoint client and server |
 //! | `zt-macros` | authorization | `#[callers]` and `#[derive(Declared)]`, checked at compile time |
 //! | `zt-dev` | development | the fake CA and its Workload API server (`zt agent`) |
 //!

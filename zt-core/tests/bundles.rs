@@ -107,3 +107,75 @@ fn garbage_der_is_reported_with_its_index() {
         Err(BundleError::BadCertificate { index: 1, .. })
     ));
 }
+
+#[test]
+fn sequence_and_refresh_hint_round_trip_through_the_spiffe_format() {
+    let ca = FakeCa::new(td()).unwrap();
+    let mut bundle = ca.bundle();
+    bundle.set_sequence(Some(42));
+    bundle.set_refresh_hint(Some(300));
+    let json = bundle.to_spiffe_json().unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["spiffe_sequence"], 42);
+    assert_eq!(doc["spiffe_refresh_hint"], 300);
+    let back = TrustBundle::from_spiffe_json(td(), json.as_bytes()).unwrap();
+    assert_eq!(back.sequence(), Some(42));
+    assert_eq!(back.refresh_hint(), Some(300));
+    assert!(back.same_authorities(&bundle));
+}
+
+#[test]
+fn a_sequence_or_refresh_hint_that_is_not_a_non_negative_integer_is_refused() {
+    for (doc, member) in [
+        (r#"{"keys": [], "spiffe_sequence": -1}"#, "spiffe_sequence"),
+        (r#"{"keys": [], "spiffe_sequence": "7"}"#, "spiffe_sequence"),
+        (
+            r#"{"keys": [], "spiffe_refresh_hint": 1.5}"#,
+            "spiffe_refresh_hint",
+        ),
+    ] {
+        let err = TrustBundle::from_spiffe_json(td(), doc.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::Json { reason } if reason.contains(member)),
+            "{doc}: {err}"
+        );
+    }
+}
+
+#[test]
+fn same_authorities_sees_an_added_authority() {
+    let ca = FakeCa::new(td()).unwrap();
+    let before = ca.bundle();
+    ca.rotate().unwrap();
+    let after = ca.bundle();
+    assert!(before.same_authorities(&before.clone()));
+    assert!(!before.same_authorities(&after));
+}
+
+#[test]
+fn an_authority_of_another_trust_domain_is_named_by_the_check() {
+    let other = FakeCa::new("other.test".parse().unwrap()).unwrap();
+    // The other trust domain's authorities, presented as example.org's.
+    let pem = other.bundle().to_pem();
+    let bundle = TrustBundle::from_pem(td(), pem.as_bytes()).unwrap();
+    let err = bundle.check_authorities_trust_domain().unwrap_err();
+    assert_eq!(
+        err,
+        BundleError::ForeignAuthority {
+            index: 0,
+            expected: td().to_string(),
+            found: "other.test".into(),
+        }
+    );
+    let own = FakeCa::new(td()).unwrap().bundle();
+    assert_eq!(own.check_authorities_trust_domain(), Ok(()));
+}
+
+#[test]
+fn authorities_expire_with_their_latest_certificate() {
+    let ca = FakeCa::new(td()).unwrap();
+    let bundle = ca.bundle();
+    let expiry = bundle.x509_authorities_expire_at().unwrap();
+    assert!(expiry > std::time::SystemTime::now());
+    assert_eq!(TrustBundle::new(td()).x509_authorities_expire_at(), None);
+}

@@ -49,9 +49,15 @@ impl SourceState {
 
     /// Publishes a new snapshot and clears any failure.
     pub fn publish(&self, svid: X509Svid, bundles: BundleSet) -> Arc<Snapshot> {
+        self.publish_shared(Arc::new(svid), bundles)
+    }
+
+    /// Publishes a new snapshot holding an SVID that is already shared
+    /// (e.g. another source's, with other bundles), and clears any failure.
+    pub fn publish_shared(&self, svid: Arc<X509Svid>, bundles: BundleSet) -> Arc<Snapshot> {
         let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
         let snapshot = Arc::new(Snapshot {
-            svid: Arc::new(svid),
+            svid,
             bundles: Arc::new(bundles),
             revision,
             published_at: self.clock.now(),
