@@ -1,0 +1,255 @@
+//! The two HTTP stacks the request and load benches compare, on loopback:
+//!
+//! - **zt**: `ZtServer` (mutual TLS, `VerifiedPeer` on every request) in
+//!   front of an axum router with `AuthorizeLayer` (policy decision and an
+//!   audit record written by the JSON-lines writer), optionally
+//!   `JwtAuthLayer`; the client is a `ZtClient` connection.
+//! - **plain**: the same axum router with no zt layer, behind a tokio-rustls
+//!   acceptor with rustls's webpki client verifier; the client is a plain
+//!   tokio-rustls connection with the same certificate.
+//!
+//! Both use zt's default crypto provider, HTTP/2 over one kept-alive
+//! connection per client, and the same handler.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+use zt_authz::Authorizer;
+use zt_authz::audit::JsonLinesAuditWriter;
+use zt_authz::policy::Policy;
+use zt_client::ZtClient;
+use zt_core::matcher::IdMatcher;
+use zt_core::source::SvidSource;
+use zt_core::{SpiffeId, TrustDomain};
+use zt_dev::{FakeCa, FakeCaSource};
+use zt_server::{AuthorizeLayer, JwtAuthLayer, ZtServer};
+
+const TTL: Duration = Duration::from_secs(3600);
+pub(crate) const BILLING: &str = "spiffe://example.org/billing";
+const POLICY: &str = r#"
+version = "bench-1"
+
+[[rule]]
+id = "orders-reads-invoices"
+effect = "allow"
+callers = ["spiffe://example.org/orders"]
+http = [{ method = "GET", path = "/invoices/{id}" }]
+"#;
+
+async fn invoice(Path(id): Path<u32>) -> String {
+    format!("invoice {id}")
+}
+
+fn router() -> Router {
+    Router::new().route("/invoices/{id}", get(invoice))
+}
+
+/// Which server stack to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stack {
+    /// zt with `AuthorizeLayer` and audit.
+    Zt,
+    /// zt with `JwtAuthLayer` in front of `AuthorizeLayer`.
+    ZtJwt,
+    /// Plain tokio-rustls and axum.
+    Plain,
+}
+
+/// Identities and servers for one bench run.
+pub(crate) struct Env {
+    ca: FakeCa,
+    orders: Arc<FakeCaSource>,
+    billing: Arc<FakeCaSource>,
+    /// The JWT-SVID `orders` sends to the `ZtJwt` stack.
+    pub(crate) token: String,
+}
+
+impl Env {
+    pub(crate) fn new() -> Self {
+        let ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+        let orders = FakeCaSource::new(
+            ca.clone(),
+            SpiffeId::new("spiffe://example.org/orders").unwrap(),
+            TTL,
+        )
+        .unwrap();
+        let billing = FakeCaSource::with_dns_names(
+            ca.clone(),
+            SpiffeId::new(BILLING).unwrap(),
+            TTL,
+            vec!["billing.test".into()],
+        )
+        .unwrap();
+        let token = ca
+            .issue_jwt_svid(orders.id(), &[BILLING], TTL)
+            .unwrap()
+            .token()
+            .to_owned();
+        Self {
+            ca,
+            orders,
+            billing,
+            token,
+        }
+    }
+
+    /// Starts a server of `stack` on 127.0.0.1 and returns its address.
+    pub(crate) async fn serve(&self, stack: Stack) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        match stack {
+            Stack::Zt | Stack::ZtJwt => {
+                let audit = JsonLinesAuditWriter::new(std::io::sink(), 1 << 16).unwrap();
+                let authorizer =
+                    Authorizer::builder(Policy::from_toml_str(POLICY, "policy.toml").unwrap())
+                        .target("billing")
+                        .audit_sink(Arc::new(audit))
+                        .build();
+                let mut app = router().route_layer(AuthorizeLayer::new(authorizer));
+                if stack == Stack::ZtJwt {
+                    app = app.layer(JwtAuthLayer::builder(self.billing.clone(), BILLING).build());
+                }
+                let server = ZtServer::builder(self.billing.clone()).build().unwrap();
+                tokio::spawn(async move {
+                    server
+                        .serve(listener, app, std::future::pending())
+                        .await
+                        .unwrap();
+                });
+            }
+            Stack::Plain => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(self.plain_server()));
+                let app = router();
+                tokio::spawn(async move {
+                    loop {
+                        let (tcp, _) = listener.accept().await.unwrap();
+                        tcp.set_nodelay(true).unwrap();
+                        let acceptor = acceptor.clone();
+                        let app = app.clone();
+                        tokio::spawn(async move {
+                            let Ok(tls) = acceptor.accept(tcp).await else {
+                                return;
+                            };
+                            let service = hyper_util::service::TowerToHyperService::new(app);
+                            let _ =
+                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(tls), service)
+                                    .await;
+                        });
+                    }
+                });
+            }
+        }
+        addr
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.root_certificate()).unwrap();
+        Arc::new(roots)
+    }
+
+    fn plain_server(&self) -> ServerConfig {
+        let provider = Arc::new(zt_tls::default_provider());
+        let s = self.billing.current().unwrap();
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots(), provider.clone())
+            .build()
+            .unwrap();
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                s.svid().chain().to_vec(),
+                s.svid().private_key().clone_key(),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        config
+    }
+
+    fn plain_client(&self) -> ClientConfig {
+        let c = self.orders.current().unwrap();
+        let mut config = ClientConfig::builder_with_provider(Arc::new(zt_tls::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(self.roots())
+            .with_client_auth_cert(
+                c.svid().chain().to_vec(),
+                c.svid().private_key().clone_key(),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        config
+    }
+
+    /// Opens one HTTP/2 connection to a server of `stack` at `addr`.
+    pub(crate) async fn connect(&self, stack: Stack, addr: SocketAddr) -> Conn {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let io = match stack {
+            Stack::Zt | Stack::ZtJwt => {
+                let client = ZtClient::builder(self.orders.clone())
+                    .pin_server(BILLING.parse::<IdMatcher>().unwrap())
+                    .build()
+                    .unwrap();
+                let config = client.rustls_config_with_alpn(vec![b"h2".to_vec()]);
+                tokio_rustls::TlsConnector::from(config)
+                    .connect(ServerName::try_from("billing.test").unwrap(), tcp)
+                    .await
+                    .unwrap()
+            }
+            Stack::Plain => tokio_rustls::TlsConnector::from(Arc::new(self.plain_client()))
+                .connect(ServerName::try_from("billing.test").unwrap(), tcp)
+                .await
+                .unwrap(),
+        };
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        Conn {
+            sender,
+            bearer: (stack == Stack::ZtJwt).then(|| format!("Bearer {}", self.token)),
+        }
+    }
+}
+
+/// One client connection.
+pub(crate) struct Conn {
+    sender: SendRequest<Empty<Bytes>>,
+    bearer: Option<String>,
+}
+
+impl Conn {
+    /// Sends `GET /invoices/7` and reads the whole answer; panics unless
+    /// it is `200 invoice 7` (a bench of refusals would measure nothing).
+    pub(crate) async fn request(&mut self) {
+        let mut req = http::Request::get("https://billing.test/invoices/7");
+        if let Some(bearer) = &self.bearer {
+            req = req.header(http::header::AUTHORIZATION, bearer);
+        }
+        self.sender.ready().await.unwrap();
+        let response = self
+            .sender
+            .send_request(req.body(Empty::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"invoice 7");
+    }
+}
