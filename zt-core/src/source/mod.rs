@@ -21,6 +21,8 @@
 
 mod cache;
 mod file;
+#[cfg(feature = "workload-api")]
+mod picker;
 mod state;
 mod static_source;
 #[cfg(feature = "workload-api")]
@@ -42,12 +44,12 @@ use crate::x509::SvidError;
 
 pub use cache::DerivedCache;
 pub use file::{FileLayout, FileSource, WatchHandle};
+#[cfg(feature = "workload-api")]
+pub use picker::SvidPicker;
 pub use state::SourceState;
 pub use static_source::StaticSource;
 #[cfg(feature = "workload-api")]
-pub use workload_api::{
-    PlaneHealth, PlanesHealth, SvidPicker, WorkloadApiSource, WorkloadApiSourceBuilder,
-};
+pub use workload_api::{PlaneHealth, PlanesHealth, WorkloadApiSource, WorkloadApiSourceBuilder};
 
 /// A boxed future returned by [`SvidSource`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
