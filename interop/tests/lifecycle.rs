@@ -172,9 +172,13 @@ fn lifecycle() -> TestResult {
     let server_spec = EntrySpec::for_executable(SERVER_ID, &server_exe)?;
     spire.register(&server_spec)?;
     // The client's X.509-SVIDs live 2 minutes, so one issued under the old
-    // X.509 authority is still valid when that authority is revoked.
+    // X.509 authority is still valid when that authority is revoked; its
+    // JWT-SVIDs 1 minute, so its cached token outlives a SPIRE server outage
+    // of 12 s wherever in the token's life the outage falls.
     spire.register(
-        &EntrySpec::for_executable(CLIENT_ID, &client_exe)?.x509_svid_ttl(Duration::from_secs(120)),
+        &EntrySpec::for_executable(CLIENT_ID, &client_exe)?
+            .x509_svid_ttl(Duration::from_secs(120))
+            .jwt_svid_ttl(Duration::from_secs(60)),
     )?;
     eprintln!(
         "[lifecycle] SPIRE and entries ready in {:.1} s",
@@ -447,6 +451,30 @@ fn lifecycle() -> TestResult {
     figure(
         "entry re-created -> zt server serves its new SVID, healthy",
         since,
+    );
+
+    // The SPIRE server down for 12 s under traffic: the agent keeps serving
+    // what it holds, JWT-SVID refreshes that fall in the outage fail in the
+    // background, and no request waits for them.
+    let outage = Duration::from_secs(12);
+    let down = Instant::now();
+    spire.stop_server()?;
+    let mut during = (0_u64, 0_u64);
+    while down.elapsed() < outage {
+        let progress = client.wait_for_event("progress", EVENT)?;
+        during.0 += 1;
+        during.1 = during
+            .1
+            .max(progress["max_ms"].as_u64().unwrap_or_default());
+    }
+    spire.start_server()?;
+    let after = client.wait_for_event("progress", EVENT)?;
+    eprintln!(
+        "[lifecycle] SPIRE server down {:.1} s: slowest request {} ms ({} progress windows); after restart {} ms",
+        down.elapsed().as_secs_f64(),
+        during.1,
+        during.0,
+        after["max_ms"]
     );
 
     client.write_line("stop")?;

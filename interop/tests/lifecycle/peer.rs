@@ -13,7 +13,8 @@
 //!   Stdin commands: `mint NAME` (fetch a token signed by the current key
 //!   and send it on a request of its own every 100 ms), `keep-svid` (keep
 //!   the current X.509-SVID), `probe-svid` (one handshake presenting the
-//!   kept SVID), `stop`. Events: `progress` (every 2 s), `request_failed`,
+//!   kept SVID), `stop`. Events: `progress` (every 2 s: counts and the
+//!   slowest request's `max_ms`), `request_failed`,
 //!   `snapshot`, `traffic_token` (the `kid` of the traffic's token, on
 //!   change), `minted` (`name`, `kid`), `probe` (on each change of a
 //!   kept token's result: `name`, `ok`, `status`), `kept_svid`,
@@ -284,7 +285,11 @@ async fn client() -> Result<(), BoxError> {
         tokio::spawn(async move {
             let mut last_progress = std::time::Instant::now();
             let mut last_kid = None;
+            // The slowest request (token, handshake and answer) since the
+            // last progress event.
+            let mut max_ms: u128 = 0;
             loop {
+                let started = std::time::Instant::now();
                 let auth = tokens
                     .token(AUDIENCE)
                     .await
@@ -297,7 +302,9 @@ async fn client() -> Result<(), BoxError> {
                         last_kid = kid;
                     }
                 }
-                match call(&client, &url, auth).await {
+                let result = call(&client, &url, auth).await;
+                max_ms = max_ms.max(started.elapsed().as_millis());
+                match result {
                     Ok(200) => {
                         ok.fetch_add(1, Ordering::SeqCst);
                     }
@@ -309,9 +316,14 @@ async fn client() -> Result<(), BoxError> {
                 if last_progress.elapsed() >= Duration::from_secs(2) {
                     emit(
                         "progress",
-                        json!({ "ok": ok.load(Ordering::SeqCst), "failed": failed.load(Ordering::SeqCst) }),
+                        json!({
+                            "ok": ok.load(Ordering::SeqCst),
+                            "failed": failed.load(Ordering::SeqCst),
+                            "max_ms": max_ms,
+                        }),
                     );
                     last_progress = std::time::Instant::now();
+                    max_ms = 0;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
