@@ -164,8 +164,9 @@ impl WorkloadApiSourceBuilder {
     /// # Errors
     ///
     /// [`SourceError::InitialSync`] naming the stream that did not deliver
-    /// within the initial sync timeout, [`SourceError::WorkloadApi`] if the
-    /// endpoint is invalid, [`SourceError::NoMatchingSvid`] if the picker
+    /// within the initial sync timeout (or the X.509 stream, with the
+    /// reason, if the endpoint is invalid), [`SourceError::NoMatchingSvid`]
+    /// if the picker
     /// selects none of the SVIDs offered, or the error of an unusable first
     /// SVID.
     pub async fn build(self) -> Result<Arc<WorkloadApiSource>, SourceError> {
