@@ -144,8 +144,9 @@ impl WorkloadApiSourceBuilder {
     }
 
     /// Bounds each Workload API call the source makes on request
-    /// (`FetchJWTSVID`); default 10 s. A SPIRE agent whose server is down can
-    /// take far longer to answer.
+    /// (`FetchJWTSVID`) and the opening of the JWT bundle stream; default
+    /// 10 s. A SPIRE agent whose server is down can take far longer to
+    /// answer.
     #[must_use]
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
@@ -183,6 +184,7 @@ impl WorkloadApiSourceBuilder {
                 Arc::clone(&shared),
                 self.endpoint.clone(),
                 self.backoff,
+                self.call_timeout,
             ))
         });
         let x509 = async {
@@ -282,7 +284,8 @@ fn spawn_x509_follower(source: &Arc<WorkloadApiSource>) {
     });
 }
 
-/// Follows `FetchJWTBundles` until aborted: applies every update, reports
+/// Follows `FetchJWTBundles` until aborted (opening it bounded by
+/// `open_timeout`): applies every update, reports
 /// each failure in the JWT plane's health, and reconnects with backoff. The
 /// first update of each stream clears the plane's failure even when the
 /// bundles are unchanged, so health recovers with the stream.
@@ -290,12 +293,22 @@ async fn follow_jwt_bundles(
     shared: Arc<Shared>,
     endpoint: Option<String>,
     (min, max): (Duration, Duration),
+    open_timeout: Duration,
 ) {
     let mut delay = min;
     loop {
         let ended = async {
-            let client = connect(endpoint.as_deref()).await?;
-            let mut stream = client.stream_jwt_bundles().await?;
+            // An agent that accepts the connection but never answers must
+            // not hold the stream up for good.
+            let opened = tokio::time::timeout(open_timeout, async {
+                let client = connect(endpoint.as_deref()).await?;
+                client.stream_jwt_bundles().await
+            })
+            .await;
+            let mut stream = match opened {
+                Ok(stream) => stream?,
+                Err(_) => return Err(WorkloadApiError::EmptyResponse),
+            };
             while let Some(update) = stream.next().await {
                 shared.on_jwt_update(&update?);
                 delay = min;
@@ -305,7 +318,7 @@ async fn follow_jwt_bundles(
         .await;
         let reason = match ended {
             Err(WorkloadApiError::EmptyResponse) => {
-                "the agent ended the stream; reconnecting".to_owned()
+                "the agent ended the stream or did not answer; reconnecting".to_owned()
             }
             Err(
                 e @ (WorkloadApiError::NoIdentityIssued | WorkloadApiError::PermissionDenied(_)),
