@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -69,10 +70,17 @@ struct Cached {
     refresh_at: SystemTime,
 }
 
+/// How long a failed background refresh waits before the next one.
+const REFRESH_RETRY: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct Entry {
     current: Mutex<Option<Arc<Cached>>>,
     fetching: tokio::sync::Mutex<()>,
+    /// A background refresh is running.
+    refreshing: AtomicBool,
+    /// No background refresh before this time (after a failed one).
+    retry_at: Mutex<Option<SystemTime>>,
 }
 
 struct Inner {
@@ -86,9 +94,13 @@ struct Inner {
 /// JWT-SVIDs from a source, cached per audience and refreshed before they
 /// expire. Cheap to clone; clones share the cache.
 ///
-/// A token is reused until half its lifetime has passed, then fetched
-/// again; concurrent requests for one audience share one fetch. A token
-/// whose remaining lifetime is under
+/// A token is reused until half its lifetime has passed; then it is fetched
+/// again in the background while requests keep using the cached token, so
+/// a slow agent (a SPIRE agent whose server is down can take tens of
+/// seconds to answer) never holds a request up while a usable token is
+/// cached. Only a request with no usable token waits for the fetch, and
+/// concurrent requests for one audience share it. A token whose remaining
+/// lifetime is under
 /// [`min_remaining`](Self::min_remaining) is never put on a request: if
 /// the source cannot provide a fresher one, the request fails with a
 /// [`JwtAttachError`]. If a refresh fails while the cached token still has
@@ -206,7 +218,12 @@ impl JwtSvids {
 
     async fn cached(&self, audience: &str) -> Result<Arc<Cached>, JwtAttachError> {
         let entry = self.entry(audience);
-        if let Some(cached) = self.fresh(&entry, self.inner.clock.now()) {
+        let now = self.inner.clock.now();
+        if let Some(cached) = self.fresh(&entry, now) {
+            return Ok(cached);
+        }
+        if let Some(cached) = self.still_usable(&entry, now) {
+            self.refresh_in_background(audience, &entry, now);
             return Ok(cached);
         }
         let _fetching = entry.fetching.lock().await;
@@ -219,29 +236,74 @@ impl JwtSvids {
                     Some(Arc::clone(&cached));
                 Ok(cached)
             }
-            Err(error) => {
-                let now = self.inner.clock.now();
-                let previous = entry
-                    .current
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-                    .filter(|c| self.usable(c, now));
-                match previous {
-                    Some(cached) => {
-                        tracing::warn!(
-                            target: "zt::client",
-                            audience,
-                            expires_at = %Timestamp(cached.svid.expiry()),
-                            %error,
-                            "JWT-SVID refresh failed; the cached token is still valid and stays in use"
-                        );
-                        Ok(cached)
+            Err(error) => match self.still_usable(&entry, self.inner.clock.now()) {
+                Some(cached) => {
+                    log_kept(audience, &cached, &error);
+                    Ok(cached)
+                }
+                None => Err(error),
+            },
+        }
+    }
+
+    /// The cached token for `audience` if it can still go on a request,
+    /// refresh due or not.
+    fn still_usable(&self, entry: &Entry, now: SystemTime) -> Option<Arc<Cached>> {
+        entry
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|c| self.usable(c, now))
+    }
+
+    /// Starts one background fetch for `audience` unless one is running or
+    /// the last one failed less than [`REFRESH_RETRY`] ago.
+    fn refresh_in_background(&self, audience: &str, entry: &Arc<Entry>, now: SystemTime) {
+        let retry_at = *entry
+            .retry_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        if entry.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        let entry = Arc::clone(entry);
+        let audience = audience.to_owned();
+        tokio::spawn(async move {
+            let _fetching = entry.fetching.lock().await;
+            // A request that found no usable token may have fetched one
+            // while this task waited for the lock.
+            if this.fresh(&entry, this.inner.clock.now()).is_some() {
+                entry.refreshing.store(false, Ordering::Release);
+                return;
+            }
+            match this.fetch(&audience).await {
+                Ok(cached) => {
+                    *entry.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(cached);
+                    *entry
+                        .retry_at
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = None;
+                }
+                Err(error) => {
+                    let now = this.inner.clock.now();
+                    *entry
+                        .retry_at
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = now.checked_add(REFRESH_RETRY);
+                    if let Some(cached) = this.still_usable(&entry, now) {
+                        log_kept(&audience, &cached, &error);
+                    } else {
+                        tracing::warn!(target: "zt::client", audience, %error, "JWT-SVID refresh failed");
                     }
-                    None => Err(error),
                 }
             }
-        }
+            entry.refreshing.store(false, Ordering::Release);
+        });
     }
 
     async fn fetch(&self, audience: &str) -> Result<Arc<Cached>, JwtAttachError> {
@@ -356,6 +418,16 @@ impl JwtSvids {
             .await
             .map_err(|e| JwtAttachError::Http(e.to_string()))
     }
+}
+
+fn log_kept(audience: &str, cached: &Cached, error: &JwtAttachError) {
+    tracing::warn!(
+        target: "zt::client",
+        audience,
+        expires_at = %Timestamp(cached.svid.expiry()),
+        %error,
+        "JWT-SVID refresh failed; the cached token is still valid and stays in use"
+    );
 }
 
 /// A tower layer that attaches a JWT-SVID for one audience to every

@@ -1,6 +1,7 @@
-//! JwtSvids: one fetch per audience until half life, a refresh before
-//! expiry, never an expired (or nearly expired) token on a request, and the
-//! tower layer putting the header on requests. Time is a ManualClock.
+//! JwtSvids: one fetch per audience until half life, a background refresh
+//! before expiry that never holds a request up, never an expired (or nearly
+//! expired) token on a request, and the tower layer putting the header on
+//! requests. Time is a ManualClock.
 
 #![allow(
     clippy::unwrap_used,
@@ -32,6 +33,8 @@ struct Counting {
     inner: Arc<FakeCaSource>,
     fetches: AtomicUsize,
     fail: Mutex<bool>,
+    /// Fetches never answer (an agent whose server is down).
+    hang: Mutex<bool>,
     ttl: Mutex<Duration>,
 }
 
@@ -46,6 +49,9 @@ impl SvidSource for Counting {
     ) -> BoxFuture<'a, Result<JwtSvid, SourceError>> {
         Box::pin(async move {
             self.fetches.fetch_add(1, Ordering::SeqCst);
+            if *self.hang.lock().unwrap() {
+                std::future::pending::<()>().await;
+            }
             if *self.fail.lock().unwrap() {
                 return Err(SourceError::WorkloadApi {
                     reason: "agent unavailable".into(),
@@ -78,6 +84,7 @@ fn setup() -> (Arc<Counting>, ManualClock, JwtSvids) {
         inner,
         fetches: AtomicUsize::new(0),
         fail: Mutex::new(false),
+        hang: Mutex::new(false),
         ttl: Mutex::new(Duration::from_secs(120)),
     });
     let tokens = JwtSvids::new(source.clone())
@@ -88,6 +95,23 @@ fn setup() -> (Arc<Counting>, ManualClock, JwtSvids) {
 
 fn fetches(source: &Counting) -> usize {
     source.fetches.load(Ordering::SeqCst)
+}
+
+/// Polls until `tokens` hands out a token other than `old` for `LEDGER`, or
+/// fails after 5 s.
+async fn next_token(tokens: &JwtSvids, old: &JwtSvid) -> JwtSvid {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let token = tokens.token(LEDGER).await.unwrap();
+        if token != *old {
+            return token;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no refreshed token within 5 s"
+        );
+        tokio::task::yield_now().await;
+    }
 }
 
 #[tokio::test]
@@ -114,9 +138,34 @@ async fn a_token_is_refreshed_at_half_life() {
     assert_eq!(tokens.token(LEDGER).await.unwrap(), first);
     assert_eq!(fetches(&source), 1);
     clock.advance(Duration::from_secs(1));
-    let second = tokens.token(LEDGER).await.unwrap();
+    // The request past half life gets the cached token at once; the refresh
+    // runs in the background.
+    assert_eq!(tokens.token(LEDGER).await.unwrap(), first);
+    let second = next_token(&tokens, &first).await;
     assert_eq!(fetches(&source), 2);
     assert!(second.expiry() > first.expiry());
+}
+
+#[tokio::test]
+async fn a_hanging_agent_never_holds_up_a_request_while_the_cached_token_is_usable() {
+    let (source, clock, tokens) = setup();
+    let first = tokens.token(LEDGER).await.unwrap();
+    *source.hang.lock().unwrap() = true;
+    clock.advance(Duration::from_secs(70));
+    // Each request answers from the cache; one refresh is under way.
+    for _ in 0..20 {
+        let token = tokio::time::timeout(Duration::from_secs(2), tokens.token(LEDGER))
+            .await
+            .expect("a request waited on the hanging agent")
+            .unwrap();
+        assert_eq!(token, first);
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        fetches(&source),
+        2,
+        "one initial fetch, one background refresh"
+    );
 }
 
 #[tokio::test]
@@ -125,9 +174,13 @@ async fn no_token_close_to_expiry_is_handed_out_when_refresh_fails() {
     let first = tokens.token(LEDGER).await.unwrap();
     *source.fail.lock().unwrap() = true;
 
-    // Past half life, the refresh fails; the cached token still has over
-    // `min_remaining` left and stays in use.
+    // Past half life, the background refresh fails; the cached token still
+    // has over `min_remaining` left and stays in use.
     clock.advance(Duration::from_secs(100));
+    assert_eq!(tokens.token(LEDGER).await.unwrap(), first);
+    while fetches(&source) < 2 {
+        tokio::task::yield_now().await;
+    }
     assert_eq!(tokens.token(LEDGER).await.unwrap(), first);
 
     // With less than `min_remaining` left, it is never put on a request.
@@ -181,10 +234,15 @@ async fn every_request_through_the_layer_carries_an_unexpired_token() {
         let token = header.strip_prefix("Bearer ").unwrap();
         let svid = JwtSvid::from_trusted_token(token).unwrap();
         assert!(svid.expiry() > clock.now() + Duration::from_secs(10));
+        // Let a background refresh, if one started, run.
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
         clock.advance(Duration::from_secs(7));
     }
     // A refresh at the first request past each 60 s half life: at 0, 63,
-    // 126, … 567 s. Ten fetches for ninety requests.
+    // 126, … 567 s (in the background after the first). Ten fetches for
+    // ninety requests.
     assert_eq!(fetches(&source), 10);
 }
 

@@ -5,7 +5,9 @@
 //! PS256/384/512; never `none` or HMAC); `typ`, if present, is `JWT` or
 //! `JOSE`; `kid` is present; `sub` is a
 //! canonical SPIFFE ID; the bundle set has a bundle for the subject's trust
-//! domain holding a JWT authority with that `kid`; the signature verifies
+//! domain holding a JWT authority with that `kid` (a bundle with no JWT
+//! authority at all is reported as [`JwtError::NoJwtBundle`], one without
+//! that key as [`JwtError::UnknownKeyId`]); the signature verifies
 //! with that key; `exp` is present and not past (with bounded leeway); `nbf`,
 //! if present, is not in the future; `aud` is present and contains the
 //! expected audience.
@@ -73,6 +75,18 @@ pub enum JwtError {
     /// No bundle is held for the subject's trust domain.
     #[error("no trust bundle for trust domain `{trust_domain}`; the token cannot be verified")]
     UnknownTrustDomain {
+        /// The subject's trust domain.
+        trust_domain: String,
+    },
+    /// The subject's trust domain has a bundle, but no JWT authority in it
+    /// has been received (the JWT bundle stream is off, or has not
+    /// delivered it), so no JWT-SVID of that trust domain can be verified.
+    #[error(
+        "no JWT bundle for trust domain `{trust_domain}` has been received, so the token (key ID `{key_id}`) cannot be verified; check that the source follows JWT bundles"
+    )]
+    NoJwtBundle {
+        /// The token's `kid`.
+        key_id: String,
         /// The subject's trust domain.
         trust_domain: String,
     },
@@ -369,6 +383,12 @@ pub fn validate_jwt_svid(
         .ok_or_else(|| JwtError::UnknownTrustDomain {
             trust_domain: td.to_string(),
         })?;
+    if bundle.jwt_authorities().next().is_none() {
+        return Err(JwtError::NoJwtBundle {
+            key_id,
+            trust_domain: td.to_string(),
+        });
+    }
     let authority = bundle
         .jwt_authority(&key_id)
         .ok_or_else(|| JwtError::UnknownKeyId {

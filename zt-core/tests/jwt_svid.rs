@@ -168,6 +168,32 @@ fn subject_in_a_trust_domain_without_bundle_is_rejected() {
 }
 
 #[test]
+fn a_bundle_without_any_jwt_authority_is_reported_as_missing_not_as_an_unknown_key() {
+    let (ca, clock, _, id) = setup();
+    let token = ca
+        .issue_jwt_svid(&id, &[AUD], Duration::from_secs(60))
+        .unwrap();
+    // The trust domain's X.509 authorities only, as a source that does not
+    // follow JWT bundles holds it.
+    let mut x509_only = zt_core::TrustBundle::new(ca.trust_domain().clone());
+    x509_only.add_x509_authority(ca.root_certificate()).unwrap();
+    let bundles = BundleSet::new().with(x509_only);
+    let key_id = ca.jwt_key_ids()[0].clone();
+    let err =
+        validate_jwt_svid(token.token(), &bundles, AUD, clock.now(), Duration::ZERO).unwrap_err();
+    assert_eq!(
+        err,
+        JwtError::NoJwtBundle {
+            key_id: key_id.clone(),
+            trust_domain: "example.org".into()
+        }
+    );
+    let message = err.to_string();
+    assert!(message.contains("no JWT bundle"), "{message}");
+    assert!(message.contains(&key_id), "{message}");
+}
+
+#[test]
 fn leeway_is_bounded() {
     let (ca, clock, bundles, id) = setup();
     let token = ca

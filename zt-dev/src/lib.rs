@@ -72,7 +72,7 @@ use zt_core::time::{SharedClock, system_clock};
 use zt_core::{SpiffeId, TrustDomain};
 
 pub use bad::{BadJwt, BadMaterial, BadSvid};
-pub use server::{SECURITY_HEADER, WorkloadApiServer, WorkloadApiServerHandle};
+pub use server::{AgentFaults, SECURITY_HEADER, WorkloadApiServer, WorkloadApiServerHandle};
 pub use source::FakeCaSource;
 pub use user_issuer::{DEFAULT_USER_CONTEXT_TTL, DevUserIssuer};
 
@@ -475,6 +475,63 @@ impl FakeCa {
         state.intermediate = intermediate;
         state.jwt_keys.push(jwt);
         Ok(())
+    }
+
+    /// A new JWT signing key takes over, the X.509 authorities untouched,
+    /// as `spire-server localauthority jwt prepare` then `activate` do.
+    /// Earlier keys stay in [`FakeCa::bundle`] until
+    /// [`FakeCa::revoke_jwt_key`]. Returns the new key ID.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Certificate`] if key generation fails; the CA is
+    /// unchanged.
+    pub fn rotate_jwt_key(&self) -> Result<String, FakeCaError> {
+        let key = new_jwt_key()?;
+        let key_id = key.authority.key_id().to_owned();
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .jwt_keys
+            .push(key);
+        Ok(key_id)
+    }
+
+    /// The IDs of the JWT keys in the bundle, oldest first; the last signs.
+    pub fn jwt_key_ids(&self) -> Vec<String> {
+        self.read()
+            .jwt_keys
+            .iter()
+            .map(|k| k.authority.key_id().to_owned())
+            .collect()
+    }
+
+    /// Removes the JWT key `key_id` from the bundle, as `spire-server
+    /// localauthority jwt revoke` does: tokens it signed stop verifying.
+    /// Returns whether the key was there.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] for the key that signs now; rotate first.
+    pub fn revoke_jwt_key(&self, key_id: &str) -> Result<bool, FakeCaError> {
+        let mut state = self
+            .inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if state
+            .jwt_keys
+            .last()
+            .is_some_and(|k| k.authority.key_id() == key_id)
+        {
+            return Err(FakeCaError::Jwt {
+                reason: format!("`{key_id}` is the signing key; rotate before revoking it"),
+            });
+        }
+        let before = state.jwt_keys.len();
+        state.jwt_keys.retain(|k| k.authority.key_id() != key_id);
+        Ok(state.jwt_keys.len() < before)
     }
 
     /// Drops the authorities retired by [`FakeCa::rotate`] from the bundle;

@@ -3,9 +3,16 @@
 //! The server speaks the real protocol (gRPC service `SpiffeWorkloadAPI`),
 //! so unmodified Workload API clients — the `spiffe` crate's `X509Source`
 //! and `JwtSource`, go-spiffe, py-spiffe — can fetch identities from it. It
-//! serves one identity, the source's; unlike a SPIRE agent it does not
-//! attest callers, so anyone who can open the socket gets that identity.
-//! Restrict the socket's directory accordingly.
+//! serves the source's identity, and any more added with
+//! [`WorkloadApiServer::with_identity`] (as SPIRE does when several entries
+//! match a workload); unlike a SPIRE agent it does not attest callers, so
+//! anyone who can open the socket gets these identities. Restrict the
+//! socket's directory accordingly.
+//!
+//! Like a SPIRE agent, it sends a stream update only when what that stream
+//! carries changed: a JWT key rotation reaches `FetchJWTBundles` alone. For
+//! tests, [`AgentFaults`] makes it behave as a SPIRE agent in trouble does:
+//! withdraw the JWT bundle stream, answer slowly.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,7 +22,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt as _};
 use tokio::net::UnixListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
@@ -50,14 +57,78 @@ pub const SECURITY_HEADER: &str = "workload.spiffe.io";
 #[derive(Clone)]
 pub struct WorkloadApiServer {
     source: Arc<dyn SvidSource>,
+    /// Every identity served, the source's first, with its hint.
+    identities: Vec<(Arc<dyn SvidSource>, String)>,
     clock: SharedClock,
+    faults: AgentFaults,
 }
 
 impl fmt::Debug for WorkloadApiServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkloadApiServer")
             .field("source", &self.source)
+            .field("identities", &self.identities.len())
+            .field("faults", &self.faults)
             .finish_non_exhaustive()
+    }
+}
+
+/// Switches that make a [`WorkloadApiServer`] misbehave as a SPIRE agent in
+/// trouble does, for tests. Cheap to clone; clones control the same server.
+#[derive(Clone)]
+pub struct AgentFaults {
+    jwt_withdrawn: watch::Sender<bool>,
+    delay: Arc<Mutex<Duration>>,
+}
+
+impl fmt::Debug for AgentFaults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentFaults")
+            .field("jwt_withdrawn", &*self.jwt_withdrawn.borrow())
+            .field("delay", &self.delay())
+            .finish()
+    }
+}
+
+impl Default for AgentFaults {
+    fn default() -> Self {
+        Self {
+            jwt_withdrawn: watch::Sender::new(false),
+            delay: Arc::default(),
+        }
+    }
+}
+
+impl AgentFaults {
+    /// With `true`, open `FetchJWTBundles` streams end with
+    /// `PERMISSION_DENIED` and new ones are refused, as a SPIRE agent does
+    /// while it resyncs after a restart or when an entry is deleted; the
+    /// X.509 streams are untouched. `false` serves JWT bundles again.
+    pub fn withdraw_jwt_bundles(&self, withdrawn: bool) {
+        self.jwt_withdrawn.send_replace(withdrawn);
+    }
+
+    /// Delays every answer to `FetchJWTSVID` and `ValidateJWTSVID` by
+    /// `delay`, as a SPIRE agent does when it must ask a server that is down
+    /// to sign; streams keep serving what the agent holds.
+    /// `Duration::ZERO` (the default) answers at once.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock().unwrap_or_else(PoisonError::into_inner) = delay;
+    }
+
+    fn delay(&self) -> Duration {
+        *self.delay.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn wait(&self) {
+        let delay = self.delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn jwt_withdrawn(&self) -> bool {
+        *self.jwt_withdrawn.borrow()
     }
 }
 
@@ -66,10 +137,38 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + '
 impl WorkloadApiServer {
     /// A server handing out `source`'s identity.
     pub fn new<S: SvidSource>(source: Arc<S>) -> Self {
+        let source: Arc<dyn SvidSource> = source;
         Self {
+            identities: vec![(Arc::clone(&source), String::new())],
             source,
             clock: system_clock(),
+            faults: AgentFaults::default(),
         }
+    }
+
+    /// Sets the hint of the first identity (the one from [`new`](Self::new)).
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        if let Some(first) = self.identities.first_mut() {
+            first.1 = hint.into();
+        }
+        self
+    }
+
+    /// Serves one more identity, from `source`, with `hint`, after those
+    /// already added: `FetchX509SVID` lists every identity in that order and
+    /// `FetchJWTSVID` mints for the one whose SPIFFE ID is asked for (for
+    /// all when none is). Bundles come from the first identity's source.
+    #[must_use]
+    pub fn with_identity<S: SvidSource>(mut self, source: Arc<S>, hint: impl Into<String>) -> Self {
+        self.identities.push((source, hint.into()));
+        self
+    }
+
+    /// The switches that make this server misbehave; see [`AgentFaults`].
+    /// Take them before [`serve_unix`](Self::serve_unix).
+    pub fn faults(&self) -> AgentFaults {
+        self.faults.clone()
     }
 
     /// The clock `ValidateJWTSVID` checks expiry with.
@@ -144,6 +243,25 @@ impl WorkloadApiServer {
     fn snapshot(&self) -> Result<Arc<Snapshot>, Status> {
         self.source.current().map_err(no_identity)
     }
+
+    /// The current snapshot of every identity, the first one's first.
+    fn views(&self) -> Result<Vec<View>, Status> {
+        self.identities
+            .iter()
+            .map(|(source, hint)| {
+                Ok(View {
+                    snapshot: source.current().map_err(no_identity)?,
+                    hint: hint.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One identity as served: its snapshot and hint.
+struct View {
+    snapshot: Arc<Snapshot>,
+    hint: String,
 }
 
 /// Accepted Unix connections, each handed to the server through an
@@ -204,72 +322,154 @@ fn td_key(td: &zt_core::TrustDomain) -> String {
     format!("spiffe://{td}")
 }
 
-fn x509_response(snapshot: &Snapshot) -> pb::X509svidResponse {
-    let svid = snapshot.svid();
-    let own = svid.id().trust_domain();
-    let bundles: &BundleSet = snapshot.bundles();
-    let bundle = bundles
-        .get(own)
-        .map(|b| b.to_der_concat())
-        .unwrap_or_default();
+fn x509_response(views: &[View]) -> pb::X509svidResponse {
+    let Some(first) = views.first() else {
+        return pb::X509svidResponse::default();
+    };
+    let own = first.snapshot.svid().id().trust_domain();
+    let bundles: &BundleSet = first.snapshot.bundles();
+    let bundle_of = |td: &zt_core::TrustDomain| {
+        bundles
+            .get(td)
+            .map(|b| b.to_der_concat())
+            .unwrap_or_default()
+    };
     let federated_bundles = bundles
         .iter()
         .filter(|b| b.trust_domain() != own)
         .map(|b| (td_key(b.trust_domain()), b.to_der_concat()))
         .collect();
     pb::X509svidResponse {
-        svids: vec![pb::X509svid {
-            spiffe_id: svid.id().to_string(),
-            x509_svid: svid.chain_der_concat(),
-            x509_svid_key: svid.private_key().secret_der().to_vec(),
-            bundle,
-            hint: svid.hint().unwrap_or_default().to_owned(),
-        }],
+        svids: views
+            .iter()
+            .map(|view| {
+                let svid = view.snapshot.svid();
+                let hint = if view.hint.is_empty() {
+                    svid.hint().unwrap_or_default().to_owned()
+                } else {
+                    view.hint.clone()
+                };
+                pb::X509svid {
+                    spiffe_id: svid.id().to_string(),
+                    x509_svid: svid.chain_der_concat(),
+                    x509_svid_key: svid.private_key().secret_der().to_vec(),
+                    bundle: bundle_of(svid.id().trust_domain()),
+                    hint,
+                }
+            })
+            .collect(),
         crl: Vec::new(),
         federated_bundles,
     }
 }
 
-fn x509_bundles(snapshot: &Snapshot) -> pb::X509BundlesResponse {
+fn x509_bundles(views: &[View]) -> pb::X509BundlesResponse {
     pb::X509BundlesResponse {
         crl: Vec::new(),
-        bundles: snapshot
-            .bundles()
-            .iter()
-            .map(|b| (td_key(b.trust_domain()), b.to_der_concat()))
-            .collect(),
+        bundles: views
+            .first()
+            .map(|v| {
+                v.snapshot
+                    .bundles()
+                    .iter()
+                    .map(|b| (td_key(b.trust_domain()), b.to_der_concat()))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
-fn jwt_bundles(snapshot: &Snapshot) -> pb::JwtBundlesResponse {
+fn jwt_bundles(views: &[View]) -> pb::JwtBundlesResponse {
     pb::JwtBundlesResponse {
-        bundles: snapshot
-            .bundles()
-            .iter()
-            .map(|b| (td_key(b.trust_domain()), b.jwt_jwks_json().into_bytes()))
-            .collect(),
+        bundles: views
+            .first()
+            .map(|v| {
+                v.snapshot
+                    .bundles()
+                    .iter()
+                    .map(|b| (td_key(b.trust_domain()), b.jwt_jwks_json().into_bytes()))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 
-/// A stream of `build(snapshot)` for the current snapshot and every later
-/// one; ends with an error if the source loses its identity.
-fn snapshot_stream<T: Send + 'static>(
-    source: &Arc<dyn SvidSource>,
-    build: fn(&Snapshot) -> T,
+/// What a response stream follows.
+struct Follow<T> {
+    server: WorkloadApiServer,
+    changes: futures::stream::SelectAll<futures::stream::BoxStream<'static, ()>>,
+    build: fn(&[View]) -> T,
+    /// Ends the stream with `PERMISSION_DENIED` when it turns `true`.
+    withdraw: Option<watch::Receiver<bool>>,
+    last: Option<T>,
+    done: bool,
+}
+
+/// A stream of `build(views)` for the current identities and every later
+/// change; an update identical to the last one sent is not sent again. Ends
+/// with an error if an identity is lost or, for `withdrawable` streams, when
+/// [`AgentFaults::withdraw_jwt_bundles`] is switched on.
+fn snapshot_stream<T: Clone + PartialEq + Send + 'static>(
+    server: &WorkloadApiServer,
+    build: fn(&[View]) -> T,
+    withdrawable: bool,
 ) -> ResponseStream<T> {
-    let source = source.clone();
-    let stream = WatchStream::new(source.updates()).filter_map(move |snapshot| {
-        let item = match snapshot {
-            // Serve only what the source itself would serve now.
-            Some(_) => match source.current() {
-                Ok(current) => Some(Ok(build(&current))),
-                Err(e) => Some(Err(no_identity(e))),
-            },
-            None => None,
-        };
-        futures::future::ready(item)
-    });
-    Box::pin(stream)
+    let changes = futures::stream::select_all(
+        server
+            .identities
+            .iter()
+            .map(|(source, _)| WatchStream::new(source.updates()).map(|_| ()).boxed()),
+    );
+    let follow = Follow {
+        server: server.clone(),
+        changes,
+        build,
+        withdraw: withdrawable.then(|| server.faults.jwt_withdrawn.subscribe()),
+        last: None,
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(follow, |mut follow| async move {
+        loop {
+            if follow.done {
+                return None;
+            }
+            // `None`: withdrawn; `Some(false)`: every source has gone.
+            let changed = match &mut follow.withdraw {
+                Some(withdraw) => tokio::select! {
+                    changed = follow.changes.next() => Some(changed.is_some()),
+                    _ = withdraw.wait_for(|withdrawn| *withdrawn) => None,
+                },
+                None => Some(follow.changes.next().await.is_some()),
+            };
+            match changed {
+                None => {
+                    follow.done = true;
+                    return Some((Err(jwt_withdrawn()), follow));
+                }
+                Some(false) => return None,
+                Some(true) => {}
+            }
+            // Serve only what the sources themselves would serve now.
+            match follow.server.views() {
+                Ok(views) => {
+                    let item = (follow.build)(&views);
+                    if follow.last.as_ref() == Some(&item) {
+                        continue;
+                    }
+                    follow.last = Some(item.clone());
+                    return Some((Ok(item), follow));
+                }
+                Err(status) => {
+                    follow.done = true;
+                    return Some((Err(status), follow));
+                }
+            }
+        }
+    }))
+}
+
+fn jwt_withdrawn() -> Status {
+    Status::permission_denied("no identity issued: JWT bundles withdrawn")
 }
 
 fn json_to_prost(value: serde_json::Value) -> prost_types::Value {
@@ -307,8 +507,8 @@ impl SpiffeWorkloadApi for WorkloadApiServer {
         request: Request<pb::X509svidRequest>,
     ) -> Result<Response<Self::FetchX509SVIDStream>, Status> {
         check_header(&request)?;
-        self.snapshot()?;
-        Ok(Response::new(snapshot_stream(&self.source, x509_response)))
+        self.views()?;
+        Ok(Response::new(snapshot_stream(self, x509_response, false)))
     }
 
     async fn fetch_x509_bundles(
@@ -316,8 +516,8 @@ impl SpiffeWorkloadApi for WorkloadApiServer {
         request: Request<pb::X509BundlesRequest>,
     ) -> Result<Response<Self::FetchX509BundlesStream>, Status> {
         check_header(&request)?;
-        self.snapshot()?;
-        Ok(Response::new(snapshot_stream(&self.source, x509_bundles)))
+        self.views()?;
+        Ok(Response::new(snapshot_stream(self, x509_bundles, false)))
     }
 
     async fn fetch_jwtsvid(
@@ -325,30 +525,38 @@ impl SpiffeWorkloadApi for WorkloadApiServer {
         request: Request<pb::JwtsvidRequest>,
     ) -> Result<Response<pb::JwtsvidResponse>, Status> {
         check_header(&request)?;
+        self.faults.wait().await;
         let request = request.into_inner();
         if request.audience.is_empty() {
             return Err(Status::invalid_argument("audience must be specified"));
         }
-        let snapshot = self.snapshot()?;
-        let own = snapshot.svid().id().to_string();
-        if !request.spiffe_id.is_empty() && request.spiffe_id != own {
+        let views = self.views()?;
+        let chosen: Vec<usize> = (0..views.len())
+            .filter(|&i| {
+                request.spiffe_id.is_empty()
+                    || views[i].snapshot.svid().id().to_string() == request.spiffe_id
+            })
+            .collect();
+        if chosen.is_empty() {
             return Err(Status::permission_denied(format!(
                 "no identity issued for `{}`",
                 request.spiffe_id
             )));
         }
-        let token = self
-            .source
-            .fetch_jwt_svid(&request.audience)
-            .await
-            .map_err(no_identity)?;
-        Ok(Response::new(pb::JwtsvidResponse {
-            svids: vec![pb::Jwtsvid {
-                spiffe_id: own,
+        let mut svids = Vec::with_capacity(chosen.len());
+        for i in chosen {
+            let (source, _) = &self.identities[i];
+            let token = source
+                .fetch_jwt_svid(&request.audience)
+                .await
+                .map_err(no_identity)?;
+            svids.push(pb::Jwtsvid {
+                spiffe_id: views[i].snapshot.svid().id().to_string(),
                 svid: token.token().to_owned(),
-                hint: String::new(),
-            }],
-        }))
+                hint: views[i].hint.clone(),
+            });
+        }
+        Ok(Response::new(pb::JwtsvidResponse { svids }))
     }
 
     async fn fetch_jwt_bundles(
@@ -356,8 +564,11 @@ impl SpiffeWorkloadApi for WorkloadApiServer {
         request: Request<pb::JwtBundlesRequest>,
     ) -> Result<Response<Self::FetchJWTBundlesStream>, Status> {
         check_header(&request)?;
-        self.snapshot()?;
-        Ok(Response::new(snapshot_stream(&self.source, jwt_bundles)))
+        if self.faults.jwt_withdrawn() {
+            return Err(jwt_withdrawn());
+        }
+        self.views()?;
+        Ok(Response::new(snapshot_stream(self, jwt_bundles, true)))
     }
 
     async fn validate_jwtsvid(
@@ -365,6 +576,7 @@ impl SpiffeWorkloadApi for WorkloadApiServer {
         request: Request<pb::ValidateJwtsvidRequest>,
     ) -> Result<Response<pb::ValidateJwtsvidResponse>, Status> {
         check_header(&request)?;
+        self.faults.wait().await;
         let request = request.into_inner();
         if request.audience.is_empty() {
             return Err(Status::invalid_argument("audience must be specified"));

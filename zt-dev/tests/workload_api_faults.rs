@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::UnixListener;
 use zt_core::jwt::{JwtError, MAX_LEEWAY, validate_jwt_svid};
-use zt_core::source::{Health, Snapshot, SourceError, SourceState, SvidSource, WorkloadApiSource};
+use zt_core::source::{
+    Health, Plane, PlaneHealth, Snapshot, SourceError, SourceState, SvidSource, WorkloadApiSource,
+};
 use zt_core::svid::X509Svid;
 use zt_core::time::{Clock as _, ManualClock};
 use zt_core::x509::{SvidError, Usage, verify_x509_svid};
@@ -143,10 +145,16 @@ async fn build_fails_with_a_clear_error_when_no_agent_listens() {
         .build()
         .await
         .unwrap_err();
-    let SourceError::WorkloadApi { reason } = &err else {
-        panic!("expected a Workload API error, got {err:?}");
+    let SourceError::InitialSync {
+        plane: Plane::X509Svid,
+        reason,
+        ..
+    } = &err
+    else {
+        panic!("expected the X.509 stream's initial sync error, got {err:?}");
     };
     assert!(reason.contains("timed out"), "{reason}");
+    assert!(reason.contains("no JWT bundles arrived either"), "{reason}");
     let message = err.to_string();
     assert!(message.starts_with("Workload API"), "{message}");
     assert!(message.contains(&path.display().to_string()), "{message}");
@@ -210,10 +218,13 @@ async fn last_good_svid_serves_after_the_agent_dies_until_it_expires_then_fails_
     server.shutdown().await;
     assert!(!path.exists(), "the agent's socket is gone");
 
-    // The loss is reported; until expiry the last good SVID keeps serving.
-    wait_for_health(&source, "the agent's loss to be reported", |h| {
-        matches!(h, Health::Degraded { .. })
-    })
+    // The loss is reported (by each stream; the X.509 one's reason comes
+    // first); until expiry the last good SVID keeps serving.
+    wait_for_health(
+        &source,
+        "the agent's loss to be reported",
+        |h| matches!(h, Health::Degraded { reason, .. } if reason.starts_with("Workload API: ")),
+    )
     .await;
     let Health::Degraded {
         reason,
@@ -294,7 +305,8 @@ async fn source_recovers_without_restart_when_the_agent_comes_back_on_the_same_s
     assert!(seen.revision() > first.revision());
     let current = source.current().unwrap();
     assert_eq!(current.svid().serial(), fresh_serial.as_slice());
-    assert_eq!(source.health(), Health::Healthy);
+    // Each stream clears its failure as it reconnects.
+    wait_for_health(&source, "both streams back", |h| *h == Health::Healthy).await;
     source.shutdown().await;
     server.shutdown().await;
 }
@@ -397,13 +409,15 @@ async fn svid_for_another_trust_domain_is_rejected_last_good_kept_and_reported()
     assert!(reason.contains("invalid X.509-SVID"), "{reason}");
     assert!(reason.contains("wrong.example"), "{reason}");
     assert_eq!(serving_until.0, agent.good.svid().not_after());
+    // The X.509 update is refused; the JWT bundles that came with it (now
+    // with wrong.example's keys) are a separate stream and do apply.
     let current = agent.source.current().unwrap();
-    assert_eq!(current.revision(), agent.good.revision());
+    assert_eq!(current.svid().serial(), agent.good.svid().serial());
     assert_eq!(current.svid().id(), &orders());
 
     // The next good SVID is taken, and health clears.
     let next = agent.push_good_and_wait().await;
-    assert_eq!(next.revision(), agent.good.revision() + 1);
+    assert!(next.revision() > current.revision());
     assert_eq!(agent.source.health(), Health::Healthy);
     agent.shutdown().await;
 }
@@ -473,15 +487,28 @@ async fn agent_withdrawing_the_identity_is_reported_in_health() {
         .state
         .publish(expired, BundleSet::new().with(agent.ca.bundle()));
 
-    wait_for_health(&agent.source, "the withdrawal to be reported", |h| {
-        matches!(h, Health::Degraded { .. })
+    // Both streams report it, each in its own plane.
+    wait_for_health(&agent.source, "the withdrawal to be reported", |_| {
+        let planes = agent.source.planes_health();
+        matches!(planes.x509, PlaneHealth::Degraded { .. })
+            && matches!(planes.jwt_bundles, PlaneHealth::Degraded { .. })
     })
     .await;
-    let Health::Degraded { reason, .. } = agent.source.health() else {
+    let planes = agent.source.planes_health();
+    let PlaneHealth::Degraded { reason } = &planes.x509 else {
         unreachable!()
     };
     assert!(reason.contains("withdrawn"), "{reason}");
     assert!(reason.contains("no identity issued"), "{reason}");
+    let PlaneHealth::Degraded { reason } = &planes.jwt_bundles else {
+        unreachable!()
+    };
+    assert!(reason.contains("withdrew the JWT bundles"), "{reason}");
+    let Health::Degraded { reason, .. } = agent.source.health() else {
+        panic!("{:?}", agent.source.health())
+    };
+    assert!(reason.contains("withdrawn"), "{reason}");
+    assert!(reason.contains("JWT bundle stream"), "{reason}");
     // As documented for every source, the last good SVID keeps serving until
     // it expires; unlike the spiffe crate's X509Source, which stops serving
     // withdrawn material at once.

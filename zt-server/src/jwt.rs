@@ -95,6 +95,7 @@ impl JwtAuthError {
                 JwtError::SubjectNotSpiffeId(_) => "jwt-svid:sub-not-spiffe-id",
                 JwtError::UnknownTrustDomain { .. } => "jwt-svid:unknown-trust-domain",
                 JwtError::UnknownKeyId { .. } => "jwt-svid:unknown-kid",
+                JwtError::NoJwtBundle { .. } => "jwt-svid:no-jwt-bundle",
                 JwtError::BadSignature { .. } => "jwt-svid:bad-signature",
                 JwtError::MissingExpiry => "jwt-svid:missing-exp",
                 JwtError::Expired { .. } => "jwt-svid:expired",

@@ -200,6 +200,43 @@ fn a_jwt_svid_from_a_trust_domain_without_bundle_is_refused() {
 }
 
 #[test]
+fn a_jwt_svid_whose_trust_domain_has_no_jwt_bundle_yet_is_refused_as_missing_bundle() {
+    let s = setup();
+    // The service's source holds example.org's X.509 authorities but has
+    // received no JWT authority for it.
+    let mut x509_only = zt_core::TrustBundle::new(s.ca.trust_domain().clone());
+    x509_only
+        .add_x509_authority(s.ca.root_certificate())
+        .unwrap();
+    let svid = zt_core::source::SvidSource::current(&s.ledger)
+        .unwrap()
+        .svid()
+        .as_ref()
+        .clone();
+    let source = Arc::new(zt_core::source::StaticSource::new(
+        svid,
+        zt_core::BundleSet::new().with(x509_only),
+    ));
+    let layer = JwtAuthLayer::builder(source, LEDGER)
+        .clock(Arc::new(s.clock.clone()))
+        .leeway(Duration::ZERO)
+        .build();
+    let err = layer
+        .authenticate(&bearer(&s.good_token()), None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, JwtAuthError::JwtSvid(JwtError::NoJwtBundle { trust_domain, .. }) if trust_domain == "example.org"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), "jwt-svid:no-jwt-bundle");
+    // With the bundle present, an unknown key has a reason of its own.
+    assert_eq!(
+        JwtAuthError::JwtSvid(rejected(BadJwt::UnknownKeyId)).kind(),
+        "jwt-svid:unknown-kid"
+    );
+}
+
+#[test]
 fn binding_refuses_a_jwt_subject_that_is_not_the_mtls_peer() {
     let s = setup();
     let layer = s.layer().bind_to_peer(true).build();

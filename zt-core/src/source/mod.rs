@@ -21,6 +21,8 @@
 
 mod cache;
 mod file;
+#[cfg(feature = "workload-api")]
+mod picker;
 mod state;
 mod static_source;
 #[cfg(feature = "workload-api")]
@@ -42,10 +44,12 @@ use crate::x509::SvidError;
 
 pub use cache::DerivedCache;
 pub use file::{FileLayout, FileSource, WatchHandle};
+#[cfg(feature = "workload-api")]
+pub use picker::SvidPicker;
 pub use state::SourceState;
 pub use static_source::StaticSource;
 #[cfg(feature = "workload-api")]
-pub use workload_api::{WorkloadApiSource, WorkloadApiSourceBuilder};
+pub use workload_api::{PlaneHealth, PlanesHealth, WorkloadApiSource, WorkloadApiSourceBuilder};
 
 /// A boxed future returned by [`SvidSource`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -190,6 +194,55 @@ pub enum SourceError {
     /// The source was shut down.
     #[error("the source has been shut down")]
     Closed,
+    /// A Workload API stream did not deliver its first update within the
+    /// initial sync timeout.
+    #[error(
+        "Workload API at `{endpoint}`: no {plane} arrived ({reason}); is the agent running, the socket reachable, and an entry registered for this workload?"
+    )]
+    InitialSync {
+        /// The stream that did not deliver.
+        plane: Plane,
+        /// The endpoint asked.
+        endpoint: String,
+        /// What the stream reported.
+        reason: String,
+    },
+    /// A Workload API call did not answer in time.
+    #[error("Workload API: {call} did not answer within {after:?}")]
+    Timeout {
+        /// The call, e.g. `FetchJWTSVID`.
+        call: &'static str,
+        /// The timeout that elapsed.
+        after: std::time::Duration,
+    },
+    /// The upstream offers SVIDs, but none that the configured picker
+    /// selects.
+    #[error("no X.509-SVID matches {wanted}; the Workload API offered {offered}")]
+    NoMatchingSvid {
+        /// What the picker asked for.
+        wanted: String,
+        /// The SVIDs on offer (ID and hint of each).
+        offered: String,
+    },
+}
+
+/// One of the independent streams a Workload API source follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Plane {
+    /// X.509-SVIDs and X.509 bundles (`FetchX509SVID`).
+    X509Svid,
+    /// JWT bundles (`FetchJWTBundles`).
+    JwtBundles,
+}
+
+impl fmt::Display for Plane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::X509Svid => "X.509-SVID",
+            Self::JwtBundles => "JWT bundle",
+        })
+    }
 }
 
 /// A provider of a workload's rotating identity.

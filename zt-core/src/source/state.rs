@@ -87,6 +87,17 @@ impl SourceState {
             .unwrap_or_else(PoisonError::into_inner) = Some(reason);
     }
 
+    /// Sets (or with `None` clears) the failure [`SourceState::health`]
+    /// reports, without publishing and without logging. For sources that
+    /// follow several upstream streams and compose one reason from them;
+    /// they log each stream's change themselves.
+    pub fn set_failure(&self, reason: Option<String>) {
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = reason;
+    }
+
     fn failure(&self) -> Option<String> {
         self.last_failure
             .lock()
