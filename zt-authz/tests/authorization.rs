@@ -122,7 +122,7 @@ fn revocation_api_updates_every_clone_at_once() {
 #[test]
 fn revocation_file_formats_and_errors() {
     let set = RevocationSet::from_toml_str(
-        "ids = [\"spiffe://example.org/bad\"]\nserials = [\"3a:9f\", \"0x0A\", \"b\"]\n",
+        "ids = [\"spiffe://example.org/bad\"]\nserials = [\"3a:9f\", \"0x0A\", \"11\"]\n",
         "revoked.toml",
     )
     .unwrap();
@@ -507,4 +507,27 @@ fn a_stuck_audit_output_drops_and_counts_instead_of_blocking() {
         .filter(|l| !l.is_empty())
         .count();
     assert_eq!(lines as u64, writer.written());
+}
+
+#[test]
+fn revocation_list_reads_serials_as_spire_and_openssl_print_them() {
+    // SPIRE prints 1234567890; openssl prints 49:96:02:d2 or 0x499602D2.
+    let leaf_serial = [0x49, 0x96, 0x02, 0xd2];
+    let billing = id("spiffe://example.org/billing");
+    for pasted in ["1234567890", "49:96:02:d2", "0x499602D2"] {
+        let set =
+            RevocationSet::from_toml_str(&format!("serials = [\"{pasted}\"]\n"), "r.toml").unwrap();
+        assert_eq!(
+            set.check(&billing, &leaf_serial),
+            Some(Revoked::Serial),
+            "{pasted}"
+        );
+    }
+    // Bare hex with letters could be misread either way: refused, naming the forms.
+    let err = RevocationSet::from_toml_str("serials = [\"499602d2\"]\n", "r.toml").unwrap_err();
+    let RevocationError::BadSerial { reason, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*reason, zt_core::serial::SerialError::Ambiguous);
+    assert!(err.to_string().contains("decimal"), "{err}");
 }
