@@ -41,7 +41,7 @@ use crate::time::Timestamp;
 use crate::x509::SvidError;
 
 pub use cache::DerivedCache;
-pub use file::{FileLayout, FileSource, WatchHandle};
+pub use file::{FILE_RETRY_INTERVAL, FileLayout, FileSource, WatchHandle};
 pub use state::SourceState;
 pub use static_source::StaticSource;
 #[cfg(feature = "workload-api")]
