@@ -280,6 +280,12 @@ async fn file_source_watch_retries_soon_after_a_half_written_rotation() {
     let source = FileSource::open(layout.clone()).unwrap();
     // A full interval far longer than the test may take.
     let _watch = source.watch_with_retry(Duration::from_secs(3600), Duration::from_millis(20));
+    // The watcher's first read happens at once: wait until it has
+    // published a complete rotation, so the next full read is an hour away.
+    let first = ca.issue_x509_svid(&id("/one"), Duration::from_secs(600)).unwrap();
+    std::fs::write(&layout.cert, first.chain_pem()).unwrap();
+    std::fs::write(&layout.key, first.key_pem()).unwrap();
+    wait_for_serial(&source, first.serial()).await;
 
     let next = ca
         .issue_x509_svid(&id("/one"), Duration::from_secs(600))
@@ -288,12 +294,16 @@ async fn file_source_watch_retries_soon_after_a_half_written_rotation() {
     assert!(source.reload().is_err(), "a poll between the two writes");
     std::fs::write(&layout.key, next.key_pem()).unwrap();
 
+    wait_for_serial(&source, next.serial()).await;
+    assert_eq!(source.health(), Health::Healthy);
+}
+
+async fn wait_for_serial(source: &FileSource, serial: &[u8]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while source.current().unwrap().svid().serial() != next.serial() {
-        assert!(std::time::Instant::now() < deadline, "no retry within 10 s");
+    while source.current().unwrap().svid().serial() != serial {
+        assert!(std::time::Instant::now() < deadline, "no read within 10 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(source.health(), Health::Healthy);
 }
 
 #[test]
