@@ -282,7 +282,9 @@ async fn file_source_watch_retries_soon_after_a_half_written_rotation() {
     let _watch = source.watch_with_retry(Duration::from_secs(3600), Duration::from_millis(20));
     // The watcher's first read happens at once: wait until it has
     // published a complete rotation, so the next full read is an hour away.
-    let first = ca.issue_x509_svid(&id("/one"), Duration::from_secs(600)).unwrap();
+    let first = ca
+        .issue_x509_svid(&id("/one"), Duration::from_secs(600))
+        .unwrap();
     std::fs::write(&layout.cert, first.chain_pem()).unwrap();
     std::fs::write(&layout.key, first.key_pem()).unwrap();
     wait_for_serial(&source, first.serial()).await;
