@@ -192,22 +192,10 @@ where
             let caller = jwt
                 .map(VerifiedJwtSvid::subject)
                 .or(peer.map(VerifiedPeer::id));
-            let mut identities = Vec::with_capacity(2 + user.map_or(0, |u| u.actors().len()));
-            if let Some(peer) = peer {
-                identities.push(Identity::peer(peer.id(), peer.serial(), peer.not_after()));
-            }
-            if let Some(jwt) = jwt {
-                identities.push(
-                    Identity::new(IdentityRole::JwtSubject, jwt.subject())
-                        .expiring(jwt.claims().expiry()),
-                );
-            }
-            if let Some(user) = user {
-                for actor in user.actors() {
-                    identities
-                        .push(Identity::new(IdentityRole::Actor, actor).expiring(user.expiry()));
-                }
-            }
+            let peer_identity = peer.map(|p| Identity::peer(p.id(), p.serial(), p.not_after()));
+            let jwt_identity = jwt.map(|j| {
+                Identity::new(IdentityRole::JwtSubject, j.subject()).expiring(j.claims().expiry())
+            });
             let path = req.uri().path();
             let mut request = policy::Request::new(caller, req.method().as_str(), path);
             if let Some(user) = user {
@@ -219,7 +207,31 @@ where
             if grpc {
                 request = request.with_grpc_method(path);
             }
-            self.authorizer.authorize_identities(&request, &identities)
+            let actors = user.map_or(&[][..], UserContext::actors);
+            // Without a delegation chain (the common case) the identities
+            // stay on the stack.
+            match ([peer_identity, jwt_identity], actors) {
+                ([Some(a), Some(b)], []) => self.authorizer.authorize_identities(&request, &[a, b]),
+                ([Some(a), None] | [None, Some(a)], []) => {
+                    self.authorizer.authorize_identities(&request, &[a])
+                }
+                ([None, None], []) => self.authorizer.authorize_identities(&request, &[]),
+                (head, actors) => {
+                    let expiry = user.map(UserContext::expiry);
+                    let all: Vec<Identity<'_>> = head
+                        .into_iter()
+                        .flatten()
+                        .chain(actors.iter().map(|actor| {
+                            let actor = Identity::new(IdentityRole::Actor, actor);
+                            match expiry {
+                                Some(at) => actor.expiring(at),
+                                None => actor,
+                            }
+                        }))
+                        .collect();
+                    self.authorizer.authorize_identities(&request, &all)
+                }
+            }
         };
         if authorization.proceeds() {
             ResponseFuture::inner(self.inner.call(req))
