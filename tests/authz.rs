@@ -583,3 +583,34 @@ async fn an_expired_peer_on_an_open_connection_is_refused_at_its_next_request() 
     let events = audit.take();
     assert_eq!(field(&events[events.len() - 1], "reason"), "expired");
 }
+
+#[tokio::test]
+async fn the_server_ends_a_connection_before_its_peers_certificate_expires() {
+    let ca = ca();
+    let server = billing_server(
+        &ca,
+        authorizer(Policy::from_toml_str(POLICY, "policy.toml").unwrap()),
+    )
+    .await;
+    let orders = FakeCaSource::new(
+        ca.clone(),
+        id("spiffe://example.org/orders"),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let expires = orders.current().unwrap().svid().not_after();
+    let mut conn = keep_alive(orders, server.addr).await;
+    assert_eq!(status_on(&mut conn, "/invoices/1").await, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !conn.is_closed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still open after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        std::time::SystemTime::now() < expires,
+        "closed only after the certificate expired"
+    );
+}
