@@ -45,7 +45,10 @@ impl ZtServer {
     ///
     /// `service` is any tower HTTP service: an axum `Router`, tonic
     /// `Routes`, or a stack of layers over them. Every request it sees
-    /// carries the connection's [`VerifiedPeer`] in its extensions.
+    /// carries the connection's [`VerifiedPeer`] in its extensions. Each
+    /// connection ends gracefully shortly before its peer's certificate
+    /// expires ([`EXPIRY_MARGIN`]), so the client reconnects with its
+    /// current SVID.
     ///
     /// # Errors
     ///
