@@ -5,7 +5,8 @@
 //!
 //! Properties checked, besides "no panic": an accepted serial is canonical
 //! (non-empty, no leading zero byte, at most `MAX_SERIAL_LEN` bytes) and
-//! reads back unchanged from its decimal, `0x` hex and colon-hex forms; the
+//! reads back unchanged from its decimal, `0x` hex and (two bytes or more)
+//! colon-hex forms; the
 //! revocation list accepts exactly the serials `parse_serial` accepts.
 
 #![no_main]
@@ -26,8 +27,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(parse_serial(&decimal).as_ref(), Ok(bytes), "{decimal}");
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(parse_serial(&format!("0x{hex}")).as_ref(), Ok(bytes));
-        let colon: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
-        assert_eq!(parse_serial(&colon.join(":")).as_ref(), Ok(bytes));
+        // One byte has no colon, and plain digits are decimal: colon-hex
+        // needs two bytes or more (openssl prints small serials in decimal).
+        if bytes.len() > 1 {
+            let colon: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
+            assert_eq!(parse_serial(&colon.join(":")).as_ref(), Ok(bytes));
+        }
     }
     // A TOML basic string holds the text when it has no quote, backslash
     // or control character.
