@@ -482,3 +482,135 @@ async fn dry_run_lets_denied_requests_through_and_audits_them_as_would_deny() {
     assert_eq!(field(&event, "reason"), "no-matching-rule");
     assert_eq!(field(&event, "level"), "WARN");
 }
+
+async fn status_with_token(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    path: &str,
+    token: &str,
+) -> u16 {
+    sender.ready().await.unwrap();
+    let response = sender
+        .send_request(
+            http::Request::get(path)
+                .header("host", "billing")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn a_revoked_peer_gets_nothing_through_with_another_workloads_jwt_svid() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = ca();
+    let revocations = Revocations::new();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let authz = Authorizer::builder(policy)
+        .target("billing")
+        .revocations(revocations.clone())
+        .build();
+    let billing = workload(&ca, "billing");
+    // Unbound on purpose (a gateway setting): the peer may carry a token
+    // whose subject is another workload. The JWT layer has no revocation
+    // list, so the AuthorizeLayer alone must refuse the revoked peer.
+    let app = app(authz).layer(
+        zt_server::JwtAuthLayer::builder(billing.clone(), "spiffe://example.org/billing")
+            .bind_to_peer(false)
+            .build(),
+    );
+    let server = serve(ZtServer::builder(billing).build().unwrap(), app).await;
+    let orders_token = ca
+        .issue_jwt_svid(
+            &id("spiffe://example.org/orders"),
+            &["spiffe://example.org/billing"],
+            TTL,
+        )
+        .unwrap();
+    let mallory = workload(&ca, "mallory");
+    let mut conn = keep_alive(mallory.clone(), server.addr).await;
+    assert_eq!(
+        status_with_token(&mut conn, "/invoices/1", orders_token.token()).await,
+        200
+    );
+
+    // The peer is revoked by ID while its connection is open.
+    revocations.revoke_id(id("spiffe://example.org/mallory"));
+    assert_eq!(
+        status_with_token(&mut conn, "/invoices/2", orders_token.token()).await,
+        403
+    );
+    let events = audit.take();
+    assert_eq!(field(&events[events.len() - 1], "reason"), "revoked");
+
+    // …and by the serial of its certificate.
+    revocations.reinstate_id(&id("spiffe://example.org/mallory"));
+    assert_eq!(
+        status_with_token(&mut conn, "/invoices/3", orders_token.token()).await,
+        200
+    );
+    let serial = mallory.current().unwrap().svid().serial().to_vec();
+    revocations.revoke_serial(&serial);
+    assert_eq!(
+        status_with_token(&mut conn, "/invoices/4", orders_token.token()).await,
+        403
+    );
+    assert!(!conn.is_closed(), "the same connection answered");
+}
+
+#[tokio::test]
+async fn an_expired_peer_on_an_open_connection_is_refused_at_its_next_request() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = ca();
+    let clock = zt_core::time::ManualClock::starting_now();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let authz = Authorizer::builder(policy)
+        .target("billing")
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let server = billing_server(&ca, authz).await;
+    let orders = workload(&ca, "orders");
+    let mut conn = keep_alive(orders.clone(), server.addr).await;
+    assert_eq!(status_on(&mut conn, "/invoices/1").await, 200);
+
+    // The connection outlives the peer's certificate.
+    clock.advance(TTL + Duration::from_secs(1));
+    assert_eq!(status_on(&mut conn, "/invoices/2").await, 403);
+    let events = audit.take();
+    assert_eq!(field(&events[events.len() - 1], "reason"), "expired");
+}
+
+#[tokio::test]
+async fn the_server_ends_a_connection_before_its_peers_certificate_expires() {
+    let ca = ca();
+    let server = billing_server(
+        &ca,
+        authorizer(Policy::from_toml_str(POLICY, "policy.toml").unwrap()),
+    )
+    .await;
+    let orders = FakeCaSource::new(
+        ca.clone(),
+        id("spiffe://example.org/orders"),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let expires = orders.current().unwrap().svid().not_after();
+    let mut conn = keep_alive(orders, server.addr).await;
+    assert_eq!(status_on(&mut conn, "/invoices/1").await, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !conn.is_closed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still open after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        std::time::SystemTime::now() < expires,
+        "closed only after the certificate expired"
+    );
+}

@@ -398,12 +398,13 @@ async fn a_revoked_jwt_subject_is_refused_at_its_next_request() {
     );
     audit.take();
 
-    // Ledger's handshake does not consult the list; the JWT-SVID check does.
+    // Ledger's handshake does not consult the list; the per-request check
+    // does, and finds the peer (the JWT-SVID's subject too) revoked.
     mesh.revocations.revoke_id(id(BILLING));
     let (status, body) = orders_calls_billing(&mesh, "/invoices/1", "alice", &scopes).await;
     assert_eq!(status, 401, "{body}");
     let events = events_of(&audit, "ledger");
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(field(&events[0], "reason"), "jwt-svid:revoked");
+    assert_eq!(field(&events[0], "reason"), "peer:revoked");
     assert_eq!(field(&events[0], "caller"), BILLING);
 }

@@ -3,6 +3,10 @@
 //! each second, the policy is replaced and callers are revoked and
 //! reinstated. Bounded in time and in request count.
 //!
+//! The server ends each connection shortly before its peer's certificate
+//! expires; raw clients then open a new one (and send a request that met
+//! the close once more), as a pool does.
+//!
 //! Asserts: no legitimate request fails, no request the policy or the
 //! revocation list denies is allowed, every allowed response names the
 //! caller that made it, and resident memory stays within a fixed margin of
@@ -298,39 +302,53 @@ async fn run_worker(
         let outcome = match worker.transport {
             Transport::Pooled => pooled_request(&pooled, &format!("https://{addr}{path}")).await,
             Transport::Raw => {
-                if raw
-                    .as_ref()
-                    .is_none_or(|c| c.used >= REQUESTS_PER_RAW_CONNECTION)
-                {
-                    tally.handshakes.fetch_add(1, SeqCst);
-                    raw = match open_raw(&worker.client, addr).await {
-                        Ok(sender) => Some(RawConnection {
-                            sender,
-                            opened_at_sequence: window_start,
-                            used: 0,
-                        }),
-                        Err(e) => {
-                            connect_error = Some(e);
-                            None
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    if raw.as_ref().is_none_or(|c| {
+                        c.used >= REQUESTS_PER_RAW_CONNECTION || c.sender.is_closed()
+                    }) {
+                        tally.handshakes.fetch_add(1, SeqCst);
+                        raw = match open_raw(&worker.client, addr).await {
+                            Ok(sender) => Some(RawConnection {
+                                sender,
+                                opened_at_sequence: window_start,
+                                used: 0,
+                            }),
+                            Err(e) => {
+                                connect_error = Some(e);
+                                None
+                            }
+                        };
+                    }
+                    match raw.as_mut() {
+                        None => {
+                            break Outcome::Transport(connect_error.take().unwrap_or_default());
                         }
-                    };
-                }
-                match raw.as_mut() {
-                    None => Outcome::Transport(connect_error.take().unwrap_or_default()),
-                    Some(conn) => {
-                        conn.used += 1;
-                        let outcome = raw_request(&mut conn.sender, &path).await;
-                        if let Outcome::Transport(_) = outcome {
-                            // In TLS 1.3 the server refuses a client
-                            // certificate after the client has finished
-                            // its side of the handshake, so a refusal
-                            // shows on the connection's first request:
-                            // the window starts when the connection was
-                            // opened.
-                            window_start = conn.opened_at_sequence;
-                            raw = None;
+                        Some(conn) => {
+                            conn.used += 1;
+                            let reused = conn.used > 1;
+                            let outcome = raw_request(&mut conn.sender, &path).await;
+                            if let Outcome::Transport(error) = &outcome {
+                                // In TLS 1.3 the server refuses a client
+                                // certificate after the client has finished
+                                // its side of the handshake, so a refusal
+                                // shows on the connection's first request:
+                                // the window starts when the connection was
+                                // opened.
+                                window_start = conn.opened_at_sequence;
+                                raw = None;
+                                // The server ends a connection shortly before
+                                // its peer's certificate expires; a request
+                                // that met the close on a reused connection
+                                // is sent once more on a new one, as an HTTP
+                                // client's pool does.
+                                if reused && attempt == 1 && error.contains("closed") {
+                                    continue;
+                                }
+                            }
+                            break outcome;
                         }
-                        outcome
                     }
                 }
             }

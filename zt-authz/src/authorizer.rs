@@ -6,8 +6,14 @@
 //!
 //! 1. A request without a verified caller is denied
 //!    ([`DecisionReason::Unauthenticated`]).
-//! 2. A caller whose SPIFFE ID or leaf serial is on the
-//!    [`Revocations`] list is denied ([`DecisionReason::Revoked`]).
+//! 2. Every identity presented on the request is checked, not only the
+//!    caller the policy sees ([`Authorizer::authorize_identities`]): the
+//!    mTLS peer, the JWT-SVID subject, and each actor of a delegated user
+//!    context. One whose SPIFFE ID or leaf serial is on the
+//!    [`Revocations`] list denies the request ([`DecisionReason::Revoked`]),
+//!    whatever other credential it carries; one past its expiry denies it
+//!    ([`DecisionReason::Expired`]). A revoked peer on an open keep-alive
+//!    connection is refused at its next request.
 //! 3. The [`PolicyEngine`] decides.
 //! 4. In dry-run mode, a policy denial (step 3) becomes
 //!    [`Verdict::WouldDeny`] and the request proceeds. Steps 1 and 2 are
@@ -44,10 +50,11 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::audit::{AuditEvent, AuditSink, Verdict};
 use crate::policy::{Decision, DecisionReason, PolicyEngine, Request};
+use zt_core::SpiffeId;
 use zt_core::revocation::{Revocations, Revoked};
 use zt_core::time::{SharedClock, system_clock};
 use zt_core::user::UserContext;
@@ -75,6 +82,73 @@ impl Authorization {
     /// revocation (HTTP 403, gRPC `PERMISSION_DENIED`).
     pub fn is_unauthenticated(&self) -> bool {
         self.verdict == Verdict::Deny && self.decision.reason == DecisionReason::Unauthenticated
+    }
+}
+
+/// Which credential of a request an [`Identity`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdentityRole {
+    /// The mTLS peer: the leaf certificate of the connection.
+    Peer,
+    /// The subject of a validated JWT-SVID.
+    JwtSubject,
+    /// A workload in the actor chain of a delegated user context.
+    Actor,
+}
+
+impl IdentityRole {
+    /// A short, stable name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Peer => "peer",
+            Self::JwtSubject => "jwt-svid-subject",
+            Self::Actor => "actor",
+        }
+    }
+}
+
+/// One identity presented on a request, checked by
+/// [`Authorizer::authorize_identities`] for revocation and expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Identity<'a> {
+    /// Where it came from.
+    pub role: IdentityRole,
+    /// Its SPIFFE ID.
+    pub id: &'a SpiffeId,
+    /// The serial of its leaf certificate, for the mTLS peer.
+    pub serial: Option<&'a [u8]>,
+    /// When the credential expires, if known.
+    pub not_after: Option<SystemTime>,
+}
+
+impl<'a> Identity<'a> {
+    /// An identity of `role` with ID `id`, no serial and no expiry.
+    pub fn new(role: IdentityRole, id: &'a SpiffeId) -> Self {
+        Self {
+            role,
+            id,
+            serial: None,
+            not_after: None,
+        }
+    }
+
+    /// The mTLS peer: ID, leaf serial and the leaf's expiry.
+    pub fn peer(id: &'a SpiffeId, serial: &'a [u8], not_after: SystemTime) -> Self {
+        Self {
+            role: IdentityRole::Peer,
+            id,
+            serial: Some(serial),
+            not_after: Some(not_after),
+        }
+    }
+
+    /// With the credential's expiry.
+    #[must_use]
+    pub fn expiring(mut self, not_after: SystemTime) -> Self {
+        self.not_after = Some(not_after);
+        self
     }
 }
 
@@ -130,18 +204,85 @@ impl Authorizer {
     }
 
     /// Decides `request`, whose caller presented a leaf certificate with
-    /// `caller_serial` (if known), and audits the decision.
+    /// `caller_serial` (if known), and audits the decision. The caller is
+    /// checked against the revocation list; use
+    /// [`authorize_identities`](Self::authorize_identities) to check every
+    /// identity a request carries.
     pub fn authorize(&self, request: &Request<'_>, caller_serial: Option<&[u8]>) -> Authorization {
+        match request.caller {
+            Some(caller) => self.authorize_identities(
+                request,
+                &[Identity {
+                    role: IdentityRole::Peer,
+                    id: caller,
+                    serial: caller_serial,
+                    not_after: None,
+                }],
+            ),
+            None => self.authorize_identities(request, &[]),
+        }
+    }
+
+    /// Decides `request` and audits the decision, first checking every
+    /// identity in `identities` (the mTLS peer, the JWT-SVID subject, the
+    /// actors of a user context): the request is denied if any of them is
+    /// revoked ([`DecisionReason::Revoked`]) or expired by this
+    /// authorizer's clock ([`DecisionReason::Expired`]), whichever of them
+    /// the policy sees as the caller. Which identity was refused is logged
+    /// (target `zt::authz`); the audit event names the caller and reason.
+    pub fn authorize_identities(
+        &self,
+        request: &Request<'_>,
+        identities: &[Identity<'_>],
+    ) -> Authorization {
         let inner = &*self.inner;
         let started = Instant::now();
-        let revoked = match (&inner.revocations, request.caller) {
-            (Some(list), Some(caller)) => list.check(caller, caller_serial.unwrap_or_default()),
-            _ => None,
+        let now = inner.clock.now();
+        let mut revoked = None;
+        let mut expired = false;
+        for identity in identities {
+            let why = inner
+                .revocations
+                .as_ref()
+                .and_then(|list| list.check(identity.id, identity.serial.unwrap_or_default()));
+            if let Some(why) = why {
+                tracing::warn!(
+                    target: "zt::authz",
+                    role = identity.role.as_str(),
+                    id = %identity.id,
+                    reason = why.as_str(),
+                    "revoked identity on a request"
+                );
+                revoked = Some(why);
+                break;
+            }
+            if identity.not_after.is_some_and(|t| now > t) {
+                tracing::warn!(
+                    target: "zt::authz",
+                    role = identity.role.as_str(),
+                    id = %identity.id,
+                    "expired identity on a request"
+                );
+                expired = true;
+            }
+        }
+        let caller_serial = request.caller.and_then(|caller| {
+            identities
+                .iter()
+                .find(|i| i.id == caller && i.serial.is_some())
+                .and_then(|i| i.serial)
+        });
+        let refusal = match (request.caller, revoked, expired) {
+            (None, _, _) => None,
+            (Some(_), Some(_), _) => Some(DecisionReason::Revoked),
+            (Some(_), None, true) => Some(DecisionReason::Expired),
+            (Some(_), None, false) => None,
         };
-        let decision = match revoked {
-            Some(_) => Decision {
+        let revoked = revoked.filter(|_| refusal == Some(DecisionReason::Revoked));
+        let decision = match refusal {
+            Some(reason) => Decision {
                 allowed: false,
-                reason: DecisionReason::Revoked,
+                reason,
                 rule_id: None,
                 audit_only_matches: Vec::new(),
                 policy_version: inner.engine.version(),
@@ -162,7 +303,7 @@ impl Authorizer {
         };
         let eval_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let event = AuditEvent {
-            time: inner.clock.now(),
+            time: now,
             caller: request.caller,
             caller_serial,
             target: &inner.target,

@@ -53,4 +53,4 @@ pub mod audit;
 mod authorizer;
 pub mod policy;
 
-pub use authorizer::{Authorization, Authorizer, AuthorizerBuilder};
+pub use authorizer::{Authorization, Authorizer, AuthorizerBuilder, Identity, IdentityRole};

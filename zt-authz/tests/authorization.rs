@@ -122,7 +122,7 @@ fn revocation_api_updates_every_clone_at_once() {
 #[test]
 fn revocation_file_formats_and_errors() {
     let set = RevocationSet::from_toml_str(
-        "ids = [\"spiffe://example.org/bad\"]\nserials = [\"3a:9f\", \"0x0A\", \"b\"]\n",
+        "ids = [\"spiffe://example.org/bad\"]\nserials = [\"3a:9f\", \"0x0A\", \"11\"]\n",
         "revoked.toml",
     )
     .unwrap();
@@ -507,4 +507,74 @@ fn a_stuck_audit_output_drops_and_counts_instead_of_blocking() {
         .filter(|l| !l.is_empty())
         .count();
     assert_eq!(lines as u64, writer.written());
+}
+
+#[test]
+fn revocation_list_reads_serials_as_spire_and_openssl_print_them() {
+    // SPIRE prints 1234567890; openssl prints 49:96:02:d2 or 0x499602D2.
+    let leaf_serial = [0x49, 0x96, 0x02, 0xd2];
+    let billing = id("spiffe://example.org/billing");
+    for pasted in ["1234567890", "49:96:02:d2", "0x499602D2"] {
+        let set =
+            RevocationSet::from_toml_str(&format!("serials = [\"{pasted}\"]\n"), "r.toml").unwrap();
+        assert_eq!(
+            set.check(&billing, &leaf_serial),
+            Some(Revoked::Serial),
+            "{pasted}"
+        );
+    }
+    // Bare hex with letters could be misread either way: refused, naming the forms.
+    let err = RevocationSet::from_toml_str("serials = [\"499602d2\"]\n", "r.toml").unwrap_err();
+    let RevocationError::BadSerial { reason, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*reason, zt_core::serial::SerialError::Ambiguous);
+    assert!(err.to_string().contains("decimal"), "{err}");
+}
+
+#[test]
+fn every_identity_on_a_request_is_checked_for_revocation_and_expiry() {
+    use zt_authz::{Identity, IdentityRole};
+    let clock = ManualClock::starting_now();
+    let revocations = Revocations::new();
+    let authz = Authorizer::builder(Policy::from_toml_str(GOOD, "p.toml").unwrap())
+        .revocations(revocations.clone())
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let orders = id("spiffe://example.org/orders");
+    let mallory = id("spiffe://example.org/mallory");
+    let gateway = id("spiffe://example.org/gateway");
+    let now = std::time::SystemTime::now();
+    let later = now + Duration::from_secs(60);
+    // The caller the policy sees is the JWT-SVID subject (orders); the
+    // peer is mallory; gateway acted in the user context's chain.
+    let request = Request::new(Some(&orders), "GET", "/invoices/1");
+    let identities = [
+        Identity::peer(&mallory, &[0x2a], later),
+        Identity::new(IdentityRole::JwtSubject, &orders).expiring(later),
+        Identity::new(IdentityRole::Actor, &gateway).expiring(later),
+    ];
+    assert_eq!(
+        authz.authorize_identities(&request, &identities).verdict,
+        Verdict::Allow
+    );
+
+    for revoked in [&mallory, &gateway, &orders] {
+        revocations.revoke_id(revoked.clone());
+        let result = authz.authorize_identities(&request, &identities);
+        assert_eq!(result.verdict, Verdict::Deny, "{revoked}");
+        assert_eq!(result.decision.reason, DecisionReason::Revoked, "{revoked}");
+        revocations.reinstate_id(revoked);
+    }
+    revocations.revoke_serial(&[0x2a]);
+    assert_eq!(
+        authz.authorize_identities(&request, &identities).revoked,
+        Some(Revoked::Serial)
+    );
+    revocations.reinstate_serial(&[0x2a]);
+
+    clock.set(later + Duration::from_secs(1));
+    let result = authz.authorize_identities(&request, &identities);
+    assert_eq!(result.verdict, Verdict::Deny);
+    assert_eq!(result.decision.reason, DecisionReason::Expired);
 }

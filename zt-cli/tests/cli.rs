@@ -226,13 +226,33 @@ fn verify_against_another_cas_bundle_exits_1_naming_the_rule() {
 
 #[test]
 fn verify_with_only_another_trust_domains_bundle_exits_1_naming_the_rule() {
+    let (tmp, _ca, chain, _bundle) = issued(false);
+    let other = tmp.path().join("other");
+    zt().args(["ca", "init", "--trust-domain", "other.org", "--dir"])
+        .arg(&other)
+        .assert()
+        .success();
+    zt().args(["svid", "verify", "--cert"])
+        .arg(&chain)
+        .args([
+            "--bundle",
+            &format!("other.org={}", other.join("root.pem").display()),
+        ])
+        .assert()
+        .code(1)
+        .stderr(contains("no trust bundle for trust domain `example.org`"));
+}
+
+#[test]
+fn a_bundle_whose_ca_names_another_trust_domain_is_refused_as_bad_input() {
     let (_tmp, _ca, chain, bundle) = issued(false);
+    // example.org's CA offered as other.org's: it could mint other.org IDs.
     zt().args(["svid", "verify", "--cert"])
         .arg(&chain)
         .args(["--bundle", &format!("other.org={}", bundle.display())])
         .assert()
-        .code(1)
-        .stderr(contains("no trust bundle for trust domain `example.org`"));
+        .code(2)
+        .stderr(contains("spiffe://example.org").and(contains("`other.org`")));
 }
 
 #[test]

@@ -22,6 +22,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
 use crate::TrustDomain;
+use crate::id::parse_canonical;
 use crate::jose::{self, JoseError};
 
 /// Why bundle material was rejected.
@@ -73,24 +74,26 @@ pub enum BundleError {
         /// What was wrong.
         reason: String,
     },
+    /// A CA certificate names another trust domain (or a malformed SPIFFE
+    /// ID) in a SPIFFE URI SAN, so it cannot be an authority of this one.
+    #[error(
+        "authority #{index} names `{named}` in its URI SAN, so it cannot be an authority of \
+         `{trust_domain}`; a CA of another trust domain belongs in that trust domain's bundle \
+         (configure federation with it)"
+    )]
+    ForeignAuthority {
+        /// Position of the certificate, from 0.
+        index: usize,
+        /// The trust domain whose bundle it was offered to.
+        trust_domain: String,
+        /// The SPIFFE URI the certificate names.
+        named: String,
+    },
     /// A certificate's public key type cannot be written as a JWK.
     #[error("authority #{index} has a public key type that cannot be expressed as a JWK")]
     UnsupportedKeyType {
         /// Position of the certificate, from 0.
         index: usize,
-    },
-    /// An X.509 authority names a SPIFFE trust domain other than the
-    /// bundle's: the document is another trust domain's bundle.
-    #[error(
-        "authority #{index} belongs to trust domain `{found}`, not `{expected}`; this is another trust domain's bundle"
-    )]
-    ForeignAuthority {
-        /// Position of the certificate among the X.509 authorities, from 0.
-        index: usize,
-        /// The trust domain the bundle is for.
-        expected: String,
-        /// The trust domain the authority's SPIFFE ID names.
-        found: String,
     },
 }
 
@@ -337,9 +340,14 @@ impl TrustBundle {
 
     /// Adds an X.509 authority (a CA certificate in DER).
     ///
+    /// A certificate that names another trust domain in a SPIFFE URI SAN
+    /// (as SPIRE's CAs name theirs) is refused: it could otherwise mint
+    /// SVIDs with this trust domain's IDs. See [`authority_trust_domain`].
+    ///
     /// # Errors
     ///
-    /// [`BundleError::BadCertificate`] if the certificate does not parse.
+    /// [`BundleError::BadCertificate`] if the certificate does not parse,
+    /// [`BundleError::ForeignAuthority`] if it names another trust domain.
     pub fn add_x509_authority(&mut self, cert: CertificateDer<'static>) -> Result<(), BundleError> {
         if self.x509.iter().any(|c| c == &cert) {
             return Ok(());
@@ -349,7 +357,9 @@ impl TrustBundle {
         // certificate too, so every format accepts the same certificates and
         // a bundle loaded from one can be written in and read from another.
         match X509Certificate::from_der(&cert) {
-            Ok(([], _)) => {}
+            Ok(([], parsed)) => {
+                check_named_trust_domain(&self.trust_domain, &parsed, index)?;
+            }
             Ok(_) => {
                 return Err(BundleError::BadCertificate {
                     index,
@@ -482,34 +492,11 @@ impl TrustBundle {
     /// [`BundleError::ForeignAuthority`] for the first authority of another
     /// trust domain.
     pub fn check_authorities_trust_domain(&self) -> Result<(), BundleError> {
-        let expected = self.trust_domain.to_string();
         for (index, cert) in self.x509.iter().enumerate() {
             let Ok((_, parsed)) = X509Certificate::from_der(cert) else {
                 continue;
             };
-            let Ok(Some(san)) = parsed.subject_alternative_name() else {
-                continue;
-            };
-            for name in &san.value.general_names {
-                let GeneralName::URI(uri) = name else {
-                    continue;
-                };
-                let Some(rest) = uri
-                    .get(..9)
-                    .filter(|scheme| scheme.eq_ignore_ascii_case("spiffe://"))
-                    .map(|_| &uri[9..])
-                else {
-                    continue;
-                };
-                let found = rest.split('/').next().unwrap_or_default();
-                if !found.eq_ignore_ascii_case(&expected) {
-                    return Err(BundleError::ForeignAuthority {
-                        index,
-                        expected,
-                        found: found.to_owned(),
-                    });
-                }
-            }
+            check_named_trust_domain(&self.trust_domain, &parsed, index)?;
         }
         Ok(())
     }
@@ -666,6 +653,111 @@ fn optional_u64(doc: &Map<String, Value>, name: &str) -> Result<Option<u64>, Bun
     }
 }
 
+/// The trust domain a CA certificate names in its SPIFFE URI SANs, or
+/// `None` if it has none (most CAs outside SPIRE carry no URI SAN).
+///
+/// # Errors
+///
+/// [`BundleError::BadCertificate`] if the certificate does not parse;
+/// [`BundleError::ForeignAuthority`] (with `trust_domain` empty) if it names
+/// a malformed SPIFFE ID or two different trust domains.
+pub fn authority_trust_domain(
+    cert: &CertificateDer<'_>,
+) -> Result<Option<TrustDomain>, BundleError> {
+    let parsed = X509Certificate::from_der(cert)
+        .map_err(|e| BundleError::BadCertificate {
+            index: 0,
+            reason: e.to_string(),
+        })?
+        .1;
+    named_trust_domain(&parsed, 0)
+}
+
+/// Checks that `cert` may be an X.509 authority of `trust_domain`: it names
+/// no trust domain, or names `trust_domain`. Every loader of
+/// [`TrustBundle`] applies it; sources that assemble bundles by other means
+/// call it too.
+///
+/// # Errors
+///
+/// [`BundleError::ForeignAuthority`] naming what the certificate names;
+/// [`BundleError::BadCertificate`] if it does not parse.
+pub fn check_authority_trust_domain(
+    trust_domain: &TrustDomain,
+    cert: &CertificateDer<'_>,
+) -> Result<(), BundleError> {
+    let parsed = X509Certificate::from_der(cert)
+        .map_err(|e| BundleError::BadCertificate {
+            index: 0,
+            reason: e.to_string(),
+        })?
+        .1;
+    check_named_trust_domain(trust_domain, &parsed, 0)
+}
+
+fn check_named_trust_domain(
+    trust_domain: &TrustDomain,
+    cert: &X509Certificate<'_>,
+    index: usize,
+) -> Result<(), BundleError> {
+    match named_trust_domain(cert, index) {
+        Ok(None) => Ok(()),
+        Ok(Some(named)) if named == *trust_domain => Ok(()),
+        Ok(Some(named)) => Err(BundleError::ForeignAuthority {
+            index,
+            trust_domain: trust_domain.to_string(),
+            named: format!("spiffe://{named}"),
+        }),
+        Err(BundleError::ForeignAuthority { named, .. }) => Err(BundleError::ForeignAuthority {
+            index,
+            trust_domain: trust_domain.to_string(),
+            named,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+fn named_trust_domain(
+    cert: &X509Certificate<'_>,
+    index: usize,
+) -> Result<Option<TrustDomain>, BundleError> {
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| BundleError::BadCertificate {
+            index,
+            reason: format!("bad subject alternative name: {e}"),
+        })?;
+    let Some(san) = san else {
+        return Ok(None);
+    };
+    let mut found: Option<TrustDomain> = None;
+    for name in &san.value.general_names {
+        let GeneralName::URI(uri) = name else {
+            continue;
+        };
+        let is_spiffe = uri
+            .get(..9)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("spiffe://"));
+        if !is_spiffe {
+            continue;
+        }
+        let foreign = |named: &str| BundleError::ForeignAuthority {
+            index,
+            trust_domain: String::new(),
+            named: named.to_owned(),
+        };
+        let td = parse_canonical(uri)
+            .map_err(|_| foreign(uri))?
+            .trust_domain()
+            .clone();
+        match &found {
+            Some(first) if *first != td => return Err(foreign(uri)),
+            _ => found = Some(td),
+        }
+    }
+    Ok(found)
+}
+
 /// Splits concatenated DER certificates.
 pub(crate) fn split_der_certificates(
     mut der: &[u8],
@@ -688,6 +780,15 @@ pub(crate) fn split_der_certificates(
 fn reindex(e: BundleError, index: usize) -> BundleError {
     match e {
         BundleError::BadCertificate { reason, .. } => BundleError::BadCertificate { index, reason },
+        BundleError::ForeignAuthority {
+            trust_domain,
+            named,
+            ..
+        } => BundleError::ForeignAuthority {
+            index,
+            trust_domain,
+            named,
+        },
         other => other,
     }
 }

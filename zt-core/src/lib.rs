@@ -46,6 +46,7 @@
 //! | [`peer`] | [`verify_peer`](peer::verify_peer): SVID rules plus a pin, for TLS verifiers |
 //! | [`source`] | [`SvidSource`](source::SvidSource): rotating snapshots from the Workload API, files, static material |
 //! | [`revocation`] | hot-updatable deny-list of SPIFFE IDs and leaf serials |
+//! | [`serial`] | certificate serials in decimal, `0x` hex and colon-hex, as operators paste them |
 //! | [`user`] | delegated user context: [`UserContextValidator`](user::UserContextValidator), scopes, the `act` chain |
 //! | [`time`] | injectable [`Clock`](time::Clock) |
 //! | [`reload`], [`origin`] | what file-backed holders share: change detection, reload outcomes, `file:line:column` positions |
@@ -78,6 +79,7 @@ pub mod origin;
 pub mod peer;
 pub mod reload;
 pub mod revocation;
+pub mod serial;
 pub mod source;
 pub mod svid;
 pub mod time;

@@ -19,8 +19,12 @@
 //!
 //! ```toml
 //! ids = ["spiffe://example.org/ns/prod/sa/compromised"]
-//! serials = ["3a:9f:01", "0x5c22"]   # hex; colons and a 0x prefix optional
+//! serials = ["3a:9f:01", "0x5c22", "1234567890"]
 //! ```
+//!
+//! Serials are written as [`parse_serial`] reads them: decimal digits (as
+//! SPIRE prints serials), `0x`-prefixed hex, or colon-separated hex pairs
+//! (as openssl prints them). Bare hex with letters is refused as ambiguous.
 //!
 //! Unknown fields are errors; an invalid file leaves the list in force
 //! unchanged.
@@ -60,6 +64,7 @@ use crate::id::parse_canonical;
 use crate::origin::Origin;
 use crate::reload::FileDigest;
 pub use crate::reload::ReloadOutcome;
+use crate::serial::{SerialError, parse_serial};
 use crate::source::WatchHandle;
 
 /// Why a caller is refused by a [`RevocationSet`].
@@ -100,30 +105,6 @@ pub struct RevocationSet {
 fn canonical_serial(serial: &[u8]) -> &[u8] {
     let start = serial.iter().position(|&b| b != 0).unwrap_or(serial.len());
     &serial[start..]
-}
-
-/// Parses `3a:9f:01`, `0x3a9f01` or `3A9F01`.
-fn parse_serial_hex(text: &str) -> Result<Vec<u8>, String> {
-    let trimmed = text.trim();
-    let digits = trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-        .unwrap_or(trimmed);
-    let digits: String = digits.chars().filter(|&c| c != ':').collect();
-    if digits.is_empty() {
-        return Err("is empty".into());
-    }
-    let padded = if digits.len() % 2 == 1 {
-        format!("0{digits}")
-    } else {
-        digits
-    };
-    let bytes = hex::decode(&padded).map_err(|e| format!("is not hex: {e}"))?;
-    let canonical = canonical_serial(&bytes);
-    if canonical.is_empty() {
-        return Err("is zero, which no certificate has".into());
-    }
-    Ok(canonical.to_vec())
 }
 
 impl RevocationSet {
@@ -216,13 +197,12 @@ impl RevocationSet {
             set.ids.insert(parsed);
         }
         for serial in doc.serials {
-            let bytes = parse_serial_hex(serial.get_ref()).map_err(|reason| {
-                RevocationError::BadSerial {
+            let bytes =
+                parse_serial(serial.get_ref()).map_err(|reason| RevocationError::BadSerial {
                     origin: Origin::at(&source, text, serial.span().start),
                     serial: serial.get_ref().clone(),
                     reason,
-                }
-            })?;
+                })?;
             set.serials.insert(bytes.into());
         }
         Ok(set)
@@ -260,7 +240,8 @@ pub enum RevocationError {
         /// Why it does not parse.
         reason: String,
     },
-    /// An entry of `serials` is not a hex serial.
+    /// An entry of `serials` is not a serial in an accepted form
+    /// ([`parse_serial`]).
     #[error("{origin}: revoked serial `{serial}` {reason}")]
     BadSerial {
         /// Where.
@@ -268,7 +249,7 @@ pub enum RevocationError {
         /// The entry.
         serial: String,
         /// Why it does not parse.
-        reason: String,
+        reason: SerialError,
     },
 }
 

@@ -9,6 +9,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use crate::SpiffeId;
 use crate::x509::{self, LeafInfo, SvidError};
 
+mod key_match;
+
 /// An X.509-SVID: a certificate chain (leaf first) and the leaf's private key.
 ///
 /// Construction parses the leaf and checks that it carries exactly one
@@ -65,6 +67,20 @@ impl X509Svid {
         let chain = parse_pem_certificates(chain_pem)?;
         let key = parse_pem_private_key(key_pem)?;
         Self::from_der(chain, key)
+    }
+
+    /// Checks that the private key is the leaf's: its public key is the one
+    /// the leaf certifies. Sources that read certificate and key from
+    /// separate places (files written one after the other) call it before
+    /// publishing.
+    ///
+    /// # Errors
+    ///
+    /// [`SvidError::KeyMismatch`] if the keys differ,
+    /// [`SvidError::UnreadableKey`] if the key cannot be read (an algorithm
+    /// other than ECDSA P-256/P-384, RSA or Ed25519, or malformed DER).
+    pub fn check_key_matches_leaf(&self) -> Result<(), SvidError> {
+        key_match::check(self.leaf(), &self.key)
     }
 
     /// Sets the Workload API hint carried with this SVID.

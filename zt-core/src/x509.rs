@@ -80,6 +80,16 @@ pub enum SvidError {
         "no private key found; expected a PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY block"
     )]
     NoPrivateKey,
+    /// The private key is not the key of the leaf certificate (for example
+    /// a certificate and key read between two writes of a rotation).
+    #[error("the private key does not belong to the leaf certificate (its public key differs)")]
+    KeyMismatch,
+    /// The private key could not be read to check it against the leaf.
+    #[error("the private key cannot be checked against the leaf: {reason}")]
+    UnreadableKey {
+        /// What was wrong.
+        reason: String,
+    },
     /// A certificate in the chain is not valid DER X.509.
     #[error("certificate #{index} in the chain is not a valid X.509 certificate: {reason}")]
     Malformed {

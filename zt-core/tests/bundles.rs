@@ -163,8 +163,8 @@ fn an_authority_of_another_trust_domain_is_named_by_the_check() {
         err,
         BundleError::ForeignAuthority {
             index: 0,
-            expected: td().to_string(),
-            found: "other.test".into(),
+            trust_domain: td().to_string(),
+            named: "spiffe://other.test".into(),
         }
     );
     let own = FakeCa::new(td()).unwrap().bundle();
@@ -178,4 +178,69 @@ fn authorities_expire_with_their_latest_certificate() {
     let expiry = bundle.x509_authorities_expire_at().unwrap();
     assert!(expiry > std::time::SystemTime::now());
     assert_eq!(TrustBundle::new(td()).x509_authorities_expire_at(), None);
+}
+
+fn partner() -> TrustDomain {
+    TrustDomain::new("partner.example").unwrap()
+}
+
+/// A partner's CA certificate (URI SAN `spiffe://partner.example`, as
+/// SPIRE's and the fake CA's carry) offered as an anchor of `example.org`.
+fn partner_root() -> rustls_pki_types::CertificateDer<'static> {
+    FakeCa::new(partner()).unwrap().bundle().x509_authorities()[0].clone()
+}
+
+fn is_foreign(err: &BundleError) -> bool {
+    matches!(err, BundleError::ForeignAuthority { trust_domain, named, .. }
+        if trust_domain == "example.org" && named == "spiffe://partner.example")
+}
+
+#[test]
+fn a_partner_ca_in_our_pem_bundle_is_refused_at_load_naming_its_trust_domain() {
+    let ours = FakeCa::new(td()).unwrap().bundle();
+    let mixed = format!(
+        "{}{}",
+        ours.to_pem(),
+        zt_core::bundle::certs_to_pem(&[partner_root()])
+    );
+    let err = TrustBundle::from_pem(td(), mixed.as_bytes()).unwrap_err();
+    assert!(is_foreign(&err), "{err:?}");
+    assert!(err.to_string().contains("authority #1"), "{err}");
+    assert!(err.to_string().contains("federation"), "{err}");
+}
+
+#[test]
+fn a_partner_ca_is_refused_by_every_bundle_loader_and_by_hand() {
+    let root = partner_root();
+    // Concatenated DER, the Workload API's encoding.
+    let err = TrustBundle::from_der_concat(td(), &root).unwrap_err();
+    assert!(is_foreign(&err), "{err:?}");
+    // SPIFFE bundle JSON.
+    let json = FakeCa::new(partner())
+        .unwrap()
+        .bundle()
+        .to_spiffe_json()
+        .unwrap();
+    let err = TrustBundle::from_spiffe_json(td(), json.as_bytes()).unwrap_err();
+    assert!(
+        err.to_string().contains("spiffe://partner.example"),
+        "{err}"
+    );
+    // A bundle built by hand, as for a BundleSet assembled in code.
+    let mut by_hand = TrustBundle::new(td());
+    let err = by_hand.add_x509_authority(root.clone()).unwrap_err();
+    assert!(is_foreign(&err), "{err:?}");
+    assert!(by_hand.x509_authorities().is_empty());
+    // The reusable check other sources call.
+    let err = zt_core::bundle::check_authority_trust_domain(&td(), &root).unwrap_err();
+    assert!(is_foreign(&err), "{err:?}");
+    // In its own trust domain the same certificate is an anchor.
+    assert_eq!(
+        zt_core::bundle::authority_trust_domain(&root).unwrap(),
+        Some(partner())
+    );
+    let mut theirs = TrustBundle::new(partner());
+    theirs.add_x509_authority(root).unwrap();
+    zt_core::bundle::check_authority_trust_domain(&partner(), &theirs.x509_authorities()[0])
+        .unwrap();
 }

@@ -199,3 +199,152 @@ fn file_source_reads_the_csi_driver_layout_with_federated_bundles() {
         1
     );
 }
+
+/// Writes the files the way spiffe-helper rotates them: the certificate
+/// chain first, then, in a separate write, the key.
+fn write_cert_only(layout: &FileLayout, svid: &zt_core::svid::X509Svid) {
+    std::fs::write(&layout.cert, svid.chain_pem()).unwrap();
+}
+
+#[test]
+fn file_source_never_publishes_a_new_certificate_with_the_old_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let ca = ca(&clock);
+    let layout = write_layout(dir.path(), &ca, "/one", Duration::from_secs(600));
+    let source = FileSource::open_with_clock(layout.clone(), Arc::new(clock.clone())).unwrap();
+    let first = source.current().unwrap().svid().serial().to_vec();
+
+    let next = ca
+        .issue_x509_svid(&id("/one"), Duration::from_secs(600))
+        .unwrap();
+    write_cert_only(&layout, &next);
+    // A poll between the two writes.
+    let err = source.reload().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SourceError::Svid(zt_core::x509::SvidError::KeyMismatch)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(source.current().unwrap().svid().serial(), first.as_slice());
+    match source.health() {
+        Health::Degraded { reason, .. } => {
+            assert!(reason.contains("private key does not belong"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    std::fs::write(&layout.key, next.key_pem()).unwrap();
+    assert!(source.reload().unwrap());
+    assert_eq!(source.current().unwrap().svid().serial(), next.serial());
+    assert_eq!(source.health(), Health::Healthy);
+}
+
+#[test]
+fn file_source_keeps_the_last_good_svid_while_its_chain_does_not_verify_against_the_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::starting_now();
+    let ca = ca(&clock);
+    let layout = write_layout(dir.path(), &ca, "/one", Duration::from_secs(600));
+    let source = FileSource::open_with_clock(layout.clone(), Arc::new(clock.clone())).unwrap();
+    let first = source.current().unwrap().svid().serial().to_vec();
+
+    // A new CA of the same trust domain: certificate and key written, the
+    // bundle not yet.
+    let new_ca = FakeCa::builder(td())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let next = new_ca
+        .issue_x509_svid(&id("/one"), Duration::from_secs(600))
+        .unwrap();
+    std::fs::write(&layout.cert, next.chain_pem()).unwrap();
+    std::fs::write(&layout.key, next.key_pem()).unwrap();
+    let err = source.reload().unwrap_err();
+    assert!(matches!(err, SourceError::Svid(_)), "{err:?}");
+    assert_eq!(source.current().unwrap().svid().serial(), first.as_slice());
+    assert!(matches!(source.health(), Health::Degraded { .. }));
+
+    std::fs::write(&layout.bundle, new_ca.bundle().to_pem()).unwrap();
+    assert!(source.reload().unwrap());
+    assert_eq!(source.current().unwrap().svid().serial(), next.serial());
+}
+
+#[tokio::test]
+async fn file_source_watch_retries_soon_after_a_half_written_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FakeCa::new(td()).unwrap();
+    let layout = write_layout(dir.path(), &ca, "/one", Duration::from_secs(600));
+    let source = FileSource::open(layout.clone()).unwrap();
+    // A full interval far longer than the test may take.
+    let _watch = source.watch_with_retry(Duration::from_secs(3600), Duration::from_millis(20));
+    // The watcher's first read happens at once: wait until it has
+    // published a complete rotation, so the next full read is an hour away.
+    let first = ca
+        .issue_x509_svid(&id("/one"), Duration::from_secs(600))
+        .unwrap();
+    std::fs::write(&layout.cert, first.chain_pem()).unwrap();
+    std::fs::write(&layout.key, first.key_pem()).unwrap();
+    wait_for_serial(&source, first.serial()).await;
+
+    let next = ca
+        .issue_x509_svid(&id("/one"), Duration::from_secs(600))
+        .unwrap();
+    write_cert_only(&layout, &next);
+    assert!(source.reload().is_err(), "a poll between the two writes");
+    std::fs::write(&layout.key, next.key_pem()).unwrap();
+
+    wait_for_serial(&source, next.serial()).await;
+    assert_eq!(source.health(), Health::Healthy);
+}
+
+async fn wait_for_serial(source: &FileSource, serial: &[u8]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while source.current().unwrap().svid().serial() != serial {
+        assert!(std::time::Instant::now() < deadline, "no read within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn file_source_refuses_a_partner_ca_appended_to_our_bundle_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FakeCa::new(td()).unwrap();
+    let partner = FakeCa::new(TrustDomain::new("partner.example").unwrap()).unwrap();
+    let layout = write_layout(dir.path(), &ca, "/one", Duration::from_secs(600));
+    // spiffe-helper with include_federated_domains = true appends the
+    // federated CAs to svid_bundle.pem.
+    let mixed = format!("{}{}", ca.bundle().to_pem(), partner.bundle().to_pem());
+    std::fs::write(&layout.bundle, &mixed).unwrap();
+
+    let err = FileSource::open(layout.clone()).unwrap_err();
+    assert!(
+        matches!(&err, SourceError::Bundle(zt_core::bundle::BundleError::ForeignAuthority { named, .. })
+            if named == "spiffe://partner.example"),
+        "{err:?}"
+    );
+
+    // With federation configured, the partner's CA is an anchor of its own
+    // trust domain only: it cannot mint our IDs.
+    let partner_file = dir.path().join("partner.pem");
+    std::fs::write(&partner_file, partner.bundle().to_pem()).unwrap();
+    let layout = layout.with_federated(partner.trust_domain().clone(), &partner_file);
+    let source = FileSource::open(layout).unwrap();
+    let snapshot = source.current().unwrap();
+    let bundles = snapshot.bundles();
+    assert_eq!(
+        bundles.get(&td()).unwrap().x509_authorities(),
+        ca.bundle().x509_authorities()
+    );
+    // Chains are checked against the bundle of the leaf's own trust
+    // domain, so the partner's CA verifies only partner.example IDs.
+    assert_eq!(
+        bundles
+            .get(partner.trust_domain())
+            .unwrap()
+            .x509_authorities(),
+        partner.bundle().x509_authorities()
+    );
+}

@@ -348,3 +348,115 @@ fn fake_ca_refuses_ids_outside_its_trust_domain() {
             .is_err()
     );
 }
+
+/// Key and self-signed SPIFFE leaf written by the openssl command line, in
+/// the traditional (SEC1 / PKCS#1) key encodings.
+fn openssl_leaf(dir: &std::path::Path, name: &str, genkey: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let key = dir.join(format!("{name}.key"));
+    let cert = dir.join(format!("{name}.pem"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl must be installed for this test");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let key_pem = run(genkey);
+    std::fs::write(&key, &key_pem).unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=leaf",
+        "-days",
+        "1",
+        "-addext",
+        "subjectAltName=URI:spiffe://example.org/leaf",
+        "-addext",
+        "basicConstraints=critical,CA:FALSE",
+        "-addext",
+        "keyUsage=critical,digitalSignature",
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    (std::fs::read(cert).unwrap(), key_pem)
+}
+
+#[test]
+fn key_match_reads_sec1_pkcs1_and_pkcs8_keys_and_refuses_another_leafs_key() {
+    use zt_core::svid::X509Svid;
+    let dir = tempfile::tempdir().unwrap();
+    let (ec_cert, ec_key) = openssl_leaf(
+        dir.path(),
+        "ec",
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout"],
+    );
+    assert!(String::from_utf8_lossy(&ec_key).contains("EC PRIVATE KEY"));
+    X509Svid::from_pem(&ec_cert, &ec_key)
+        .unwrap()
+        .check_key_matches_leaf()
+        .unwrap();
+    let (p384_cert, p384_key) = openssl_leaf(
+        dir.path(),
+        "p384",
+        &["ecparam", "-name", "secp384r1", "-genkey", "-noout"],
+    );
+    X509Svid::from_pem(&p384_cert, &p384_key)
+        .unwrap()
+        .check_key_matches_leaf()
+        .unwrap();
+    let (rsa_cert, rsa_key) = openssl_leaf(dir.path(), "rsa", &["genrsa", "-traditional", "2048"]);
+    assert!(String::from_utf8_lossy(&rsa_key).contains("RSA PRIVATE KEY"));
+    X509Svid::from_pem(&rsa_cert, &rsa_key)
+        .unwrap()
+        .check_key_matches_leaf()
+        .unwrap();
+
+    let fake = zt_dev::FakeCa::new(zt_core::TrustDomain::new("example.org").unwrap()).unwrap();
+    let pkcs8 = fake
+        .issue_x509_svid(
+            &zt_core::SpiffeId::new("spiffe://example.org/x").unwrap(),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    pkcs8.check_key_matches_leaf().unwrap();
+
+    // Every pairing of one leaf with another's key is refused.
+    for (cert, key) in [
+        (&ec_cert, &p384_key),
+        (&ec_cert, &rsa_key),
+        (&rsa_cert, &ec_key),
+        (&p384_cert, &ec_key),
+        (&ec_cert, &pkcs8.key_pem().into_bytes()),
+    ] {
+        let err = X509Svid::from_pem(cert, key)
+            .unwrap()
+            .check_key_matches_leaf()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SvidError::KeyMismatch | SvidError::UnreadableKey { .. }
+            ),
+            "{err:?}"
+        );
+    }
+    let (other_ec_cert, _) = openssl_leaf(
+        dir.path(),
+        "ec2",
+        &["ecparam", "-name", "prime256v1", "-genkey", "-noout"],
+    );
+    let err = X509Svid::from_pem(&other_ec_cert, &ec_key)
+        .unwrap()
+        .check_key_matches_leaf()
+        .unwrap_err();
+    assert_eq!(err, SvidError::KeyMismatch);
+}

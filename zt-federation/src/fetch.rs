@@ -106,13 +106,8 @@ pub(crate) async fn fetch(
                 });
             }
         };
-    let bundle =
-        TrustBundle::from_spiffe_json(endpoint.trust_domain.clone(), &body).map_err(|error| {
-            FederationError::Malformed {
-                url: url.to_owned(),
-                error,
-            }
-        })?;
+    let bundle = TrustBundle::from_spiffe_json(endpoint.trust_domain.clone(), &body)
+        .map_err(|error| classify(endpoint, error))?;
     check(endpoint, &bundle, last_sequence)?;
     Ok(bundle)
 }
@@ -127,12 +122,8 @@ pub(crate) fn check(
     let url = endpoint.url.as_str();
     if let Err(error) = bundle.check_authorities_trust_domain() {
         return Err(match error {
-            zt_core::bundle::BundleError::ForeignAuthority { found, .. } => {
-                FederationError::WrongTrustDomain {
-                    url: url.to_owned(),
-                    expected: endpoint.trust_domain.clone(),
-                    found,
-                }
+            error @ zt_core::bundle::BundleError::ForeignAuthority { .. } => {
+                classify(endpoint, error)
             }
             error => FederationError::Malformed {
                 url: url.to_owned(),
@@ -304,6 +295,26 @@ async fn get(
     .await;
     driver.abort();
     result
+}
+
+/// The error for a bundle document that did not load: another trust
+/// domain's authority in it is a wrong trust domain, anything else a
+/// malformed answer.
+fn classify(endpoint: &Endpoint, error: zt_core::bundle::BundleError) -> FederationError {
+    match error {
+        zt_core::bundle::BundleError::ForeignAuthority { named, .. } => {
+            let found = named.strip_prefix("spiffe://").unwrap_or(&named);
+            FederationError::WrongTrustDomain {
+                url: endpoint.url.clone(),
+                expected: endpoint.trust_domain.clone(),
+                found: found.split('/').next().unwrap_or(found).to_owned(),
+            }
+        }
+        error => FederationError::Malformed {
+            url: endpoint.url.clone(),
+            error,
+        },
+    }
 }
 
 #[cfg(test)]

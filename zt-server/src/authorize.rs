@@ -10,7 +10,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 use zt_authz::policy::{self, PolicyEngine, Transport};
-use zt_authz::{Authorization, Authorizer};
+use zt_authz::{Authorization, Authorizer, Identity, IdentityRole};
 use zt_core::user::UserContext;
 
 use crate::jwt::VerifiedJwtSvid;
@@ -23,7 +23,13 @@ use crate::peer::VerifiedPeer;
 /// the request extensions and asks an [`Authorizer`] — revocation list,
 /// policy, dry-run, audit — for a decision. When a
 /// [`JwtAuthLayer`](crate::JwtAuthLayer) in front of it validated a
-/// JWT-SVID, the caller is the JWT-SVID's subject; a validated user context
+/// JWT-SVID, the caller is the JWT-SVID's subject. Every identity on the
+/// request — the mTLS peer (ID, leaf serial, certificate expiry), the
+/// JWT-SVID subject (ID, token expiry) and the actors of a user context —
+/// is checked against the revocation list and the clock on every request,
+/// not only at the handshake: a peer revoked or expired after it connected
+/// is refused on its keep-alive connection whatever token it sends. A
+/// validated user context
 /// is passed to the policy (rules with `scopes`) and to the audit event
 /// (user and actor chain). One layer serves axum and tonic:
 /// it works on `http::Request<B>`.
@@ -178,17 +184,21 @@ where
         let authorization = {
             let peer = VerifiedPeer::from_extensions(req.extensions());
             let jwt = VerifiedJwtSvid::from_extensions(req.extensions());
+            let user = req.extensions().get::<UserContext>();
             // The caller is the JWT-SVID subject when the request carried
-            // one, else the mTLS peer; the leaf serial belongs to the peer.
+            // one, else the mTLS peer. Every identity on the request is
+            // checked for revocation and expiry, so a revoked peer gets
+            // nothing through with another workload's JWT-SVID.
             let caller = jwt
                 .map(VerifiedJwtSvid::subject)
                 .or(peer.map(VerifiedPeer::id));
-            let serial = peer
-                .filter(|p| caller == Some(p.id()))
-                .map(VerifiedPeer::serial);
+            let peer_identity = peer.map(|p| Identity::peer(p.id(), p.serial(), p.not_after()));
+            let jwt_identity = jwt.map(|j| {
+                Identity::new(IdentityRole::JwtSubject, j.subject()).expiring(j.claims().expiry())
+            });
             let path = req.uri().path();
             let mut request = policy::Request::new(caller, req.method().as_str(), path);
-            if let Some(user) = req.extensions().get::<UserContext>() {
+            if let Some(user) = user {
                 request = request.with_user(user);
             }
             if let Some(route) = matched_route(req.extensions()) {
@@ -210,7 +220,31 @@ where
                     .with_peer_not_after(peer.not_after()),
                 );
             }
-            self.authorizer.authorize(&request, serial)
+            let actors = user.map_or(&[][..], UserContext::actors);
+            // Without a delegation chain (the common case) the identities
+            // stay on the stack.
+            match ([peer_identity, jwt_identity], actors) {
+                ([Some(a), Some(b)], []) => self.authorizer.authorize_identities(&request, &[a, b]),
+                ([Some(a), None] | [None, Some(a)], []) => {
+                    self.authorizer.authorize_identities(&request, &[a])
+                }
+                ([None, None], []) => self.authorizer.authorize_identities(&request, &[]),
+                (head, actors) => {
+                    let expiry = user.map(UserContext::expiry);
+                    let all: Vec<Identity<'_>> = head
+                        .into_iter()
+                        .flatten()
+                        .chain(actors.iter().map(|actor| {
+                            let actor = Identity::new(IdentityRole::Actor, actor);
+                            match expiry {
+                                Some(at) => actor.expiring(at),
+                                None => actor,
+                            }
+                        }))
+                        .collect();
+                    self.authorizer.authorize_identities(&request, &all)
+                }
+            }
         };
         if authorization.proceeds() {
             ResponseFuture::inner(self.inner.call(req))

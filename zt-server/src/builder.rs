@@ -24,6 +24,7 @@ pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 512;
 /// Configures a [`ZtServer`].
 pub struct ServerBuilder {
     options: TlsOptions,
+    clock: SharedClock,
     handshake_timeout: Duration,
     max_handshakes: usize,
 }
@@ -43,6 +44,7 @@ impl ServerBuilder {
     pub fn new(source: Arc<dyn SvidSource>) -> Self {
         Self {
             options: TlsOptions::new(source),
+            clock: zt_core::time::system_clock(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
         }
@@ -90,6 +92,7 @@ impl ServerBuilder {
     /// The clock certificate validity is checked with. Default: system.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock.clone();
         self.options = self.options.clock(clock);
         self
     }
@@ -129,6 +132,7 @@ impl ServerBuilder {
         Ok(ZtServer {
             base: Arc::new(config),
             pin: self.options.pin_matcher().cloned(),
+            clock: self.clock,
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
         })
@@ -140,6 +144,7 @@ impl ServerBuilder {
 pub struct ZtServer {
     base: Arc<ServerConfig>,
     pin: Option<IdMatcher>,
+    pub(crate) clock: SharedClock,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
 }

@@ -14,7 +14,7 @@ use zt_core::SpiffeId;
 use zt_core::jwt::{JwtError, JwtSvidCache, JwtSvidClaims, validate_jwt_svid};
 use zt_core::revocation::Revocations;
 use zt_core::source::{SourceError, SvidSource};
-use zt_core::time::{SharedClock, system_clock};
+use zt_core::time::{SharedClock, Timestamp, system_clock};
 use zt_core::user::{USER_CONTEXT_HEADER, UserContext, UserContextError, UserContextValidator};
 
 use crate::authorize::{ResponseBody, ResponseFuture, is_grpc};
@@ -57,6 +57,21 @@ pub enum JwtAuthError {
         subject: SpiffeId,
         /// The mTLS peer, if any.
         peer: Option<SpiffeId>,
+    },
+    /// The mTLS peer the request came over is revoked (by ID or leaf
+    /// serial), whatever token it carries.
+    #[error("the mTLS peer `{peer}` is revoked")]
+    PeerRevoked {
+        /// The peer.
+        peer: SpiffeId,
+    },
+    /// The mTLS peer's certificate has expired since the handshake.
+    #[error("the mTLS peer `{peer}`'s certificate expired at {expired_at}")]
+    PeerExpired {
+        /// The peer.
+        peer: SpiffeId,
+        /// When its certificate expired.
+        expired_at: Timestamp,
     },
     /// The JWT-SVID's subject is revoked.
     #[error("the JWT-SVID subject `{subject}` is revoked")]
@@ -107,6 +122,8 @@ impl JwtAuthError {
             Self::LocalSource(_) => "jwt-svid:no-local-bundle",
             Self::NotBoundToPeer { .. } => "jwt-svid:not-bound-to-peer",
             Self::Revoked { .. } => "jwt-svid:revoked",
+            Self::PeerRevoked { .. } => "peer:revoked",
+            Self::PeerExpired { .. } => "peer:expired",
             Self::MissingUserContext { .. } => "user-context:missing",
             Self::UserContext(e) => e.kind(),
             Self::NoCallerForUserContext => "user-context:no-caller",
@@ -266,7 +283,7 @@ impl JwtAuthLayer {
                 audience: audience.into(),
                 header: header::AUTHORIZATION,
                 require_jwt_svid: true,
-                bind_to_peer: false,
+                bind_to_peer: true,
                 leeway: DEFAULT_JWT_LEEWAY,
                 clock: system_clock(),
                 revocations: None,
@@ -277,8 +294,45 @@ impl JwtAuthLayer {
         }
     }
 
+    /// Validates the credentials in `headers` of a request that came over
+    /// a connection with `peer`, as the layer does for every request: the
+    /// peer itself is refused if it is revoked (ID or leaf serial) or its
+    /// certificate has expired since the handshake, then as
+    /// [`authenticate`](Self::authenticate).
+    ///
+    /// # Errors
+    ///
+    /// The [`JwtAuthError`] for the first check that fails.
+    pub fn authenticate_request(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&VerifiedPeer>,
+    ) -> Result<Authenticated, JwtAuthError> {
+        let c = &*self.config;
+        if let Some(peer) = peer {
+            if c.revocations
+                .as_ref()
+                .is_some_and(|r| r.check(peer.id(), peer.serial()).is_some())
+            {
+                return Err(JwtAuthError::PeerRevoked {
+                    peer: peer.id().clone(),
+                });
+            }
+            if c.clock.now() > peer.not_after() {
+                return Err(JwtAuthError::PeerExpired {
+                    peer: peer.id().clone(),
+                    expired_at: Timestamp(peer.not_after()),
+                });
+            }
+        }
+        self.authenticate(headers, peer.map(VerifiedPeer::id))
+    }
+
     /// Validates the credentials in `headers` of a request whose mTLS peer
-    /// is `peer`, as the layer does for every request.
+    /// has the SPIFFE ID `peer`. A peer whose ID is revoked is refused; its
+    /// serial and expiry are checked by
+    /// [`authenticate_request`](Self::authenticate_request), which the
+    /// layer calls.
     ///
     /// # Errors
     ///
@@ -289,6 +343,11 @@ impl JwtAuthLayer {
         peer: Option<&SpiffeId>,
     ) -> Result<Authenticated, JwtAuthError> {
         let c = &*self.config;
+        if let (Some(peer), Some(revocations)) = (peer, &c.revocations)
+            && revocations.current().is_id_revoked(peer)
+        {
+            return Err(JwtAuthError::PeerRevoked { peer: peer.clone() });
+        }
         let mut out = Authenticated::default();
         match headers.get(&c.header) {
             Some(value) => {
@@ -401,7 +460,16 @@ impl JwtAuthBuilder {
     }
 
     /// Whether the JWT-SVID's subject must equal the mTLS peer's SPIFFE ID
-    /// (default `false`).
+    /// (default `true`).
+    ///
+    /// Bound, a JWT-SVID is only accepted from the workload it was issued
+    /// to: a token stolen or replayed by another workload is refused, since
+    /// the thief would also need the subject's mTLS key. Turn it off only
+    /// for a peer that forwards tokens it did not receive for itself (a
+    /// gateway or proxy passing its callers' JWT-SVIDs on); the peer is
+    /// then still checked for revocation and expiry on every request, but
+    /// any peer holding a valid token for this audience speaks as its
+    /// subject.
     #[must_use]
     pub fn bind_to_peer(mut self, bind: bool) -> Self {
         self.config.bind_to_peer = bind;
@@ -553,8 +621,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let peer = VerifiedPeer::from_extensions(req.extensions()).map(VerifiedPeer::id);
-        match self.layer.authenticate(req.headers(), peer) {
+        let verified = VerifiedPeer::from_extensions(req.extensions());
+        let peer = verified.map(VerifiedPeer::id);
+        match self.layer.authenticate_request(req.headers(), verified) {
             Ok(found) => {
                 if let Some(jwt) = found.jwt_svid {
                     req.extensions_mut().insert(jwt);

@@ -103,7 +103,7 @@ pub use jwt::{
     MissingUserContext, VerifiedJwtSvid, VerifiedUser,
 };
 pub use peer::{MissingPeer, PeerExt, VerifiedPeer};
-pub use serve::SHUTDOWN_GRACE;
+pub use serve::{EXPIRY_MARGIN, SHUTDOWN_GRACE};
 pub use zt_tls::{ConfigError, PeerRejected, Posture, Side};
 
 #[cfg(feature = "macros")]

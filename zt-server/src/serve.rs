@@ -9,9 +9,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tower::{Service, ServiceExt as _};
 use zt_core::x509::inspect_leaf;
@@ -47,7 +46,10 @@ impl ZtServer {
     ///
     /// `service` is any tower HTTP service: an axum `Router`, tonic
     /// `Routes`, or a stack of layers over them. Every request it sees
-    /// carries the connection's [`VerifiedPeer`] in its extensions.
+    /// carries the connection's [`VerifiedPeer`] in its extensions. Each
+    /// connection ends gracefully shortly before its peer's certificate
+    /// expires ([`EXPIRY_MARGIN`]), so the client reconnects with its
+    /// current SVID.
     ///
     /// # Errors
     ///
@@ -69,8 +71,13 @@ impl ZtServer {
     {
         let acceptor = self.tls_acceptor();
         let permits = Arc::new(Semaphore::new(self.max_handshakes));
-        let graceful = GracefulShutdown::new();
+        // Set when shutdown is signalled; every connection then ends
+        // gracefully. Each connection task holds a sender of `open_tx`, so
+        // `open_rx` closes once the last one has ended.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
         let handshake_timeout = self.handshake_timeout;
+        let clock = self.clock.clone();
         tokio::pin!(shutdown);
 
         loop {
@@ -98,8 +105,11 @@ impl ZtServer {
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let service = service.clone();
-            let watcher = graceful.watcher();
+            let mut stop = stop_rx.clone();
+            let open = open_tx.clone();
+            let clock = clock.clone();
             tokio::spawn(async move {
+                let _open = open;
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(tls)) => tls,
@@ -126,22 +136,54 @@ impl ZtServer {
                     return;
                 };
                 tracing::debug!(target: "zt::server", %remote, peer = %peer.id(), serial = %peer.serial_hex(), "connection accepted");
+                // The connection ends, gracefully, before the peer's
+                // certificate expires: the client then reconnects with its
+                // current SVID instead of having requests refused as
+                // expired (which `AuthorizeLayer` checks per request).
+                let expires_in = connection_lifetime(
+                    peer.not_after()
+                        .duration_since(clock.now())
+                        .unwrap_or(Duration::ZERO),
+                );
+                let peer_id = peer.id().clone();
                 let hyper_service =
                     hyper::service::service_fn(move |mut req: Request<Incoming>| {
                         req.extensions_mut().insert(peer.clone());
                         service.clone().oneshot(req)
                     });
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(tls), hyper_service);
-                if let Err(e) = watcher.watch(conn.into_owned()).await {
+                let conn = builder
+                    .serve_connection(TokioIo::new(tls), hyper_service)
+                    .into_owned();
+                tokio::pin!(conn);
+                let expiry = tokio::time::sleep(expires_in);
+                tokio::pin!(expiry);
+                let ended = tokio::select! {
+                    ended = conn.as_mut() => Some(ended),
+                    _ = stop.wait_for(|stopped| *stopped) => None,
+                    () = &mut expiry => {
+                        tracing::debug!(target: "zt::server", %remote, peer = %peer_id, "peer certificate expired; ending the connection");
+                        None
+                    }
+                };
+                let ended = match ended {
+                    Some(ended) => ended,
+                    None => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = ended {
                     tracing::debug!(target: "zt::server", %remote, error = %e, "connection ended with error");
                 }
             });
         }
 
         drop(listener);
+        stop_tx.send_replace(true);
+        drop(open_tx);
         tokio::select! {
-            () = graceful.shutdown() => {}
+            _ = open_rx.recv() => {}
             () = tokio::time::sleep(SHUTDOWN_GRACE) => {
                 tracing::warn!(target: "zt::server", "connections still open after the shutdown grace period");
             }
@@ -149,6 +191,17 @@ impl ZtServer {
         Ok(())
     }
 }
+
+/// The most the server keeps a connection open when its peer's certificate
+/// expires in `remaining`: [`EXPIRY_MARGIN`] less, or half of it when it is
+/// shorter than twice the margin, so the connection ends while a request
+/// sent on it is still judged valid.
+fn connection_lifetime(remaining: Duration) -> Duration {
+    remaining.saturating_sub(EXPIRY_MARGIN.min(remaining / 2))
+}
+
+/// How long before its peer's certificate expires a connection is ended.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
 fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;

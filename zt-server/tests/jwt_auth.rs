@@ -92,7 +92,7 @@ fn a_valid_jwt_svid_is_accepted_and_names_its_subject() {
     let found = s
         .layer()
         .build()
-        .authenticate(&bearer(&s.good_token()), None)
+        .authenticate(&bearer(&s.good_token()), Some(&s.billing))
         .unwrap();
     assert_eq!(found.jwt_svid.unwrap().subject(), &s.billing);
     assert!(found.user.is_none());
@@ -248,7 +248,7 @@ fn binding_refuses_a_jwt_subject_that_is_not_the_mtls_peer() {
         err,
         JwtAuthError::NotBoundToPeer {
             subject: s.billing.clone(),
-            peer: Some(orders),
+            peer: Some(orders.clone()),
         }
     );
     assert_eq!(err.kind(), "jwt-svid:not-bound-to-peer");
@@ -256,8 +256,16 @@ fn binding_refuses_a_jwt_subject_that_is_not_the_mtls_peer() {
     layer
         .authenticate(&bearer(&s.good_token()), Some(&s.billing))
         .unwrap();
+    // Binding is the default.
+    assert!(matches!(
+        s.layer()
+            .build()
+            .authenticate(&bearer(&s.good_token()), Some(&orders)),
+        Err(JwtAuthError::NotBoundToPeer { .. })
+    ));
     // Without binding, any peer may carry it.
     s.layer()
+        .bind_to_peer(false)
         .build()
         .authenticate(
             &bearer(&s.good_token()),
@@ -270,7 +278,11 @@ fn binding_refuses_a_jwt_subject_that_is_not_the_mtls_peer() {
 fn a_revoked_jwt_subject_is_refused() {
     let s = setup();
     let revocations = Revocations::new();
-    let layer = s.layer().revocations(revocations.clone()).build();
+    let layer = s
+        .layer()
+        .bind_to_peer(false)
+        .revocations(revocations.clone())
+        .build();
     layer.authenticate(&bearer(&s.good_token()), None).unwrap();
     revocations.revoke_id(s.billing.clone());
     assert_eq!(
@@ -281,6 +293,28 @@ fn a_revoked_jwt_subject_is_refused() {
             subject: s.billing.clone()
         }
     );
+}
+
+#[test]
+fn a_revoked_peer_is_refused_whatever_jwt_svid_it_carries() {
+    let s = setup();
+    let revocations = Revocations::new();
+    // Unbound, so that a peer may carry another workload's token.
+    let layer = s
+        .layer()
+        .bind_to_peer(false)
+        .revocations(revocations.clone())
+        .build();
+    let orders = id("spiffe://example.org/orders");
+    layer
+        .authenticate(&bearer(&s.good_token()), Some(&orders))
+        .unwrap();
+    revocations.revoke_id(orders.clone());
+    let err = layer
+        .authenticate(&bearer(&s.good_token()), Some(&orders))
+        .unwrap_err();
+    assert_eq!(err, JwtAuthError::PeerRevoked { peer: orders });
+    assert_eq!(err.kind(), "peer:revoked");
 }
 
 #[test]
@@ -325,7 +359,7 @@ fn a_custom_header_carries_the_bare_token() {
     headers.insert("x-jwt-svid", HeaderValue::try_from(s.good_token()).unwrap());
     assert_eq!(
         layer
-            .authenticate(&headers, None)
+            .authenticate(&headers, Some(&s.billing))
             .unwrap()
             .jwt_svid
             .unwrap()
@@ -353,7 +387,10 @@ async fn the_user_context_must_name_the_caller_as_its_current_actor() {
 
     // Forwarded unchanged by billing: the current actor is orders.
     let err = layer
-        .authenticate(&with_user(bearer(&s.good_token()), &minted), None)
+        .authenticate(
+            &with_user(bearer(&s.good_token()), &minted),
+            Some(&s.billing),
+        )
         .unwrap_err();
     assert_eq!(
         err,
@@ -371,7 +408,10 @@ async fn the_user_context_must_name_the_caller_as_its_current_actor() {
         .unwrap();
     let exchanged = issuer.exchange(&context, &s.billing, None).await.unwrap();
     let found = layer
-        .authenticate(&with_user(bearer(&s.good_token()), &exchanged), None)
+        .authenticate(
+            &with_user(bearer(&s.good_token()), &exchanged),
+            Some(&s.billing),
+        )
         .unwrap();
     let user = found.user.unwrap();
     assert_eq!(user.subject(), "alice");
@@ -393,7 +433,8 @@ async fn the_user_context_must_name_the_caller_as_its_current_actor() {
 #[tokio::test]
 async fn the_layer_answers_401_without_detail_and_passes_verified_requests_on() {
     let s = setup();
-    let layer = s.layer().build();
+    // No mTLS peer in this test's requests: unbound.
+    let layer = s.layer().bind_to_peer(false).build();
     let service = layer.layer(tower::service_fn(|req: Request<Empty<Bytes>>| async move {
         let subject = VerifiedJwtSvid::from_extensions(req.extensions())
             .map(|j| j.subject().to_string())

@@ -272,6 +272,10 @@ pub enum DecisionReason {
     /// The caller's ID or certificate is revoked: denied before any rule
     /// was read (by an [`Authorizer`](crate::Authorizer)).
     Revoked,
+    /// An identity on the request (the mTLS peer's certificate, the
+    /// JWT-SVID, or the user context) has expired: denied before any rule
+    /// was read (by an [`Authorizer`](crate::Authorizer)).
+    Expired,
     /// The endpoint declares its callers in code and the caller is not one
     /// of them ([`declare`]); the rule id names the declaration.
     CallerNotDeclared,
@@ -289,6 +293,7 @@ impl DecisionReason {
             Self::NoMatchingRule => "no-matching-rule",
             Self::Unauthenticated => "unauthenticated",
             Self::Revoked => "revoked",
+            Self::Expired => "expired",
             Self::CallerNotDeclared => "caller-not-declared",
             Self::Undeclared => "undeclared-endpoint",
         }

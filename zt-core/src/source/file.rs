@@ -2,15 +2,21 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 
 use super::{SourceError, SourceState, SvidSource};
 use crate::TrustDomain;
-use crate::bundle::{BundleSet, TrustBundle};
+use crate::bundle::{BundleError, BundleSet, TrustBundle, authority_trust_domain};
 use crate::svid::X509Svid;
 use crate::time::{SharedClock, system_clock};
+use crate::x509::{SvidError, Usage, verify_x509_svid};
+
+/// How soon [`FileSource::watch`] reads the files again after a read that
+/// found them inconsistent (at most the watch interval).
+pub const FILE_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where the SVID, key and bundle files live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +74,19 @@ impl FileLayout {
 
 /// Serves an SVID from PEM files, reloading them when their content changes.
 ///
-/// The files are read together; a reload that finds them unreadable, torn
-/// mid-write, or breaking an SVID rule keeps the last good snapshot and
-/// reports the failure through [`SvidSource::health`].
+/// The files are read together and published only when consistent: the
+/// key is the leaf's, and the chain verifies against the bundle of the
+/// SVID's trust domain as of now. A reload that finds them unreadable, torn
+/// mid-write (a new certificate beside the old key), not verifying, or
+/// breaking an SVID rule keeps the last good snapshot, reports why through
+/// [`SvidSource::health`], and [`watch`](FileSource::watch) tries again
+/// after [`FILE_RETRY_INTERVAL`].
+///
+/// The bundle file holds authorities of the SVID's own trust domain. A CA
+/// certificate in it that names another trust domain (spiffe-helper with
+/// `include_federated_domains` appends federated CAs there) is moved to
+/// that trust domain's bundle when the layout federates with it
+/// ([`FileLayout::with_federated`]), and refused otherwise.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), zt_core::source::SourceError> {
@@ -87,6 +103,8 @@ pub struct FileSource {
     layout: FileLayout,
     state: SourceState,
     last_digest: Mutex<Option<[u8; 32]>>,
+    failing: Mutex<bool>,
+    last_failure: Mutex<Option<String>>,
 }
 
 impl FileSource {
@@ -113,6 +131,8 @@ impl FileSource {
             layout,
             state: SourceState::new(clock),
             last_digest: Mutex::new(None),
+            failing: Mutex::new(false),
+            last_failure: Mutex::new(None),
         });
         source.reload()?;
         Ok(source)
@@ -132,8 +152,20 @@ impl FileSource {
     /// As [`FileSource::open`]. On error the last good snapshot keeps
     /// serving and the failure is recorded in [`SvidSource::health`].
     pub fn reload(&self) -> Result<bool, SourceError> {
-        match self.load() {
-            Ok(None) => Ok(false),
+        let result = self.load();
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = result.is_err();
+        if result.is_ok() {
+            *self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        match result {
+            Ok(None) => {
+                // The files are back to the snapshot in force.
+                self.state.clear_failure();
+                Ok(false)
+            }
             Ok(Some((svid, bundles, digest))) => {
                 self.state.publish(svid, bundles);
                 *self
@@ -143,21 +175,60 @@ impl FileSource {
                 Ok(true)
             }
             Err(e) => {
-                self.state.report_failure(e.to_string());
+                let reason = e.to_string();
+                // A retry that finds the same failure reports it once.
+                let mut last = self
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if last.as_deref() != Some(reason.as_str()) {
+                    self.state.report_failure(reason.clone());
+                    *last = Some(reason);
+                }
                 Err(e)
             }
         }
     }
 
-    /// Starts a task that calls [`FileSource::reload`] every `interval`.
+    /// Starts a task that calls [`FileSource::reload`] every `interval`,
+    /// and again after [`FILE_RETRY_INTERVAL`] (or `interval`, if shorter)
+    /// while the last read failed, so a half-written rotation is picked up
+    /// once its writer finishes rather than a full interval later.
     ///
     /// The task stops when the returned [`WatchHandle`] is dropped or the
     /// source is dropped. Must be called within a Tokio runtime.
     pub fn watch(self: &Arc<Self>, interval: Duration) -> WatchHandle {
-        WatchHandle::poll(Arc::downgrade(self), interval, |source: &Self| {
-            // Failures are recorded in the source's health.
-            let _ = source.reload();
-        })
+        self.watch_with_retry(interval, FILE_RETRY_INTERVAL)
+    }
+
+    /// As [`FileSource::watch`], retrying after `retry` (at most
+    /// `interval`) while the files are unreadable or inconsistent.
+    pub fn watch_with_retry(self: &Arc<Self>, interval: Duration, retry: Duration) -> WatchHandle {
+        let retry = retry.min(interval).max(Duration::from_millis(1));
+        let source = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut last_read: Option<tokio::time::Instant> = None;
+            loop {
+                let Some(source) = source.upgrade() else {
+                    break;
+                };
+                let due = last_read.is_none_or(|at| at.elapsed() >= interval);
+                if due || source.is_failing() {
+                    last_read = Some(tokio::time::Instant::now());
+                    // Failures are recorded in the source's health.
+                    let _ = source.reload();
+                }
+                let failing = source.is_failing();
+                drop(source);
+                tokio::time::sleep(if failing { retry } else { retry.min(interval) }).await;
+            }
+        });
+        WatchHandle { task }
+    }
+
+    /// `true` while the last read failed (the last good snapshot serves).
+    fn is_failing(&self) -> bool {
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn load(&self) -> Result<Option<(X509Svid, BundleSet, [u8; 32])>, SourceError> {
@@ -189,13 +260,81 @@ impl FileSource {
         }
 
         let svid = X509Svid::from_pem(&cert, &key)?;
+        // Certificate and key are written one after the other; a read
+        // between the two writes pairs a new certificate with the old key.
+        svid.check_key_matches_leaf()?;
         let own_td = svid.id().trust_domain().clone();
-        let mut bundles = BundleSet::new();
-        bundles.insert(TrustBundle::from_bytes(own_td, &bundle)?);
-        for (td, bytes) in federated {
-            bundles.insert(TrustBundle::from_bytes(td, &bytes)?);
-        }
+        let bundles = assemble_bundles(own_td, &bundle, federated)?;
+        verify_own_svid(&svid, &bundles, self.state.clock().now())?;
         Ok(Some((svid, bundles, digest)))
+    }
+}
+
+/// Builds the bundle set from the own bundle file and the federated ones.
+///
+/// A CA certificate in the own bundle file that names another trust domain
+/// in its URI SAN (spiffe-helper appends federated CAs to that file when
+/// `include_federated_domains` is on) goes to that trust domain's bundle
+/// when the layout federates with it; otherwise it is refused, since it
+/// could mint SVIDs with our IDs.
+fn assemble_bundles(
+    own_td: TrustDomain,
+    own: &[u8],
+    federated: Vec<(TrustDomain, Vec<u8>)>,
+) -> Result<BundleSet, SourceError> {
+    let mut foreign: Vec<(TrustDomain, CertificateDer<'static>)> = Vec::new();
+    let own_bundle = if own.windows(10).any(|w| w == b"-----BEGIN")
+        && own.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
+    {
+        let blocks = pem::parse_many(own).map_err(|e| BundleError::Pem {
+            reason: e.to_string(),
+        })?;
+        let mut bundle = TrustBundle::new(own_td.clone());
+        for block in blocks.into_iter().filter(|b| b.tag() == "CERTIFICATE") {
+            let cert = CertificateDer::from(block.into_contents());
+            match authority_trust_domain(&cert) {
+                Ok(Some(td)) if td != own_td && federated.iter().any(|(f, _)| *f == td) => {
+                    foreign.push((td, cert));
+                }
+                // Our own, unnamed, or refused (with its position) by the bundle.
+                _ => bundle.add_x509_authority(cert)?,
+            }
+        }
+        if bundle.x509_authorities().is_empty() {
+            return Err(BundleError::NoAuthorities {
+                trust_domain: own_td.to_string(),
+            }
+            .into());
+        }
+        bundle
+    } else {
+        TrustBundle::from_bytes(own_td, own)?
+    };
+    let mut bundles = BundleSet::new();
+    bundles.insert(own_bundle);
+    for (td, bytes) in federated {
+        let mut bundle = TrustBundle::from_bytes(td.clone(), &bytes)?;
+        for (_, cert) in foreign.iter().filter(|(f, _)| *f == td) {
+            bundle.add_x509_authority(cert.clone())?;
+        }
+        bundles.insert(bundle);
+    }
+    Ok(bundles)
+}
+
+/// Refuses an SVID that peers would refuse: one whose chain does not verify
+/// against the bundle of its own trust domain as of `now` (the bundle file
+/// written after the certificate, or not yet), or that has expired. An SVID
+/// not yet valid by our clock is checked as of its start, so a clock behind
+/// the issuer's does not refuse fresh SVIDs.
+fn verify_own_svid(svid: &X509Svid, bundles: &BundleSet, now: SystemTime) -> Result<(), SvidError> {
+    let at = now.max(svid.not_before());
+    // SVIDs usually carry both TLS usages; accept one that carries either.
+    match verify_x509_svid(svid.chain(), bundles, at, Usage::ClientAuth) {
+        Err(SvidError::WrongExtendedKeyUsage { .. }) => {
+            verify_x509_svid(svid.chain(), bundles, at, Usage::ServerAuth).map(drop)
+        }
+        other => other.map(drop),
     }
 }
 

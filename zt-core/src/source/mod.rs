@@ -43,7 +43,7 @@ use crate::time::Timestamp;
 use crate::x509::SvidError;
 
 pub use cache::DerivedCache;
-pub use file::{FileLayout, FileSource, WatchHandle};
+pub use file::{FILE_RETRY_INTERVAL, FileLayout, FileSource, WatchHandle};
 #[cfg(feature = "workload-api")]
 pub use picker::SvidPicker;
 pub use state::SourceState;

@@ -98,6 +98,15 @@ impl SourceState {
             .unwrap_or_else(PoisonError::into_inner) = reason;
     }
 
+    /// Clears a recorded failure without publishing: the upstream is back
+    /// to the material of the snapshot in force.
+    pub fn clear_failure(&self) {
+        *self
+            .last_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     fn failure(&self) -> Option<String> {
         self.last_failure
             .lock()
