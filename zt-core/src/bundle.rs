@@ -291,9 +291,22 @@ impl TrustBundle {
                         .map_err(|_| bad("`x5c` is not standard base64"))?;
                     bundle
                         .add_x509_authority(CertificateDer::from(der))
-                        .map_err(|e| BundleError::BadKey {
-                            index,
-                            reason: e.to_string(),
+                        .map_err(|e| match e {
+                            // Another trust domain's CA: the document is
+                            // that trust domain's bundle, not a bad key.
+                            BundleError::ForeignAuthority {
+                                trust_domain,
+                                named,
+                                ..
+                            } => BundleError::ForeignAuthority {
+                                index,
+                                trust_domain,
+                                named,
+                            },
+                            e => BundleError::BadKey {
+                                index,
+                                reason: e.to_string(),
+                            },
                         })?;
                 }
                 Some("jwt-svid") => {

@@ -96,8 +96,11 @@ fn a_cached_token_whose_key_left_the_bundle_is_refused() {
         .key_id()
         .to_owned();
 
+    // Another key takes its place: the token's key ID is now unknown.
     let mut without = bundle;
     assert!(without.remove_jwt_authority(&kid));
+    let (other, _, _) = setup();
+    without.add_jwt_authority(other.bundle().jwt_authorities().next().unwrap().clone());
     let without = BundleSet::new().with(without);
     let err = cache
         .validate(svid.token(), &without, AUD, clock.now(), Duration::ZERO)

@@ -95,6 +95,8 @@ async fn connect(
     let source = WorkloadApiSource::builder()
         .endpoint(format!("unix://{}", path.display()))
         .initial_sync_timeout(Duration::from_secs(10))
+        // This server implements the X.509 stream only.
+        .jwt_bundles(false)
         .build()
         .await;
     (dir, source)

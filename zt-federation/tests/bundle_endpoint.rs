@@ -329,9 +329,8 @@ async fn another_trust_domains_bundle_is_refused_as_such() {
     let b = ca("b.test");
     let c = ca("c.test");
     let source = FakeCaSource::new(b.clone(), id("spiffe://b.test/bundle-endpoint"), TTL).unwrap();
-    // The endpoint serves c.test's authorities as if they were b.test's.
-    let relabelled = TrustBundle::from_pem(td("b.test"), c.bundle().to_pem().as_bytes()).unwrap();
-    let (_tx, rx) = watch::channel(Arc::new(relabelled));
+    // The endpoint relied on for b.test serves c.test's bundle.
+    let (_tx, rx) = watch::channel(Arc::new(c.bundle()));
     let running = BundleEndpointServer::https_spiffe(source)
         .serve(rx)
         .bind(addr())

@@ -494,7 +494,12 @@ async fn a_grpc_call_without_a_jwt_svid_gets_unauthenticated() {
 fn a_reused_token_is_checked_again_on_every_request_though_its_signature_is_cached() {
     let s = setup();
     let revocations = Revocations::new();
-    let layer = s.layer().revocations(revocations.clone()).build();
+    // Unbound, so the subject's own revocation is what refuses it.
+    let layer = s
+        .layer()
+        .bind_to_peer(false)
+        .revocations(revocations.clone())
+        .build();
     let token = s.good_token();
     for _ in 0..3 {
         layer.authenticate(&bearer(&token), None).unwrap();
@@ -526,9 +531,10 @@ fn a_reused_token_past_its_expiry_is_refused_with_or_without_the_cache() {
     let s = setup();
     let token = s.good_token();
     for layer in [
-        s.layer().build(),
-        s.layer().token_cache(None).build(),
+        s.layer().bind_to_peer(false).build(),
+        s.layer().bind_to_peer(false).token_cache(None).build(),
         s.layer()
+            .bind_to_peer(false)
             .token_cache(Some(Arc::new(zt_core::jwt::JwtSvidCache::new(1))))
             .build(),
     ] {
