@@ -127,7 +127,7 @@ mod tests;
 
 pub use action::{Action, GrpcPattern, MethodMatch, PathPattern};
 pub use error::{Origin, PolicyError};
-pub use lint::{LintKind, LintWarning};
+pub use lint::{DeclaredFinding, DeclaredKind, LintKind, LintWarning};
 pub use rule::{Effect, Rule};
 pub use store::PolicyStore;
 pub use zt_core::reload::ReloadOutcome;
