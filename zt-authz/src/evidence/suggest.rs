@@ -367,7 +367,7 @@ fn render_rule(
     let mut rule = match Rule::allow(&id).caller(&group.pattern) {
         Ok(rule) => rule,
         Err(e) => {
-            unexpressible.push(format!("caller {}: {e}", clean(&group.pattern, 200)));
+            unexpressible.push(clean(&format!("caller {}: {e}", group.pattern), 400));
             return None;
         }
     };
@@ -400,11 +400,7 @@ fn render_rule(
                         ));
                     }
                     Err(e) => {
-                        unexpressible.push(format!(
-                            "{} {}: {e}",
-                            clean(method, 16),
-                            clean(text, 200)
-                        ));
+                        unexpressible.push(clean(&format!("{method} {text}: {e}"), 400));
                         continue;
                     }
                 }
@@ -415,7 +411,7 @@ fn render_rule(
                     grpc.push(format!("    {},  # {evidence}", toml_string(method)));
                 }
                 Err(e) => {
-                    unexpressible.push(format!("{}: {e}", clean(method, 200)));
+                    unexpressible.push(clean(&format!("{method}: {e}"), 400));
                     continue;
                 }
             },
