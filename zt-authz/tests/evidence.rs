@@ -99,6 +99,30 @@ fn bad_lines_are_counted_with_their_line_numbers_and_never_stop_the_read() {
 }
 
 #[test]
+fn a_line_longer_than_the_buffer_is_skipped_to_its_end() {
+    let good = line(ORDERS, "ledger", "GET", "/entries/1", None, "allow");
+    let text = format!(
+        "{good}\n{{\"path\":\"{}\"}}\n{good}\n{}",
+        "a".repeat(700_000),
+        "b".repeat(300_000)
+    );
+    let mut reader = AuditReader::new().max_line(2048);
+    let mut lines = Vec::new();
+    reader
+        .read("big.jsonl", text.as_bytes(), |r| lines.push(r.line))
+        .unwrap();
+    assert_eq!(lines, [1, 3]);
+    let issues: Vec<(u64, &str)> = reader
+        .report()
+        .issues
+        .iter()
+        .map(|i| (i.line, i.kind.as_str()))
+        .collect();
+    assert_eq!(issues, [(2, "too-long"), (4, "too-long")]);
+    assert_eq!(reader.report().lines, 4);
+}
+
+#[test]
 fn lines_split_across_reads_and_escaped_strings_are_read_whole() {
     /// Hands out one byte per read.
     struct Trickle<'a>(&'a [u8]);

@@ -289,7 +289,9 @@ impl AuditReader {
                 start = line_end + 1;
             }
             if eof {
-                if start < end {
+                // The last line, without a newline (or the rest of one
+                // being skipped).
+                if skipping || start < end {
                     line_no += 1;
                     if skipping || end - start > max_line {
                         report.lines += 1;
