@@ -18,6 +18,68 @@ const COL_GAP: f64 = 190.0;
 const CHAR_W: f64 = 7.4;
 const LEGEND_H: f64 = 44.0;
 
+/// The column of each node: the longest path to it from a node nobody
+/// calls, over the edges that remain once a depth-first search from each
+/// node in turn has dropped the edges that close a cycle.
+fn depths(graph: &CallGraph) -> Vec<usize> {
+    let n = graph.nodes.len();
+    let mut out_edges: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for e in &graph.edges {
+        if e.from != e.to {
+            out_edges[e.from].push(e.to);
+        }
+    }
+    // 0 unvisited, 1 on the stack, 2 done.
+    let mut state = vec![0u8; n];
+    let mut forward: Vec<(usize, usize)> = Vec::new();
+    let mut has_caller = vec![false; n];
+    for e in &graph.edges {
+        if e.from != e.to {
+            has_caller[e.to] = true;
+        }
+    }
+    let starts: Vec<usize> = (0..n).filter(|&i| !has_caller[i]).chain(0..n).collect();
+    for start in starts {
+        if state[start] != 0 {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            if let Some(&to) = out_edges[node].get(*next) {
+                *next += 1;
+                match state[to] {
+                    0 => {
+                        forward.push((node, to));
+                        state[to] = 1;
+                        stack.push((to, 0));
+                    }
+                    2 => forward.push((node, to)),
+                    // On the stack: this edge closes a cycle.
+                    _ => {}
+                }
+            } else {
+                state[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+    let mut depth = vec![0usize; n];
+    for _ in 0..n {
+        let mut changed = false;
+        for &(from, to) in &forward {
+            if depth[to] < depth[from] + 1 {
+                depth[to] = depth[from] + 1;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    depth
+}
+
 struct Place {
     x: f64,
     y: f64,
@@ -26,21 +88,7 @@ struct Place {
 
 pub(super) fn render(graph: &CallGraph) -> String {
     let n = graph.nodes.len();
-    // Depth: longest path from a service nobody calls, capped at n - 1 so
-    // cycles end.
-    let mut depth = vec![0usize; n];
-    for _ in 0..n {
-        let mut changed = false;
-        for e in &graph.edges {
-            if e.from != e.to && depth[e.to] < depth[e.from] + 1 && depth[e.from] + 1 < n {
-                depth[e.to] = depth[e.from] + 1;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
+    let depth = depths(graph);
     let widths: Vec<f64> = graph
         .nodes
         .iter()
@@ -147,15 +195,37 @@ pub(super) fn render(graph: &CallGraph) -> String {
                 x,
                 y - 38.0,
             )
+        } else if to.x <= from.x {
+            // Back to the same or an earlier column: an arc below, from
+            // the caller's bottom to the target's bottom.
+            let (sx, sy) = (from.x + from.w * 0.5, from.y + NODE_H);
+            let (tx, ty) = (to.x + to.w * 0.5, to.y + NODE_H);
+            let low = sy.max(ty) + 22.0;
+            (
+                format!("M{sx:.1},{sy:.1} C{sx:.1},{low:.1} {tx:.1},{low:.1} {tx:.1},{ty:.1}"),
+                (sx + tx) / 2.0,
+                low - 2.0,
+            )
         } else {
             let (sx, sy) = (from.x + from.w, from.y + NODE_H / 2.0);
             let (tx, ty) = (to.x, to.y + NODE_H / 2.0);
             let bend = ((tx - sx).abs() / 2.0).max(70.0);
             let (c1x, c2x) = (sx + bend, tx - bend);
+            // An edge that skips columns arches over the nodes between.
+            let skipped = ((tx - sx) / col_w).floor();
+            let lift = if skipped >= 1.0 { 44.0 } else { 0.0 };
+            let (c1y, c2y) = (sy - lift, ty - lift);
+            // The label sits a third of the way along, nearer the caller,
+            // so the labels of edges converging on one target stay apart.
+            let at = |p0: f64, p1: f64, p2: f64, p3: f64| {
+                let t: f64 = 0.3;
+                let u = 1.0 - t;
+                u * u * u * p0 + 3.0 * u * u * t * p1 + 3.0 * u * t * t * p2 + t * t * t * p3
+            };
             (
-                format!("M{sx:.1},{sy:.1} C{c1x:.1},{sy:.1} {c2x:.1},{ty:.1} {tx:.1},{ty:.1}"),
-                (sx + 3.0 * c1x + 3.0 * c2x + tx) / 8.0,
-                (sy + ty) / 2.0 - 6.0,
+                format!("M{sx:.1},{sy:.1} C{c1x:.1},{c1y:.1} {c2x:.1},{c2y:.1} {tx:.1},{ty:.1}"),
+                at(sx, c1x, c2x, tx),
+                at(sy, c1y, c2y, ty) - 6.0,
             )
         };
         let dash_attr = if dash.is_empty() {
