@@ -354,23 +354,31 @@ fn handle(
         line: line_no,
         kind,
     };
-    let raw: RawLine<'_> = match serde_json::from_slice(line) {
-        Ok(raw) => raw,
-        Err(e) => {
-            report.push(issue(IssueKind::Malformed(e.to_string())));
-            return;
-        }
+    // UTF-8 is checked once for the line, so the parser borrows each string
+    // without checking it again.
+    let Ok(text) = std::str::from_utf8(line) else {
+        report.push(issue(IssueKind::Malformed("not UTF-8 text".to_owned())));
+        return;
     };
+    let mut raw = RawLine::default();
+    let mut parser = serde_json::Deserializer::from_str(text);
+    let parsed = serde::de::DeserializeSeed::deserialize(LineSeed(&mut raw), &mut parser)
+        .and_then(|()| parser.end())
+        .and_then(|()| raw.check_required());
+    if let Err(e) = parsed {
+        report.push(issue(IssueKind::Malformed(e.to_string())));
+        return;
+    }
     if raw.format > u64::from(AUDIT_FORMAT) {
         report.push(issue(IssueKind::NewerFormat(raw.format)));
         return;
     }
-    let Some(decision) = parse_verdict(&raw.decision) else {
+    let Some(decision) = raw.decision.as_deref().and_then(parse_verdict) else {
         report.push(issue(IssueKind::BadValue {
             field: "decision",
             reason: format!(
                 "`{}` is not allow, deny or would-deny",
-                super::clean(&raw.decision, 40)
+                super::clean(raw.decision.as_deref().unwrap_or(""), 40)
             ),
         }));
         return;
@@ -388,8 +396,8 @@ fn handle(
             }
         },
     };
-    if let Some(name) = raw.unknown {
-        report.push(issue(IssueKind::UnknownField(name.into_owned())));
+    if let Some(name) = &raw.unknown {
+        report.push(issue(IssueKind::UnknownField(name.to_string())));
     }
     fn dash(v: Option<&str>) -> Option<&str> {
         v.filter(|s| *s != "-")
@@ -399,9 +407,9 @@ fn handle(
         line: line_no,
         time: raw.time.as_deref().unwrap_or(""),
         caller,
-        target: &raw.target,
-        method: &raw.method,
-        path: &raw.path,
+        target: raw.target.as_deref().unwrap_or(""),
+        method: raw.method.as_deref().unwrap_or(""),
+        path: raw.path.as_deref().unwrap_or(""),
         route: dash(raw.route.as_deref()),
         grpc_method: dash(raw.grpc_method.as_deref()),
         user: dash(raw.user.as_deref()),
@@ -448,18 +456,19 @@ impl<'de> serde::Deserialize<'de> for Text<'de> {
     }
 }
 
-/// The fields of an audit line this reader uses.
+/// The fields of an audit line this reader uses, filled in place.
+#[derive(Default)]
 struct RawLine<'a> {
     format: u64,
     time: Option<Cow<'a, str>>,
     caller: Option<Cow<'a, str>>,
-    target: Cow<'a, str>,
-    method: Cow<'a, str>,
-    path: Cow<'a, str>,
+    target: Option<Cow<'a, str>>,
+    method: Option<Cow<'a, str>>,
+    path: Option<Cow<'a, str>>,
     route: Option<Cow<'a, str>>,
     grpc_method: Option<Cow<'a, str>>,
     user: Option<Cow<'a, str>>,
-    decision: Cow<'a, str>,
+    decision: Option<Cow<'a, str>>,
     reason: Option<Cow<'a, str>>,
     rule: Option<Cow<'a, str>>,
     policy_version: Option<Cow<'a, str>>,
@@ -467,82 +476,122 @@ struct RawLine<'a> {
     unknown: Option<Cow<'a, str>>,
 }
 
-impl<'de> serde::Deserialize<'de> for RawLine<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(LineVisitor)
+impl RawLine<'_> {
+    fn check_required(&self) -> Result<(), serde_json::Error> {
+        for (value, name) in [
+            (&self.target, "target"),
+            (&self.method, "method"),
+            (&self.path, "path"),
+            (&self.decision, "decision"),
+        ] {
+            if value.is_none() {
+                return Err(de::Error::missing_field(name));
+            }
+        }
+        Ok(())
     }
 }
 
-struct LineVisitor;
+/// The fields, told apart by length first: the key comparison runs for
+/// every field of every line.
+#[derive(Clone, Copy)]
+enum Field {
+    Format,
+    Time,
+    Caller,
+    Target,
+    Method,
+    Path,
+    Route,
+    GrpcMethod,
+    User,
+    Decision,
+    Reason,
+    Rule,
+    PolicyVersion,
+    Ignored,
+    Unknown,
+}
+
+fn field(key: &str) -> Field {
+    match (key.len(), key.as_bytes().first()) {
+        (4, Some(b't')) if key == "time" => Field::Time,
+        (4, Some(b'p')) if key == "path" => Field::Path,
+        (4, Some(b'u')) if key == "user" => Field::User,
+        (4, Some(b'r')) if key == "rule" => Field::Rule,
+        (5, Some(b'r')) if key == "route" => Field::Route,
+        (6, Some(b'f')) if key == "format" => Field::Format,
+        (6, Some(b'c')) if key == "caller" => Field::Caller,
+        (6, Some(b't')) if key == "target" => Field::Target,
+        (6, Some(b'm')) if key == "method" => Field::Method,
+        (6, Some(b'r')) if key == "reason" => Field::Reason,
+        (7, Some(b'e')) if key == "eval_ns" => Field::Ignored,
+        (8, Some(b'd')) if key == "decision" => Field::Decision,
+        (9, Some(b'a')) if key == "act_chain" => Field::Ignored,
+        (11, Some(b'g')) if key == "grpc_method" => Field::GrpcMethod,
+        (11, Some(b'a')) if key == "audit_rules" => Field::Ignored,
+        (13, Some(b'c')) if key == "caller_serial" => Field::Ignored,
+        (14, Some(b'p')) if key == "policy_version" => Field::PolicyVersion,
+        _ => Field::Unknown,
+    }
+}
+
+/// Deserializes a line into a [`RawLine`] in place.
+struct LineSeed<'r, 'de>(&'r mut RawLine<'de>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for LineSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
 
 fn opt<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
     Ok(map.next_value::<Option<Text<'de>>>()?.map(|t| t.0))
 }
 
-impl<'de> Visitor<'de> for LineVisitor {
-    type Value = RawLine<'de>;
+fn required<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Cow<'de, str>>, A::Error> {
+    Ok(Some(map.next_value::<Text<'de>>()?.0))
+}
+
+impl<'de> Visitor<'de> for LineSeed<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an audit record (a JSON object)")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut format = None;
-        let mut time = None;
-        let mut caller = None;
-        let mut target = None;
-        let mut method = None;
-        let mut path = None;
-        let mut route = None;
-        let mut grpc_method = None;
-        let mut user = None;
-        let mut decision = None;
-        let mut reason = None;
-        let mut rule = None;
-        let mut policy_version = None;
-        let mut unknown = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let raw = self.0;
+        // Lines written before the field existed are format 1.
+        raw.format = 1;
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            match &*key {
-                "format" => format = Some(map.next_value::<u64>()?),
-                "time" => time = opt(&mut map)?,
-                "caller" => caller = opt(&mut map)?,
-                "target" => target = Some(map.next_value::<Text<'de>>()?.0),
-                "method" => method = Some(map.next_value::<Text<'de>>()?.0),
-                "path" => path = Some(map.next_value::<Text<'de>>()?.0),
-                "route" => route = opt(&mut map)?,
-                "grpc_method" => grpc_method = opt(&mut map)?,
-                "user" => user = opt(&mut map)?,
-                "decision" => decision = Some(map.next_value::<Text<'de>>()?.0),
-                "reason" => reason = opt(&mut map)?,
-                "rule" => rule = opt(&mut map)?,
-                "policy_version" => policy_version = opt(&mut map)?,
-                "caller_serial" | "act_chain" | "audit_rules" | "eval_ns" => {
+            match field(&key) {
+                Field::Format => raw.format = map.next_value::<u64>()?,
+                Field::Time => raw.time = opt(&mut map)?,
+                Field::Caller => raw.caller = opt(&mut map)?,
+                Field::Target => raw.target = required(&mut map)?,
+                Field::Method => raw.method = required(&mut map)?,
+                Field::Path => raw.path = required(&mut map)?,
+                Field::Route => raw.route = opt(&mut map)?,
+                Field::GrpcMethod => raw.grpc_method = opt(&mut map)?,
+                Field::User => raw.user = opt(&mut map)?,
+                Field::Decision => raw.decision = required(&mut map)?,
+                Field::Reason => raw.reason = opt(&mut map)?,
+                Field::Rule => raw.rule = opt(&mut map)?,
+                Field::PolicyVersion => raw.policy_version = opt(&mut map)?,
+                Field::Ignored => {
                     map.next_value::<IgnoredAny>()?;
                 }
-                _ => {
+                Field::Unknown => {
                     map.next_value::<IgnoredAny>()?;
-                    if unknown.is_none() {
-                        unknown = Some(key);
+                    if raw.unknown.is_none() {
+                        raw.unknown = Some(key);
                     }
                 }
             }
         }
-        Ok(RawLine {
-            // Lines written before the field existed are format 1.
-            format: format.unwrap_or(1),
-            time,
-            caller,
-            target: target.ok_or_else(|| de::Error::missing_field("target"))?,
-            method: method.ok_or_else(|| de::Error::missing_field("method"))?,
-            path: path.ok_or_else(|| de::Error::missing_field("path"))?,
-            route,
-            grpc_method,
-            user,
-            decision: decision.ok_or_else(|| de::Error::missing_field("decision"))?,
-            reason,
-            rule,
-            policy_version,
-            unknown,
-        })
+        Ok(())
     }
 }

@@ -7,7 +7,7 @@ use super::intern::Interner;
 use super::reader::Record;
 use super::{Seen, action_label, clean};
 use crate::audit::Verdict;
-use crate::policy::{Policy, PolicyEngine as _, Request};
+use crate::policy::{Policy, Request, Rule};
 
 /// How many disagreements a report keeps in full.
 const KEPT_DISAGREEMENTS: usize = 100;
@@ -157,11 +157,12 @@ impl Replayer {
         if let Some(grpc) = record.grpc_method {
             request = request.with_grpc_method(grpc);
         }
-        let decision = self.policy.evaluate(&request);
+        let (allowed, rule) = self.policy.decide(&request);
+        let rule_id = rule.map(Rule::id);
         let logged_allowed = record.decision == Verdict::Allow;
         if self.same_version(record.policy_version) {
             self.report.same_version += 1;
-            if decision.allowed != logged_allowed || decision.rule_id.as_deref() != record.rule {
+            if allowed != logged_allowed || rule_id != record.rule {
                 self.report.disagreement_count += 1;
                 if self.report.disagreements.len() < KEPT_DISAGREEMENTS {
                     let show = |allowed: bool, rule: Option<&str>| {
@@ -174,13 +175,13 @@ impl Replayer {
                     self.report.disagreements.push(Disagreement {
                         at: format!("{}:{}", record.source_name, record.line),
                         logged: show(logged_allowed, record.rule),
-                        replayed: show(decision.allowed, decision.rule_id.as_deref()),
+                        replayed: show(allowed, rule_id),
                     });
                 }
             }
         }
         let served = record.decision.proceeds();
-        match (served, decision.allowed) {
+        match (served, allowed) {
             (true, false) => {
                 self.report.newly_denied += 1;
                 if record.decision == Verdict::WouldDeny {

@@ -313,6 +313,16 @@ impl Policy {
         &self.inner.rules
     }
 
+    /// Decides `request` as [`PolicyEngine::evaluate`] does, but returns
+    /// only whether it is allowed and the deciding rule, without listing
+    /// audit-only matches or building a [`Decision`]: the replay of many
+    /// logged requests.
+    pub fn decide(&self, request: &Request<'_>) -> (bool, Option<&Rule>) {
+        let inner = &*self.inner;
+        let (allowed, rule) = inner.index.decide(&inner.rules, request);
+        (allowed, rule.and_then(|i| inner.rules.get(i)))
+    }
+
     /// The rule with this id.
     pub fn rule(&self, id: &str) -> Option<&Rule> {
         self.inner.rules.iter().find(|r| r.id() == id)
