@@ -681,3 +681,62 @@ fn a_bad_export_is_an_error_with_its_position() {
     let err = parse_export("[[declared]]\nid = 3\n", "e.toml").unwrap_err();
     assert!(err.to_string().starts_with("e.toml:2:"), "{err}");
 }
+
+#[test]
+fn decide_names_the_same_rule_as_evaluate() {
+    use zt_authz::policy::{PolicyEngine as _, Request};
+    let policy = Policy::from_toml_str(
+        r#"
+        [[rule]]
+        id = "orders-reads"
+        effect = "allow"
+        callers = ["spiffe://example.org/orders"]
+        http = [{ method = "GET", path = "/entries/{id}" }]
+        [[rule]]
+        id = "mesh"
+        effect = "allow"
+        callers = ["spiffe://example.org/**"]
+        http = [{ method = "GET", path = "/health" }]
+        [[rule]]
+        id = "no-admin"
+        effect = "deny"
+        http = [{ method = "*", path = "/admin/**" }]
+        [[rule]]
+        id = "watch"
+        effect = "audit"
+        http = [{ method = "GET", path = "/entries/export" }]
+        "#,
+        "p.toml",
+    )
+    .unwrap();
+    let ids = [
+        "spiffe://example.org/orders",
+        "spiffe://example.org/x",
+        "spiffe://other.org/y",
+    ]
+    .map(|s| zt_core::SpiffeId::new(s).unwrap());
+    let mut decided = 0;
+    for id in &ids {
+        for (method, path) in [
+            ("GET", "/entries/1"),
+            ("GET", "/entries/export"),
+            ("GET", "/health"),
+            ("POST", "/admin/x"),
+            ("GET", "/nope"),
+        ] {
+            let request = Request::new(Some(id), method, path);
+            let decision = policy.evaluate(&request);
+            let (allowed, rule) = policy.decide(&request);
+            assert_eq!(allowed, decision.allowed, "{id} {method} {path}");
+            assert_eq!(
+                rule.map(|r| r.id()),
+                decision.rule_id.as_deref(),
+                "{id} {method} {path}"
+            );
+            decided += usize::from(allowed);
+        }
+    }
+    assert_eq!(decided, 4);
+    let (allowed, rule) = policy.decide(&Request::new(None, "GET", "/health"));
+    assert!(!allowed && rule.is_none(), "no caller, no rule");
+}

@@ -514,26 +514,32 @@ enum Field {
 }
 
 fn field(key: &str) -> Field {
-    match (key.len(), key.as_bytes().first()) {
-        (4, Some(b't')) if key == "time" => Field::Time,
-        (4, Some(b'p')) if key == "path" => Field::Path,
-        (4, Some(b'u')) if key == "user" => Field::User,
-        (4, Some(b'r')) if key == "rule" => Field::Rule,
-        (5, Some(b'r')) if key == "route" => Field::Route,
-        (6, Some(b'f')) if key == "format" => Field::Format,
-        (6, Some(b'c')) if key == "caller" => Field::Caller,
-        (6, Some(b't')) if key == "target" => Field::Target,
-        (6, Some(b'm')) if key == "method" => Field::Method,
-        (6, Some(b'r')) if key == "reason" => Field::Reason,
-        (7, Some(b'e')) if key == "eval_ns" => Field::Ignored,
-        (8, Some(b'd')) if key == "decision" => Field::Decision,
-        (9, Some(b'a')) if key == "act_chain" => Field::Ignored,
-        (11, Some(b'g')) if key == "grpc_method" => Field::GrpcMethod,
-        (11, Some(b'a')) if key == "audit_rules" => Field::Ignored,
-        (13, Some(b'c')) if key == "caller_serial" => Field::Ignored,
-        (14, Some(b'p')) if key == "policy_version" => Field::PolicyVersion,
+    let k = key.as_bytes();
+    match (k.len(), k.first()) {
+        (4, Some(b't')) if is(k, b"time") => Field::Time,
+        (4, Some(b'p')) if is(k, b"path") => Field::Path,
+        (4, Some(b'u')) if is(k, b"user") => Field::User,
+        (4, Some(b'r')) if is(k, b"rule") => Field::Rule,
+        (5, Some(b'r')) if is(k, b"route") => Field::Route,
+        (6, Some(b'f')) if is(k, b"format") => Field::Format,
+        (6, Some(b'c')) if is(k, b"caller") => Field::Caller,
+        (6, Some(b't')) if is(k, b"target") => Field::Target,
+        (6, Some(b'm')) if is(k, b"method") => Field::Method,
+        (6, Some(b'r')) if is(k, b"reason") => Field::Reason,
+        (7, Some(b'e')) if is(k, b"eval_ns") => Field::Ignored,
+        (8, Some(b'd')) if is(k, b"decision") => Field::Decision,
+        (9, Some(b'a')) if is(k, b"act_chain") => Field::Ignored,
+        (11, Some(b'g')) if is(k, b"grpc_method") => Field::GrpcMethod,
+        (11, Some(b'a')) if is(k, b"audit_rules") => Field::Ignored,
+        (13, Some(b'c')) if is(k, b"caller_serial") => Field::Ignored,
+        (14, Some(b'p')) if is(k, b"policy_version") => Field::PolicyVersion,
         _ => Field::Unknown,
     }
+}
+
+/// `key == lit`, compared as a fixed-size array (word compares, no call).
+fn is<const N: usize>(key: &[u8], lit: &[u8; N]) -> bool {
+    <&[u8; N]>::try_from(key).is_ok_and(|k| k == lit)
 }
 
 /// Deserializes a line into a [`RawLine`] in place.
