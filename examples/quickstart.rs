@@ -12,7 +12,9 @@
 //! No SPIRE is needed: the fake CA in `zt-dev` issues the same X.509-SVIDs
 //! a SPIRE agent would. Set `RUST_LOG=zt=debug` to watch the handshakes,
 //! `RUST_LOG=zt::audit=info` to see authorization decisions as `tracing`
-//! events as well as the JSON lines printed here.
+//! events as well as the JSON lines printed here. Set
+//! `ZT_AUDIT_FILE=audit.jsonl` to also append the audit lines to a file,
+//! for `zt audit graph` and the other `zt audit` tools.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use zt_authz::Authorizer;
-use zt_authz::audit::JsonLinesAuditWriter;
+use zt_authz::audit::{AuditEvent, AuditSink, JsonLinesAuditWriter};
 use zt_authz::policy::Policy;
 use zt_client::{PeerRejected, ZtClient};
 use zt_core::matcher::IdMatcher;
@@ -212,6 +214,25 @@ async fn main() -> Result<(), BoxError> {
             return Err(format!("{method} {path}: expected {expected}, got {status}").into());
         }
     }
+    let billing_client = ZtClient::builder(billing.clone())
+        .pin_server(IdMatcher::exact(SpiffeId::new(
+            "spiffe://example.org/ledger",
+        )?))
+        .build()?
+        .reqwest_client()?;
+    let resp = billing_client
+        .post(format!("https://{ledger_addr}/entries"))
+        .send()
+        .await?;
+    let status = resp.status();
+    println!(
+        "    billing, which the code declares: POST /entries -> {status} {}",
+        resp.text().await?
+    );
+    audit.flush();
+    if status.as_u16() != 200 {
+        return Err(format!("billing's POST /entries got {status}").into());
+    }
     println!("    revoking {orders_id}: its next request is refused, open connection or not");
     revocations.revoke_id(orders_id.clone());
     let resp = ledger_client
@@ -259,8 +280,29 @@ effect = "audit"
 http = [{ method = "GET", path = "/entries/export" }]
 "#;
 
-/// Audit lines go to stdout through the non-blocking JSON-lines writer.
-type Audit = Arc<JsonLinesAuditWriter>;
+/// Audit lines go to stdout through the non-blocking JSON-lines writer
+/// (and to the file named by `ZT_AUDIT_FILE`, if set).
+type Audit = Arc<Tee>;
+
+/// Sends each audit event to every writer.
+struct Tee(Vec<JsonLinesAuditWriter>);
+
+impl Tee {
+    /// Waits until every writer has written what it was given.
+    fn flush(&self) {
+        for writer in &self.0 {
+            writer.flush();
+        }
+    }
+}
+
+impl AuditSink for Tee {
+    fn record(&self, event: &AuditEvent<'_>) {
+        for writer in &self.0 {
+            writer.record(event);
+        }
+    }
+}
 
 /// Starts `ledger`: any workload of example.org may connect; the policy
 /// file and the callers declared in code decide per request (both must
@@ -274,10 +316,14 @@ async fn start_ledger(
         SpiffeId::new("spiffe://example.org/ledger")?,
         ttl,
     )?;
-    let audit: Audit = Arc::new(JsonLinesAuditWriter::new(
+    let mut writers = vec![JsonLinesAuditWriter::new(
         Indented(std::io::stdout()),
         1024,
-    )?);
+    )?];
+    if let Some(path) = std::env::var_os("ZT_AUDIT_FILE") {
+        writers.push(JsonLinesAuditWriter::append_to_file(path)?);
+    }
+    let audit: Audit = Arc::new(Tee(writers));
     let revocations = Revocations::new();
     let engine = Declarations::builder()
         .add::<post_entry>()

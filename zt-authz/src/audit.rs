@@ -10,6 +10,7 @@
 //!
 //! | field | value |
 //! |---|---|
+//! | `format` | the record format, [`AUDIT_FORMAT`] (readers skip lines of a newer one) |
 //! | `time` | when the decision was made (RFC 3339, UTC) |
 //! | `caller` | the caller's SPIFFE ID, or `-` with none |
 //! | `caller_serial` | its leaf certificate serial, hex |
@@ -41,6 +42,10 @@ use serde::Serialize;
 use serde::ser::Serializer;
 
 use zt_core::SpiffeId;
+
+/// The format of the JSON-lines records this version writes: the `format`
+/// field of every line. Lines without the field are format 1.
+pub const AUDIT_FORMAT: u32 = 1;
 
 /// The outcome of a decision as the audit log records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -83,6 +88,8 @@ impl fmt::Display for Verdict {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct AuditEvent<'a> {
+    /// The record format, [`AUDIT_FORMAT`].
+    pub format: u32,
     /// When the decision was made.
     #[serde(serialize_with = "ser_time")]
     pub time: SystemTime,

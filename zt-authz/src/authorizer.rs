@@ -303,6 +303,7 @@ impl Authorizer {
         };
         let eval_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let event = AuditEvent {
+            format: crate::audit::AUDIT_FORMAT,
             time: now,
             caller: request.caller,
             caller_serial,

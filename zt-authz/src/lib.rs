@@ -41,6 +41,7 @@
 //! | [`policy`] | rules, the TOML file format, the compiled engine, [`PolicyStore`](policy::PolicyStore) for hot reload, lint, [`declare`](policy::declare) (callers declared in code) |
 //! | [`Authorizer`] | revocation + policy + dry-run + audit, once per request |
 //! | [`audit`] | audit events (`tracing` target `zt::audit`) and a non-blocking JSON-lines writer |
+//! | [`evidence`] | audit logs read back: suggested policy, replay of a candidate, drift, the call graph |
 //!
 //! # Features
 //!
@@ -51,6 +52,7 @@
 
 pub mod audit;
 mod authorizer;
+pub mod evidence;
 pub mod policy;
 
 pub use authorizer::{Authorization, Authorizer, AuthorizerBuilder, Identity, IdentityRole};

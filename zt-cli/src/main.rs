@@ -10,6 +10,11 @@
 //! zt agent --ca ca --socket /tmp/zt.sock --id spiffe://example.org/web
 //! zt policy check --policy policy.toml --caller spiffe://example.org/web --path /health
 //! zt policy lint policy.toml
+//! zt policy check --declared export.toml --policy policy.toml
+//! zt audit suggest audit.jsonl --out policy.toml
+//! zt audit replay --policy policy.toml audit.jsonl
+//! zt audit drift --baseline last-week.jsonl today.jsonl
+//! zt audit graph audit.jsonl --format svg --out calls.svg
 //! ```
 //!
 //! Exit codes: 0 success; 1 a check said no (a rejected SVID or token, a
@@ -20,6 +25,7 @@
 
 mod agent;
 mod args;
+mod audit;
 mod ca;
 mod duration;
 mod error;
@@ -49,6 +55,10 @@ Commands in full:
   zt agent         Serve the SPIFFE Workload API on a Unix socket (dev agent)
   zt policy check  Decide one request against a policy file
   zt policy lint   Check a policy file for errors and rules that never decide
+  zt audit suggest Suggest the narrowest policy from audit logs
+  zt audit replay  Replay audit logs under a candidate policy: what would change
+  zt audit drift   Callers reaching what they never reached in a baseline window
+  zt audit graph   Draw the observed call graph (SVG, DOT, Mermaid)
 
 Exit codes: 0 success; 1 rejected or failed; 2 bad arguments or unreadable files.
 Run `zt <command> <subcommand> --help` for the flags of each.";
@@ -83,6 +93,9 @@ enum Command {
     /// Authorization policy files: decide a request, lint a file.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Policy from evidence: suggest, replay, drift, graph.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -107,6 +120,7 @@ fn run(cli: &Cli) -> CliResult {
         Command::Jwt(c) => jwt::run(c),
         Command::Agent(a) => agent::run(a),
         Command::Policy(c) => policy::run(c),
+        Command::Audit(c) => audit::run(c),
     }
 }
 

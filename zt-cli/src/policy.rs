@@ -15,13 +15,19 @@ use crate::output::emit;
 /// `zt policy` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
-    /// Decide one request against a policy file.
+    /// Decide one request against a policy file, or compare the policy
+    /// with a service's declarations in code (--declared).
     ///
     /// Prints the decision (allow or deny), the reason, the deciding rule
     /// (or `-`), the policy version and the audit-only rules that matched.
     /// Exit 0 if allowed; exit 1 if denied; exit 2 for bad arguments, an
     /// unreadable file or a policy file with an error (shown with its
     /// file:line:column).
+    ///
+    /// With --declared EXPORT.toml (the output of `Combined::export`),
+    /// prints the allow rules that admit callers the code never declared
+    /// for an endpoint, and declared endpoints no allow rule admits; exit 0
+    /// when there are none, 1 otherwise.
     Check(CheckArgs),
     /// Check a policy file for mistakes and for rules that never decide.
     ///
@@ -41,8 +47,18 @@ pub(crate) struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
     /// The caller's SPIFFE ID, as its verified SVID would carry it.
-    #[arg(long, value_name = "ID", value_parser = args::spiffe_id)]
-    caller: SpiffeId,
+    #[arg(
+        long,
+        value_name = "ID",
+        value_parser = args::spiffe_id,
+        required_unless_present = "declared",
+        conflicts_with = "declared"
+    )]
+    caller: Option<SpiffeId>,
+    /// Compare the policy with a service's declarations instead: the TOML
+    /// that `Combined::export` writes (its `[[declared]]` tables).
+    #[arg(long, value_name = "EXPORT.toml")]
+    declared: Option<PathBuf>,
     /// HTTP method, in uppercase as sent.
     #[arg(
         long,
@@ -56,7 +72,7 @@ pub(crate) struct CheckArgs {
     #[arg(
         long,
         value_name = "PATH",
-        required_unless_present = "grpc",
+        required_unless_present_any = ["grpc", "declared"],
         conflicts_with = "grpc",
         value_parser = request_path
     )]
@@ -89,7 +105,7 @@ pub(crate) fn run(command: &PolicyCommand) -> CliResult {
 
 /// Reads and compiles a policy file; every failure is a usage error (exit
 /// 2) whose message starts with `file:line:column`.
-fn load(path: &Path) -> CliResult<(Policy, String)> {
+pub(crate) fn load(path: &Path) -> CliResult<(Policy, String)> {
     let bytes = files::read(path)?;
     let source = if path == Path::new("-") {
         "<stdin>".to_owned()
@@ -105,9 +121,17 @@ fn load(path: &Path) -> CliResult<(Policy, String)> {
 
 fn check(a: &CheckArgs) -> CliResult {
     let (policy, _) = load(&a.policy)?;
+    if let Some(declared) = &a.declared {
+        return check_declared(&policy, declared);
+    }
+    let Some(caller) = &a.caller else {
+        return Err(CliError::usage(
+            "give --caller ID (or --declared EXPORT.toml)",
+        ));
+    };
     let mut request = match (&a.grpc, &a.path) {
-        (Some(grpc), _) => Request::new(Some(&a.caller), "POST", grpc).with_grpc_method(grpc),
-        (None, Some(path)) => Request::new(Some(&a.caller), &a.method, path),
+        (Some(grpc), _) => Request::new(Some(caller), "POST", grpc).with_grpc_method(grpc),
+        (None, Some(path)) => Request::new(Some(caller), &a.method, path),
         // clap requires --path unless --grpc is given.
         (None, None) => return Err(CliError::usage("give --path PATH or --grpc METHOD")),
     };
@@ -145,6 +169,40 @@ fn check(a: &CheckArgs) -> CliResult {
     let _ = write!(text, "audit:    {audit}");
     emit(&text)?;
     if decision.allowed {
+        Ok(())
+    } else {
+        Err(CliError::answered_no())
+    }
+}
+
+/// `zt policy check --declared`: code and policy agree.
+fn check_declared(policy: &Policy, export: &Path) -> CliResult {
+    let bytes = files::read(export)?;
+    let source = export.display().to_string();
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::usage(format!("`{source}` is not UTF-8 text")))?;
+    let declared = zt_authz::policy::declare::parse_export(&text, &source)
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    let findings = policy.check_declared(&declared);
+    let mut out = String::new();
+    for finding in &findings {
+        let _ = writeln!(out, "{}: {finding}", finding.kind.as_str());
+    }
+    let _ = write!(
+        out,
+        "{} declared endpoint{}, {} rule{}: {}",
+        declared.len(),
+        if declared.len() == 1 { "" } else { "s" },
+        policy.rules().len(),
+        if policy.rules().len() == 1 { "" } else { "s" },
+        match findings.len() {
+            0 => "code and policy agree".to_owned(),
+            1 => "1 finding".to_owned(),
+            n => format!("{n} findings"),
+        }
+    );
+    emit(&out)?;
+    if findings.is_empty() {
         Ok(())
     } else {
         Err(CliError::answered_no())

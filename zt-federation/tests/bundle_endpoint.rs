@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use zt_core::source::SvidSource;
 use zt_core::time::ManualClock;
-use zt_core::{SpiffeId, TrustBundle, TrustDomain};
+use zt_core::{SpiffeId, TrustDomain};
 use zt_dev::{FakeCa, FakeCaSource};
 use zt_federation::{
     BundleEndpointServer, Endpoint, FederatedSource, Federation, FederationError,

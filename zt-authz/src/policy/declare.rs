@@ -853,7 +853,7 @@ fn render_callers_and_actions(rule: &Rule, out: &mut String) {
 
 /// A TOML basic string: quoted, with `"`, `\\` and control characters
 /// escaped.
-fn toml_string(s: &str) -> String {
+pub(crate) fn toml_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -870,4 +870,99 @@ fn toml_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// One endpoint declared in code, as a rule (`allow`, id `code:<endpoint>`)
+/// and the source line that declares it; what
+/// [`Policy::check_declared`](super::Policy::check_declared) compares.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeclaredEndpoint {
+    /// The declaration as a rule: its callers and its action.
+    pub rule: Rule,
+    /// Where it is declared (`file:line`).
+    pub source: String,
+}
+
+impl Declarations {
+    /// The declarations, in declaration order.
+    pub fn endpoints(&self) -> Vec<DeclaredEndpoint> {
+        self.rules()
+            .map(|rule| DeclaredEndpoint {
+                rule: rule.clone(),
+                source: rule.origin().to_string(),
+            })
+            .collect()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ExportDoc {
+    #[serde(default)]
+    declared: Vec<toml::Spanned<ExportDeclared>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportDeclared {
+    id: String,
+    source: Option<String>,
+    #[serde(default)]
+    callers: Vec<String>,
+    #[serde(default)]
+    http: Vec<ExportHttp>,
+    #[serde(default)]
+    grpc: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportHttp {
+    method: Option<String>,
+    path: String,
+}
+
+/// Reads the `[[declared]]` tables of a [`Combined::export`] (other tables
+/// and keys are ignored), for
+/// [`Policy::check_declared`](super::Policy::check_declared) in CI.
+///
+/// # Errors
+///
+/// [`PolicyError::File`] for text that is not TOML of that shape, and the
+/// rule errors ([`PolicyError::BadCaller`], …) for a malformed declaration,
+/// each with its position in the file.
+pub fn parse_export(text: &str, source_name: &str) -> Result<Vec<DeclaredEndpoint>, PolicyError> {
+    let source: Arc<str> = Arc::from(source_name);
+    let doc: ExportDoc = toml::from_str(text).map_err(|e| PolicyError::File {
+        origin: Origin::at(&source, text, e.span().map_or(0, |s| s.start)),
+        rule_id: None,
+        message: e.message().trim_end().to_owned(),
+    })?;
+    let mut out = Vec::with_capacity(doc.declared.len());
+    for spanned in doc.declared {
+        let origin = Origin::at(&source, text, spanned.span().start);
+        let entry = spanned.into_inner();
+        let mut rule = Rule::allow(&entry.id);
+        rule.set_origin(origin.clone());
+        for caller in &entry.callers {
+            rule = rule.caller(caller)?;
+        }
+        for http in &entry.http {
+            rule = rule.http(http.method.as_deref().unwrap_or("*"), &http.path)?;
+        }
+        for grpc in &entry.grpc {
+            rule = rule.grpc(grpc)?;
+        }
+        if rule.callers().is_empty() {
+            return Err(PolicyError::NoCallers {
+                origin,
+                rule_id: entry.id,
+            });
+        }
+        out.push(DeclaredEndpoint {
+            rule,
+            source: entry.source.unwrap_or_else(|| origin.to_string()),
+        });
+    }
+    Ok(out)
 }

@@ -396,6 +396,22 @@ impl Index {
         index
     }
 
+    /// The deciding effect and rule, without audit-only matches and without
+    /// building a [`Decision`]: for replaying many logged requests.
+    pub(super) fn decide(&self, rules: &[Rule], request: &Request<'_>) -> (bool, Option<usize>) {
+        let Some(caller) = request.caller else {
+            return (false, None);
+        };
+        let keys = RequestKeys::of(request);
+        if let Some(i) = self.deny.first_match(rules, caller, &keys, request) {
+            return (false, Some(i));
+        }
+        match self.allow.first_match(rules, caller, &keys, request) {
+            Some(i) => (true, Some(i)),
+            None => (false, None),
+        }
+    }
+
     pub(super) fn evaluate(
         &self,
         rules: &[Rule],

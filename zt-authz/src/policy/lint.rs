@@ -488,5 +488,8 @@ impl<'a> CoverIndex<'a> {
     }
 }
 
+mod declared;
 #[cfg(test)]
 mod tests;
+
+pub use declared::{DeclaredFinding, DeclaredKind};

@@ -127,7 +127,7 @@ mod tests;
 
 pub use action::{Action, GrpcPattern, MethodMatch, PathPattern};
 pub use error::{Origin, PolicyError};
-pub use lint::{LintKind, LintWarning};
+pub use lint::{DeclaredFinding, DeclaredKind, LintKind, LintWarning};
 pub use rule::{Effect, Rule};
 pub use store::PolicyStore;
 pub use zt_core::reload::ReloadOutcome;
@@ -369,6 +369,16 @@ impl Policy {
     /// The rules, in policy order.
     pub fn rules(&self) -> &[Rule] {
         &self.inner.rules
+    }
+
+    /// Decides `request` as [`PolicyEngine::evaluate`] does, but returns
+    /// only whether it is allowed and the deciding rule, without listing
+    /// audit-only matches or building a [`Decision`]: the replay of many
+    /// logged requests.
+    pub fn decide(&self, request: &Request<'_>) -> (bool, Option<&Rule>) {
+        let inner = &*self.inner;
+        let (allowed, rule) = inner.index.decide(&inner.rules, request);
+        (allowed, rule.and_then(|i| inner.rules.get(i)))
     }
 
     /// The rule with this id.
