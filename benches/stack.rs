@@ -38,7 +38,7 @@ use zt_server::{AuthorizeLayer, JwtAuthLayer, ZtServer};
 
 const TTL: Duration = Duration::from_secs(3600);
 pub(crate) const BILLING: &str = "spiffe://example.org/billing";
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 version = "bench-1"
 
 [[rule]]
@@ -63,6 +63,11 @@ pub(crate) enum Stack {
     Zt,
     /// zt with `JwtAuthLayer` in front of `AuthorizeLayer`.
     ZtJwt,
+    /// zt with `AuthorizeLayer` and no audit sink (the decision is still
+    /// emitted as a `tracing` event, with no subscriber).
+    ZtNoAudit,
+    /// `ZtServer` alone: mutual TLS and `VerifiedPeer`, no layer.
+    ZtBare,
     /// Plain tokio-rustls and axum.
     Plain,
 }
@@ -110,14 +115,19 @@ impl Env {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         match stack {
-            Stack::Zt | Stack::ZtJwt => {
-                let audit = JsonLinesAuditWriter::new(std::io::sink(), 1 << 16).unwrap();
-                let authorizer =
+            Stack::Zt | Stack::ZtJwt | Stack::ZtNoAudit | Stack::ZtBare => {
+                let mut authorizer =
                     Authorizer::builder(Policy::from_toml_str(POLICY, "policy.toml").unwrap())
-                        .target("billing")
-                        .audit_sink(Arc::new(audit))
-                        .build();
-                let mut app = router().route_layer(AuthorizeLayer::new(authorizer));
+                        .target("billing");
+                if stack != Stack::ZtNoAudit {
+                    let audit = JsonLinesAuditWriter::new(std::io::sink(), 1 << 16).unwrap();
+                    authorizer = authorizer.audit_sink(Arc::new(audit));
+                }
+                let mut app = if stack == Stack::ZtBare {
+                    router()
+                } else {
+                    router().route_layer(AuthorizeLayer::new(authorizer.build()))
+                };
                 if stack == Stack::ZtJwt {
                     app = app.layer(JwtAuthLayer::builder(self.billing.clone(), BILLING).build());
                 }
@@ -200,7 +210,7 @@ impl Env {
         let tcp = TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
         let io = match stack {
-            Stack::Zt | Stack::ZtJwt => {
+            Stack::Zt | Stack::ZtJwt | Stack::ZtNoAudit | Stack::ZtBare => {
                 let client = ZtClient::builder(self.orders.clone())
                     .pin_server(BILLING.parse::<IdMatcher>().unwrap())
                     .build()

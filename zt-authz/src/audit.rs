@@ -34,7 +34,7 @@
 use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -311,10 +311,23 @@ pub trait AuditSink: Send + Sync {
 /// Default queue length of a [`JsonLinesAuditWriter`].
 pub const DEFAULT_AUDIT_QUEUE: usize = 8192;
 
-enum Message {
-    Line(Vec<u8>),
-    Flush(SyncSender<()>),
+/// Lines waiting for the writer thread, and callers of
+/// [`JsonLinesAuditWriter::flush`] waiting for them to be written.
+#[derive(Default)]
+struct Queue {
+    lines: Vec<Vec<u8>>,
+    flushes: Vec<SyncSender<()>>,
+    /// Whether the writer was already woken early for this batch.
+    woken: bool,
+    /// Set when the writer is dropped: the thread writes what is left and
+    /// ends.
+    closed: bool,
 }
+
+/// How long the writer thread sleeps between batches: the most a line
+/// waits before it is written (unless the queue fills to half first, or
+/// [`JsonLinesAuditWriter::flush`] is called).
+pub const AUDIT_BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Counters of a [`JsonLinesAuditWriter`].
 #[derive(Debug, Default)]
@@ -328,14 +341,19 @@ struct Counters {
 /// thread.
 ///
 /// The request path only serialises the event and puts the line on a
-/// bounded queue; it never waits for I/O. When the queue is full the line
+/// bounded queue; it never waits for I/O and makes no system call: the
+/// writer thread is not woken per line but wakes every
+/// [`AUDIT_BATCH_INTERVAL`] (or when the queue is half full) and writes
+/// the batch. When the queue is full the line
 /// is dropped and counted ([`dropped`](Self::dropped)); the writer thread
 /// reports drops with a `WARN` event (target `zt::audit`) as soon as it
 /// catches up. Write errors are counted too ([`failed`](Self::failed)).
 pub struct JsonLinesAuditWriter {
-    queue: SyncSender<Message>,
+    queue: Arc<Mutex<Queue>>,
+    capacity: usize,
     counters: Arc<Counters>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    writer: std::thread::Thread,
 }
 
 impl fmt::Debug for JsonLinesAuditWriter {
@@ -355,17 +373,24 @@ impl JsonLinesAuditWriter {
     ///
     /// If the writer thread cannot be started.
     pub fn new<W: Write + Send + 'static>(out: W, capacity: usize) -> std::io::Result<Self> {
-        let (queue, lines) = mpsc::sync_channel(capacity.max(1));
+        let queue = Arc::new(Mutex::new(Queue::default()));
         let counters = Arc::new(Counters::default());
-        let thread_counters = Arc::clone(&counters);
+        let (thread_queue, thread_counters) = (Arc::clone(&queue), Arc::clone(&counters));
         let thread = std::thread::Builder::new()
             .name("zt-audit-writer".into())
-            .spawn(move || write_lines(out, &lines, &thread_counters))?;
+            .spawn(move || write_lines(out, &thread_queue, &thread_counters))?;
         Ok(Self {
             queue,
+            capacity: capacity.max(1),
             counters,
+            writer: thread.thread().clone(),
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // The queue is consistent after every statement that changes it.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A writer appending to the file at `path` (created if missing), with
@@ -401,18 +426,20 @@ impl JsonLinesAuditWriter {
     /// output flushed. Blocks: not for the request path.
     pub fn flush(&self) {
         let (done, wait) = mpsc::sync_channel(1);
-        if self.queue.send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv();
-        }
+        self.lock().flushes.push(done);
+        self.writer.unpark();
+        // Err only if the writer thread is gone (it panicked in `out`).
+        let _ = wait.recv();
     }
 }
 
 impl Drop for JsonLinesAuditWriter {
     fn drop(&mut self) {
         self.flush();
-        // The thread ends when the queue's sender is dropped, just after
-        // this; it is not joined, so dropping never blocks on a stuck
-        // output.
+        self.lock().closed = true;
+        self.writer.unpark();
+        // The thread ends once it sees `closed`; it is not joined, so
+        // dropping never blocks on a stuck output.
         drop(
             self.thread
                 .lock()
@@ -424,39 +451,46 @@ impl Drop for JsonLinesAuditWriter {
 
 impl AuditSink for JsonLinesAuditWriter {
     fn record(&self, event: &AuditEvent<'_>) {
-        match self.queue.try_send(Message::Line(event.to_json_line())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let line = event.to_json_line();
+        let mut queue = self.lock();
+        if queue.lines.len() >= self.capacity || queue.closed {
+            drop(queue);
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.lines.push(line);
+        let wake = !queue.woken && queue.lines.len() * 2 >= self.capacity;
+        queue.woken |= wake;
+        drop(queue);
+        if wake {
+            self.writer.unpark();
         }
     }
 }
 
-fn write_lines<W: Write>(mut out: W, lines: &Receiver<Message>, counters: &Counters) {
+fn write_lines<W: Write>(mut out: W, queue: &Mutex<Queue>, counters: &Counters) {
     let mut reported_drops = 0;
-    let mut waiting: Vec<SyncSender<()>> = Vec::new();
-    while let Ok(first) = lines.recv() {
-        // Write everything queued, then flush once the queue is empty, so a
-        // buffered output is never left holding lines while idle.
-        let mut next = Some(first);
-        while let Some(message) = next {
-            match message {
-                Message::Line(line) => {
-                    if out.write_all(&line).is_ok() {
-                        counters.written.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Message::Flush(done) => waiting.push(done),
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let (flushes, closed) = {
+            let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::swap(&mut q.lines, &mut batch);
+            q.woken = false;
+            (std::mem::take(&mut q.flushes), q.closed)
+        };
+        for line in batch.drain(..) {
+            if out.write_all(&line).is_ok() {
+                counters.written.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
             }
-            next = lines.try_recv().ok();
         }
+        // Flushed after every batch, so a buffered output never holds
+        // lines while idle.
         if out.flush().is_err() {
             counters.failed.fetch_add(1, Ordering::Relaxed);
         }
-        for done in waiting.drain(..) {
+        for done in flushes {
             let _ = done.send(());
         }
         let dropped = counters.dropped.load(Ordering::Relaxed);
@@ -469,6 +503,9 @@ fn write_lines<W: Write>(mut out: W, lines: &Receiver<Message>, counters: &Count
             );
             reported_drops = dropped;
         }
+        if closed {
+            return;
+        }
+        std::thread::park_timeout(AUDIT_BATCH_INTERVAL);
     }
-    let _ = out.flush();
 }
