@@ -58,6 +58,16 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(zt_tls::default_provider())
 }
 
+/// zt's provider with the SHA-256 suite (TLS13_AES_128_GCM_SHA256) moved
+/// first, for the cipher-suite order measurement.
+fn sha256_first_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = zt_tls::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(provider)
+}
+
 /// The same provider offering classical groups only (X25519, P-256).
 fn classical_provider() -> Arc<rustls::crypto::CryptoProvider> {
     let mut provider = zt_tls::default_provider();
@@ -220,11 +230,12 @@ fn main() {
     let zt = zt_configs(&orders, &billing, cache, &provider());
     let zt_classical = zt_configs(&orders, &billing, cache, &classical_provider());
     let zt_full = zt_configs(&orders, &billing, 0, &provider());
+    let zt_sha256 = zt_configs(&orders, &billing, cache, &sha256_first_provider());
     let plain = rustls_configs(&ca, &orders, &billing);
     let (spiffe, _apis) = runtime.block_on(spiffe_rustls_configs(dir.path(), &orders, &billing));
     let name = ServerName::try_from("billing.test").unwrap();
     // Sanity: every pair completes a handshake before being timed.
-    for c in [&zt, &zt_classical, &zt_full, &plain, &spiffe] {
+    for c in [&zt, &zt_classical, &zt_full, &zt_sha256, &plain, &spiffe] {
         handshake(&c.client, &c.server, &name);
     }
 
@@ -238,6 +249,9 @@ fn main() {
     });
     group.bench_function("zt-classical", |b| {
         b.iter(|| handshake(&zt_classical.client, &zt_classical.server, &name))
+    });
+    group.bench_function("zt-sha256-first", |b| {
+        b.iter(|| handshake(&zt_sha256.client, &zt_sha256.server, &name))
     });
     group.bench_function("zt-no-chain-cache", |b| {
         b.iter(|| handshake(&zt_full.client, &zt_full.server, &name))
@@ -256,6 +270,7 @@ fn main() {
     let zt_ns = median_ns(&criterion_dir, "handshake", "zt");
     let zt_full_ns = median_ns(&criterion_dir, "handshake", "zt-no-chain-cache");
     let zt_classical_ns = median_ns(&criterion_dir, "handshake", "zt-classical");
+    let zt_sha256_ns = median_ns(&criterion_dir, "handshake", "zt-sha256-first");
     let rustls_ns = median_ns(&criterion_dir, "handshake", "rustls");
     let spiffe_ns = median_ns(&criterion_dir, "handshake", "spiffe-rustls");
     println!(
@@ -277,6 +292,12 @@ fn main() {
         zt_ns / 1e3,
         zt_classical_ns / 1e3,
         (zt_ns - zt_classical_ns) / 1e3
+    );
+    println!(
+        "handshake sha256-first/sha384-first = {:.3} (TLS13_AES_128_GCM_SHA256 first {:.1} µs, TLS13_AES_256_GCM_SHA384 first {:.1} µs)",
+        zt_sha256_ns / zt_ns,
+        zt_sha256_ns / 1e3,
+        zt_ns / 1e3
     );
     floor.print();
     let pq_floor = |verifications| {
