@@ -293,3 +293,39 @@ fn the_cache_holds_at_most_its_capacity_and_drops_expired_tokens_first() {
     assert!(Arc::ptr_eq(&third_claims, &again));
     assert_eq!(cache.len(), 2);
 }
+
+#[test]
+fn a_forged_token_with_a_cached_tokens_signature_is_refused_and_evicts_nothing() {
+    let (ca, clock, id) = setup();
+    let bundles = BundleSet::new().with(ca.bundle());
+    let svid = ca
+        .issue_jwt_svid(&id, &[AUD], Duration::from_secs(60))
+        .unwrap();
+    let cache = JwtSvidCache::new(8);
+    let first = cache
+        .validate(svid.token(), &bundles, AUD, clock.now(), Duration::ZERO)
+        .unwrap();
+    // Another subject in the payload, the signature (and so the hashed
+    // tail) of the cached token kept.
+    let mut parts = svid.token().split('.');
+    let (header, payload, signature) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let claims = String::from_utf8(B64.decode(payload).unwrap())
+        .unwrap()
+        .replace("/billing", "/admin");
+    let forged = format!("{header}.{}.{signature}", B64.encode(claims));
+    let err = cache
+        .validate(&forged, &bundles, AUD, clock.now(), Duration::ZERO)
+        .unwrap_err();
+    assert!(matches!(err, JwtError::BadSignature { .. }), "{err:?}");
+    let again = cache
+        .validate(svid.token(), &bundles, AUD, clock.now(), Duration::ZERO)
+        .unwrap();
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(cache.len(), 1);
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -37,31 +37,15 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 pub struct JwtSvidCache {
     capacity: usize,
     hasher: RandomState,
-    entries: Mutex<HashMap<TokenKey, Entry>>,
-}
-
-/// A token's text with a hash of its signature tail (random per token for
-/// any token that can be stored: only tokens with a valid signature are).
-struct TokenKey {
-    hash: u64,
-    token: Box<str>,
-}
-
-impl PartialEq for TokenKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.token == other.token
-    }
-}
-
-impl Eq for TokenKey {}
-
-impl Hash for TokenKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
+    /// Keyed by a hash of the token's signature tail; the entry keeps the
+    /// whole text, so two tokens with the same hash (a collision, or a
+    /// token that differs only before its tail) are told apart: the other
+    /// one is a miss and replaces the entry when it validates.
+    entries: Mutex<HashMap<u64, Entry>>,
 }
 
 struct Entry {
+    token: Box<str>,
     claims: Arc<JwtSvidClaims>,
     key: PublicKey,
     not_before: Option<SystemTime>,
@@ -131,11 +115,9 @@ impl JwtSvidCache {
         if let Some(key) = key {
             let not_before = numeric_date(claims.claims(), "nbf").ok().flatten();
             self.insert(
-                TokenKey {
-                    hash,
-                    token: token.into(),
-                },
+                hash,
                 Entry {
+                    token: token.into(),
                     claims: Arc::clone(&claims),
                     key,
                     not_before,
@@ -165,9 +147,8 @@ impl JwtSvidCache {
         now: SystemTime,
         leeway: Duration,
     ) -> Option<Arc<JwtSvidClaims>> {
-        let probe = Probe { hash, token };
         let entries = self.lock();
-        let entry = entries.get(&probe as &dyn AsProbe)?;
+        let entry = entries.get(&hash).filter(|e| *e.token == *token)?;
         let claims = &entry.claims;
         let leeway = leeway.min(MAX_LEEWAY);
         let current = bundles
@@ -182,23 +163,20 @@ impl JwtSvidCache {
         fresh.then(|| Arc::clone(claims))
     }
 
-    fn insert(&self, key: TokenKey, entry: Entry, now: SystemTime) {
+    fn insert(&self, hash: u64, entry: Entry, now: SystemTime) {
         let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+        if entries.len() >= self.capacity && !entries.contains_key(&hash) {
             entries.retain(|_, e| e.claims.expiry() >= now);
             if entries.len() >= self.capacity
-                && let Some(victim) = entries.keys().next().map(|k| TokenKey {
-                    hash: k.hash,
-                    token: k.token.clone(),
-                })
+                && let Some(victim) = entries.keys().next().copied()
             {
                 entries.remove(&victim);
             }
         }
-        entries.insert(key, entry);
+        entries.insert(hash, entry);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenKey, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
         // The map is consistent after every statement that changes it, so a
         // panic elsewhere while the lock was held leaves it usable.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
@@ -218,54 +196,5 @@ impl fmt::Debug for JwtSvidCache {
             .field("capacity", &self.capacity)
             .field("len", &self.len())
             .finish()
-    }
-}
-
-/// A borrowed lookup key, so a hit does not copy the token.
-struct Probe<'a> {
-    hash: u64,
-    token: &'a str,
-}
-
-trait AsProbe {
-    fn probe(&self) -> Probe<'_>;
-}
-
-impl AsProbe for TokenKey {
-    fn probe(&self) -> Probe<'_> {
-        Probe {
-            hash: self.hash,
-            token: &self.token,
-        }
-    }
-}
-
-impl AsProbe for Probe<'_> {
-    fn probe(&self) -> Probe<'_> {
-        Probe {
-            hash: self.hash,
-            token: self.token,
-        }
-    }
-}
-
-impl<'a> std::borrow::Borrow<dyn AsProbe + 'a> for TokenKey {
-    fn borrow(&self) -> &(dyn AsProbe + 'a) {
-        self
-    }
-}
-
-impl PartialEq for dyn AsProbe + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (self.probe(), other.probe());
-        a.hash == b.hash && a.token == b.token
-    }
-}
-
-impl Eq for dyn AsProbe + '_ {}
-
-impl Hash for dyn AsProbe + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.probe().hash);
     }
 }
