@@ -260,7 +260,6 @@ pub struct Revocations {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     current: ArcSwap<RevocationSet>,
     file: Option<PathBuf>,
@@ -269,6 +268,21 @@ struct Inner {
     /// between a read and a swap. Readers never take it.
     write: Mutex<()>,
     last_error: Mutex<Option<RevocationError>>,
+    /// The version of the list, bumped on every effective change.
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            current: ArcSwap::default(),
+            file: None,
+            digest: FileDigest::default(),
+            write: Mutex::new(()),
+            last_error: Mutex::new(None),
+            version: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl fmt::Debug for Revocations {
@@ -320,6 +334,23 @@ impl Revocations {
     /// Why `id` with leaf `serial` is revoked, or `None`. Lock-free.
     pub fn check(&self, id: &SpiffeId, serial: &[u8]) -> Option<Revoked> {
         self.inner.current.load().check(id, serial)
+    }
+
+    /// A receiver of the list's version, a counter bumped on every
+    /// effective change of what [`check`](Self::check) answers: an ID or
+    /// serial revoked or reinstated through the API, a
+    /// [`replace`](Self::replace) with a different list, a file reload that
+    /// changed the entries. An update that leaves the entries as they were
+    /// (revoking what is already revoked, reloading an edited file with the
+    /// same entries) does not bump it.
+    ///
+    /// Holders of long-lived state judged against the list (open
+    /// connections) wait on [`changed`](tokio::sync::watch::Receiver::changed)
+    /// and re-check when it fires, instead of polling. The version starts
+    /// at 0; several changes in quick succession may be seen as one. Works
+    /// with or without a Tokio runtime; waiting needs one.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.version.subscribe()
     }
 
     fn update(&self, change: impl FnOnce(&mut RevocationSet)) {
@@ -403,9 +434,16 @@ impl Revocations {
 impl Inner {
     fn update(&self, change: impl FnOnce(&mut RevocationSet)) {
         let _writer = self.write.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next = RevocationSet::clone(&self.current.load());
+        let current = self.current.load_full();
+        let mut next = RevocationSet::clone(&current);
         change(&mut next);
+        if next == *current {
+            return;
+        }
         self.current.store(Arc::new(next));
+        // Always succeeds: `send_modify` updates the value even with no
+        // receiver.
+        self.version.send_modify(|version| *version += 1);
     }
 
     fn reload(&self) -> Result<ReloadOutcome, RevocationError> {
@@ -461,3 +499,6 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
