@@ -6,15 +6,20 @@ use std::sync::Arc;
 
 use rustls::ClientConfig;
 use rustls::crypto::CryptoProvider;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use zt_core::live::TrustMonitor;
 use zt_core::matcher::IdMatcher;
+use zt_core::peer::PeerError;
 use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource;
 use zt_core::time::SharedClock;
-use zt_tls::{PeerRejected, TlsOptions};
+use zt_tls::{PeerRejected, Side, TlsOptions};
+
+use crate::stream::ZtStream;
 
 use crate::error::Error;
 
@@ -43,7 +48,10 @@ impl ClientBuilder {
     }
 
     /// Refuse, at every handshake, servers whose SPIFFE ID or leaf serial
-    /// is on `revocations`. Connections already open in a pool are not cut.
+    /// is on `revocations`, and end the open [`ZtStream`]s (from
+    /// [`ZtClient::connect`] and gRPC channels) to a server once it is
+    /// revoked. Connections inside a `reqwest::Client`'s pool are judged
+    /// again only at their next handshake.
     #[must_use]
     pub fn revocations(mut self, revocations: Revocations) -> Self {
         self.options = self.options.revocations(revocations);
@@ -114,10 +122,10 @@ impl ClientBuilder {
         if self.options.pin_matcher().is_none() && !self.any_server {
             return Err(Error::NoServerPin);
         }
-        let base = self.options.client_config()?;
+        let (base, monitor) = self.options.monitored_client_config()?;
         Ok(ZtClient {
             source: self.options.source().clone(),
-            pin: self.options.pin_matcher().cloned(),
+            monitor,
             base: Arc::new(base),
         })
     }
@@ -127,14 +135,17 @@ impl ClientBuilder {
 #[derive(Clone)]
 pub struct ZtClient {
     source: Arc<dyn SvidSource>,
-    pin: Option<IdMatcher>,
+    monitor: TrustMonitor,
     base: Arc<ClientConfig>,
 }
 
 impl fmt::Debug for ZtClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ZtClient")
-            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field(
+                "pin",
+                &self.monitor.verifier().pin().map(|pin| pin.to_string()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -158,9 +169,34 @@ impl ZtClient {
         crate::JwtSvids::new(Arc::clone(&self.source))
     }
 
-    /// The server pin, if any.
-    pub fn server_pin(&self) -> Option<&IdMatcher> {
-        self.pin.as_ref()
+    /// The server pin in force, if any.
+    pub fn server_pin(&self) -> Option<Arc<IdMatcher>> {
+        self.monitor.verifier().pin()
+    }
+
+    /// Replaces the server pin. New handshakes are judged by `matcher` at
+    /// once, and open [`ZtStream`]s to servers it refuses are ended.
+    pub fn replace_server_pin(&self, matcher: IdMatcher) {
+        self.monitor.verifier().replace_pin(Some(matcher));
+    }
+
+    /// The monitor of this client's open [`ZtStream`]s.
+    pub fn trust_monitor(&self) -> &TrustMonitor {
+        &self.monitor
+    }
+
+    /// Registers a completed handshake with the trust monitor.
+    pub(crate) fn admit(&self, tls: TlsStream<TcpStream>) -> Result<ZtStream, PeerError> {
+        let chain: Vec<CertificateDer<'static>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect();
+        let guard = self.monitor.admit(chain)?;
+        Ok(ZtStream::new(tls, guard))
     }
 
     /// A rustls config offering ALPN `h2` and `http/1.1`.
@@ -184,21 +220,24 @@ impl ZtClient {
         TlsConnector::from(self.rustls_config_with_alpn(Vec::new()))
     }
 
-    /// Opens a TCP connection to `addr` and completes a mutual-TLS handshake.
+    /// Opens a TCP connection to `addr` and completes a mutual-TLS
+    /// handshake. The stream ends when the server is no longer trusted (see
+    /// [`ZtStream`]).
     ///
     /// # Errors
     ///
     /// [`Error::PeerRejected`] when zt refused the server's identity
     /// (the ID presented and the pin), [`Error::Connect`] for any other
     /// TCP or TLS failure.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<TlsStream<TcpStream>, Error> {
+    pub async fn connect(&self, addr: SocketAddr) -> Result<ZtStream, Error> {
         let connect_err = |source| Error::Connect {
             address: addr.to_string(),
             source,
         };
         let tcp = TcpStream::connect(addr).await.map_err(connect_err)?;
         tcp.set_nodelay(true).map_err(connect_err)?;
-        self.tls_connector()
+        let tls = self
+            .tls_connector()
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
             .await
             .map_err(|e| match PeerRejected::find(&e) {
@@ -207,7 +246,11 @@ impl ZtClient {
                     rejected: rejected.clone(),
                 },
                 None => connect_err(e),
-            })
+            })?;
+        self.admit(tls).map_err(|e| Error::PeerRejected {
+            address: addr.to_string(),
+            rejected: PeerRejected::new(Side::Client, e),
+        })
     }
 
     /// A `reqwest::Client` that speaks mutual TLS with this client's

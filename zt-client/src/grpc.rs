@@ -10,10 +10,12 @@ use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
+
+use zt_tls::{PeerRejected, Side};
 
 use crate::builder::ZtClient;
 use crate::error::Error;
+use crate::stream::ZtStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -22,9 +24,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Use an `http://` URI for the endpoint: TLS is done by this connector,
 /// not by tonic.
+///
+/// Each connection is a [`ZtStream`]: it ends when the server is no longer
+/// trusted, and the channel reconnects (verifying the server again).
 #[derive(Clone, Debug)]
 pub struct GrpcConnector {
     config: Arc<ClientConfig>,
+    client: ZtClient,
 }
 
 impl ZtClient {
@@ -32,6 +38,7 @@ impl ZtClient {
     pub fn grpc_connector(&self) -> GrpcConnector {
         GrpcConnector {
             config: self.rustls_config_with_alpn(vec![b"h2".to_vec()]),
+            client: self.clone(),
         }
     }
 
@@ -55,7 +62,7 @@ impl ZtClient {
 }
 
 impl tower::Service<http::Uri> for GrpcConnector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Response = TokioIo<ZtStream>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -65,6 +72,7 @@ impl tower::Service<http::Uri> for GrpcConnector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let config = self.config.clone();
+        let client = self.client.clone();
         Box::pin(async move {
             let host = uri
                 .host()
@@ -77,7 +85,10 @@ impl tower::Service<http::Uri> for GrpcConnector {
             tcp.set_nodelay(true)?;
             let name = ServerName::try_from(host)?;
             let tls = TlsConnector::from(config).connect(name, tcp).await?;
-            Ok(TokioIo::new(tls))
+            let stream = client
+                .admit(tls)
+                .map_err(|e| PeerRejected::new(Side::Client, e))?;
+            Ok(TokioIo::new(stream))
         })
     }
 }

@@ -87,6 +87,7 @@ mod error;
 #[cfg(feature = "tonic")]
 mod grpc;
 mod jwt;
+mod stream;
 
 pub use builder::{ClientBuilder, ZtClient};
 pub use error::Error;
@@ -95,4 +96,6 @@ pub use grpc::GrpcConnector;
 pub use jwt::{
     AttachJwtSvid, BoxError, DEFAULT_MIN_REMAINING, JwtAttachError, JwtSvidLayer, JwtSvids,
 };
+pub use stream::ZtStream;
+pub use zt_core::live::{EndReason, TrustEnded, TrustMonitor};
 pub use zt_tls::{ConfigError, PeerRejected, Posture, Side};

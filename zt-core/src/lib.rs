@@ -74,6 +74,7 @@ pub mod bundle;
 pub mod id;
 pub mod jose;
 pub mod jwt;
+pub mod live;
 pub mod matcher;
 pub mod origin;
 pub mod peer;

@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwapOption;
 use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
 
 use crate::revocation::Revocations;
 use crate::source::Snapshot;
@@ -102,7 +104,9 @@ pub struct PeerVerifier {
     source: Arc<dyn SvidSource>,
     clock: SharedClock,
     usage: Usage,
-    pin: Option<IdMatcher>,
+    pin: ArcSwapOption<IdMatcher>,
+    // Bumped by every `replace_pin`, so live connections are re-judged.
+    pin_version: watch::Sender<u64>,
     revocations: Option<Revocations>,
     capacity: usize,
     cache: Mutex<ChainCache>,
@@ -118,7 +122,7 @@ impl fmt::Debug for PeerVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerVerifier")
             .field("usage", &self.usage)
-            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field("pin", &self.pin.load().as_ref().map(ToString::to_string))
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +149,8 @@ impl PeerVerifier {
             source,
             clock,
             usage,
-            pin,
+            pin: ArcSwapOption::new(pin.map(Arc::new)),
+            pin_version: watch::Sender::new(0),
             revocations: None,
             capacity: DEFAULT_CHAIN_CACHE_CAPACITY,
             cache: Mutex::new(ChainCache::default()),
@@ -168,9 +173,44 @@ impl PeerVerifier {
         self
     }
 
-    /// The pin, if any.
-    pub fn pin(&self) -> Option<&IdMatcher> {
-        self.pin.as_ref()
+    /// The pin in force, if any.
+    pub fn pin(&self) -> Option<Arc<IdMatcher>> {
+        self.pin.load_full()
+    }
+
+    /// Replaces the pin. Handshakes from now on are judged by `pin`, and a
+    /// [`TrustMonitor`](crate::live::TrustMonitor) over this verifier ends
+    /// the open connections whose peer it no longer accepts.
+    pub fn replace_pin(&self, pin: Option<IdMatcher>) {
+        self.pin.store(pin.map(Arc::new));
+        self.pin_version.send_modify(|v| *v += 1);
+    }
+
+    /// Changes with every [`replace_pin`](Self::replace_pin).
+    pub fn pin_changes(&self) -> watch::Receiver<u64> {
+        self.pin_version.subscribe()
+    }
+
+    /// The source whose bundles verify peers.
+    pub fn source(&self) -> &Arc<dyn SvidSource> {
+        &self.source
+    }
+
+    /// The clock validity is checked with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// The revocation list checked at every verification, if any.
+    pub fn revocations(&self) -> Option<&Revocations> {
+        self.revocations.as_ref()
+    }
+
+    /// Which certificates the verified peers must present: a server's
+    /// verifier checks [`Usage::ClientAuth`], a client's
+    /// [`Usage::ServerAuth`].
+    pub fn usage(&self) -> Usage {
+        self.usage
     }
 
     /// Verifies a peer as a TLS verifier sees it: the end-entity
@@ -216,7 +256,7 @@ impl PeerVerifier {
                 verified
             }
         };
-        if let Some(pin) = &self.pin
+        if let Some(pin) = self.pin.load().as_deref()
             && !pin.matches(verified.id())
         {
             return Err(PeerError::NotAccepted {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use tokio_rustls::TlsAcceptor;
+use zt_core::live::TrustMonitor;
 use zt_core::matcher::IdMatcher;
 use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource;
@@ -21,12 +22,16 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound on handshakes in progress at once.
 pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 512;
 
+/// Default time a connection whose peer is no longer trusted is given to
+/// finish its in-flight requests after GOAWAY, before it is closed.
+pub const DEFAULT_TRUST_END_GRACE: Duration = Duration::from_secs(2);
+
 /// Configures a [`ZtServer`].
 pub struct ServerBuilder {
     options: TlsOptions,
-    clock: SharedClock,
     handshake_timeout: Duration,
     max_handshakes: usize,
+    trust_end_grace: Duration,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -44,17 +49,18 @@ impl ServerBuilder {
     pub fn new(source: Arc<dyn SvidSource>) -> Self {
         Self {
             options: TlsOptions::new(source),
-            clock: zt_core::time::system_clock(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
+            trust_end_grace: DEFAULT_TRUST_END_GRACE,
         }
     }
 
     /// Refuse, at the handshake, callers whose SPIFFE ID or leaf serial is
-    /// on `revocations`. Connections already open are not cut; give the
-    /// same list to the [`Authorizer`](zt_authz::Authorizer) of an
-    /// [`AuthorizeLayer`](crate::AuthorizeLayer) so their next request is
-    /// refused too.
+    /// on `revocations`, and end the open connections of a caller as soon
+    /// as it is revoked (see [`ZtServer::serve`]). Give the same list to
+    /// the [`Authorizer`](zt_authz::Authorizer) of an
+    /// [`AuthorizeLayer`](crate::AuthorizeLayer) so that requests served
+    /// by other means are refused too.
     #[must_use]
     pub fn revocations(mut self, revocations: Revocations) -> Self {
         self.options = self.options.revocations(revocations);
@@ -92,7 +98,6 @@ impl ServerBuilder {
     /// The clock certificate validity is checked with. Default: system.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock.clone();
         self.options = self.options.clock(clock);
         self
     }
@@ -122,19 +127,29 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a connection whose peer is no longer trusted may finish
+    /// its in-flight requests after GOAWAY before it is closed (default
+    /// [`DEFAULT_TRUST_END_GRACE`]). Streaming responses on it end at once
+    /// regardless.
+    #[must_use]
+    pub fn trust_end_grace(mut self, grace: Duration) -> Self {
+        self.trust_end_grace = grace;
+        self
+    }
+
     /// Builds the server.
     ///
     /// # Errors
     ///
     /// [`Error::Tls`] if the crypto provider supports no TLS version.
     pub fn build(self) -> Result<ZtServer, Error> {
-        let config = self.options.server_config()?;
+        let (config, monitor) = self.options.monitored_server_config()?;
         Ok(ZtServer {
             base: Arc::new(config),
-            pin: self.options.pin_matcher().cloned(),
-            clock: self.clock,
+            monitor,
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
+            trust_end_grace: self.trust_end_grace,
         })
     }
 }
@@ -143,16 +158,19 @@ impl ServerBuilder {
 #[derive(Clone)]
 pub struct ZtServer {
     base: Arc<ServerConfig>,
-    pin: Option<IdMatcher>,
-    pub(crate) clock: SharedClock,
+    pub(crate) monitor: TrustMonitor,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
+    pub(crate) trust_end_grace: Duration,
 }
 
 impl fmt::Debug for ZtServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ZtServer")
-            .field("pin", &self.pin.as_ref().map(ToString::to_string))
+            .field(
+                "pin",
+                &self.monitor.verifier().pin().map(|pin| pin.to_string()),
+            )
             .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()
     }
@@ -162,6 +180,21 @@ impl ZtServer {
     /// Starts a builder presenting identities from `source`.
     pub fn builder<S: SvidSource>(source: Arc<S>) -> ServerBuilder {
         ServerBuilder::new(source)
+    }
+
+    /// The monitor of this server's open connections (those served by
+    /// [`serve`](Self::serve)): how many are open, and a way to re-judge
+    /// them all after changing trust through a path it does not watch.
+    pub fn trust_monitor(&self) -> &TrustMonitor {
+        &self.monitor
+    }
+
+    /// Replaces the callers accepted at the handshake
+    /// ([`ServerBuilder::accept_callers`]; `None` accepts any caller with a
+    /// valid SVID). New handshakes are judged by the new matcher at once,
+    /// and open connections of callers it refuses are ended.
+    pub fn replace_accepted_callers(&self, matcher: Option<IdMatcher>) {
+        self.monitor.verifier().replace_pin(matcher);
     }
 
     /// A rustls config offering ALPN `h2` and `http/1.1`.

@@ -92,10 +92,12 @@ mod error;
 mod jwt;
 mod peer;
 mod serve;
+mod trust;
 
 pub use authorize::{Authorize, AuthorizeLayer, ResponseBody, ResponseFuture};
 pub use builder::{
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, ServerBuilder, ZtServer,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, DEFAULT_TRUST_END_GRACE,
+    ServerBuilder, ZtServer,
 };
 pub use error::Error;
 pub use jwt::{
@@ -104,6 +106,8 @@ pub use jwt::{
 };
 pub use peer::{MissingPeer, PeerExt, VerifiedPeer};
 pub use serve::{EXPIRY_MARGIN, SHUTDOWN_GRACE};
+pub use trust::TrustBoundBody;
+pub use zt_core::live::{EndReason, TrustEnded, TrustMonitor};
 pub use zt_tls::{ConfigError, PeerRejected, Posture, Side};
 
 #[cfg(feature = "macros")]

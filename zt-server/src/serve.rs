@@ -9,16 +9,19 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use rustls_pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tower::{Service, ServiceExt as _};
+use zt_core::live::{ConnectionGuard, TrustEnded, TrustMonitor};
 use zt_core::x509::inspect_leaf;
 use zt_tls::{PeerRejected, Posture};
 
 use crate::builder::ZtServer;
 use crate::error::Error;
 use crate::peer::VerifiedPeer;
+use crate::trust::{TrustBoundBody, is_grpc};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -26,17 +29,30 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// shutdown is signalled.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Recovers the verified identity of a completed handshake.
+/// Registers a completed handshake's peer with the server's trust monitor
+/// and reads back its identity and the negotiated posture.
 ///
-/// The handshake completed, so the verifier accepted the chain; only the
-/// identity fields are read back here.
-fn peer_of(tls: &TlsStream<TcpStream>) -> Option<VerifiedPeer> {
+/// The handshake completed, so the verifier accepted the chain; admission
+/// judges it again under the monitor's lock, so a change of trust between
+/// the two is not missed.
+fn admit(
+    monitor: &TrustMonitor,
+    tls: &TlsStream<TcpStream>,
+) -> Result<(VerifiedPeer, ConnectionGuard), String> {
     let (_, conn) = tls.get_ref();
-    let leaf = conn.peer_certificates()?.first()?;
+    let chain: Vec<CertificateDer<'static>> = conn
+        .peer_certificates()
+        .ok_or("no peer certificate after the handshake")?
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect();
+    let leaf = chain
+        .first()
+        .ok_or("empty peer chain after the handshake")?;
+    let info = inspect_leaf(leaf).map_err(|e| e.to_string())?;
     let posture = Posture::of(conn);
-    inspect_leaf(leaf)
-        .ok()
-        .map(|info| VerifiedPeer::from_verified_leaf(info, posture))
+    let guard = monitor.admit(chain).map_err(|e| e.to_string())?;
+    Ok((VerifiedPeer::from_verified_leaf(info, posture), guard))
 }
 
 impl ZtServer {
@@ -46,10 +62,30 @@ impl ZtServer {
     ///
     /// `service` is any tower HTTP service: an axum `Router`, tonic
     /// `Routes`, or a stack of layers over them. Every request it sees
-    /// carries the connection's [`VerifiedPeer`] in its extensions. Each
-    /// connection ends gracefully shortly before its peer's certificate
-    /// expires ([`EXPIRY_MARGIN`]), so the client reconnects with its
-    /// current SVID.
+    /// carries the connection's [`VerifiedPeer`] in its extensions.
+    ///
+    /// No connection outlives the trust it was opened on. Each one is
+    /// registered with the server's [`TrustMonitor`] and ends when
+    ///
+    /// - its peer's certificate chain is about to expire
+    ///   ([`EXPIRY_MARGIN`] before), so the client reconnects with its
+    ///   current SVID;
+    /// - the peer's SPIFFE ID or leaf serial is revoked (the
+    ///   [`ServerBuilder::revocations`](crate::ServerBuilder::revocations)
+    ///   list);
+    /// - the bundle of the peer's trust domain changes so that its chain no
+    ///   longer verifies, or the trust domain is no longer trusted;
+    /// - the accepted callers are replaced
+    ///   ([`ZtServer::replace_accepted_callers`]) and no longer match it.
+    ///
+    /// Ending is graceful: HTTP/2 GOAWAY (HTTP/1 closes after the current
+    /// response), in-flight streaming responses end at once (gRPC with
+    /// `PERMISSION_DENIED` for a revoked or unpinned caller,
+    /// `UNAUTHENTICATED` for an expired or untrusted chain), and the
+    /// connection is closed once its requests finish or after
+    /// [`ServerBuilder::trust_end_grace`](crate::ServerBuilder::trust_end_grace).
+    /// The reason is recorded under the `zt::audit` target
+    /// (`event = "connection-ended"`); nothing of it reaches the client.
     ///
     /// # Errors
     ///
@@ -77,7 +113,8 @@ impl ZtServer {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
         let handshake_timeout = self.handshake_timeout;
-        let clock = self.clock.clone();
+        let trust_end_grace = self.trust_end_grace;
+        let monitor = self.monitor.clone();
         tokio::pin!(shutdown);
 
         loop {
@@ -107,7 +144,7 @@ impl ZtServer {
             let service = service.clone();
             let mut stop = stop_rx.clone();
             let open = open_tx.clone();
-            let clock = clock.clone();
+            let monitor = monitor.clone();
             tokio::spawn(async move {
                 let _open = open;
                 let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
@@ -131,46 +168,59 @@ impl ZtServer {
                     }
                 };
                 drop(permit);
-                let Some(peer) = peer_of(&tls) else {
-                    tracing::warn!(target: "zt::server", %remote, "no verified peer after handshake; closing");
-                    return;
+                let (peer, guard) = match admit(&monitor, &tls) {
+                    Ok(admitted) => admitted,
+                    Err(reason) => {
+                        tracing::info!(target: "zt::server", %remote, %reason, "peer refused after the handshake; closing");
+                        return;
+                    }
                 };
                 tracing::debug!(target: "zt::server", %remote, peer = %peer.id(), serial = %peer.serial_hex(), "connection accepted");
-                // The connection ends, gracefully, before the peer's
-                // certificate expires: the client then reconnects with its
-                // current SVID instead of having requests refused as
-                // expired (which `AuthorizeLayer` checks per request).
-                let expires_in = connection_lifetime(
-                    peer.not_after()
-                        .duration_since(clock.now())
-                        .unwrap_or(Duration::ZERO),
-                );
-                let peer_id = peer.id().clone();
+                let signal = guard.signal();
                 let hyper_service =
                     hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                        let grpc = is_grpc(&req);
                         req.extensions_mut().insert(peer.clone());
-                        service.clone().oneshot(req)
+                        let signal = signal.clone();
+                        let call = service.clone().oneshot(req);
+                        async move {
+                            let response = call.await?;
+                            Ok::<_, S::Error>(
+                                response.map(|body| TrustBoundBody::new(body, signal, grpc)),
+                            )
+                        }
                     });
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let conn = builder
                     .serve_connection(TokioIo::new(tls), hyper_service)
                     .into_owned();
                 tokio::pin!(conn);
-                let expiry = tokio::time::sleep(expires_in);
-                tokio::pin!(expiry);
-                let ended = tokio::select! {
-                    ended = conn.as_mut() => Some(ended),
-                    _ = stop.wait_for(|stopped| *stopped) => None,
-                    () = &mut expiry => {
-                        tracing::debug!(target: "zt::server", %remote, peer = %peer_id, "peer certificate expired; ending the connection");
-                        None
-                    }
+                enum Event {
+                    Ended(Result<(), BoxError>),
+                    Shutdown,
+                    Untrusted(TrustEnded),
+                }
+                let event = tokio::select! {
+                    ended = conn.as_mut() => Event::Ended(ended),
+                    _ = stop.wait_for(|stopped| *stopped) => Event::Shutdown,
+                    ended = guard.ended() => Event::Untrusted(ended),
                 };
-                let ended = match ended {
-                    Some(ended) => ended,
-                    None => {
+                let ended = match event {
+                    Event::Ended(ended) => ended,
+                    Event::Shutdown => {
                         conn.as_mut().graceful_shutdown();
                         conn.await
+                    }
+                    Event::Untrusted(ended) => {
+                        tracing::debug!(target: "zt::server", %remote, peer = %ended.peer(), reason = %ended.reason(), "peer no longer trusted; ending the connection");
+                        conn.as_mut().graceful_shutdown();
+                        match tokio::time::timeout(trust_end_grace, conn.as_mut()).await {
+                            Ok(ended) => ended,
+                            Err(_) => {
+                                tracing::debug!(target: "zt::server", %remote, "grace period over; closing the connection");
+                                return;
+                            }
+                        }
                     }
                 };
                 if let Err(e) = ended {
@@ -192,16 +242,8 @@ impl ZtServer {
     }
 }
 
-/// The most the server keeps a connection open when its peer's certificate
-/// expires in `remaining`: [`EXPIRY_MARGIN`] less, or half of it when it is
-/// shorter than twice the margin, so the connection ends while a request
-/// sent on it is still judged valid.
-fn connection_lifetime(remaining: Duration) -> Duration {
-    remaining.saturating_sub(EXPIRY_MARGIN.min(remaining / 2))
-}
-
 /// How long before its peer's certificate expires a connection is ended.
-pub const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+pub use zt_core::live::EXPIRY_MARGIN;
 
 fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;

@@ -8,6 +8,7 @@ use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
+use zt_core::live::TrustMonitor;
 use zt_core::matcher::IdMatcher;
 use zt_core::peer::PeerVerifier;
 use zt_core::revocation::Revocations;
@@ -152,7 +153,7 @@ impl TlsOptions {
         post_quantum_only((*provider).clone()).map(Arc::new)
     }
 
-    fn peer_verifier(&self, usage: Usage) -> PeerVerifier {
+    fn peer_verifier(&self, usage: Usage) -> Arc<PeerVerifier> {
         let peers = PeerVerifier::new(
             self.source.clone(),
             self.clock.clone(),
@@ -160,10 +161,10 @@ impl TlsOptions {
             self.pin.clone(),
         )
         .with_cache_capacity(self.chain_cache);
-        match &self.revocations {
+        Arc::new(match &self.revocations {
             Some(revocations) => peers.with_revocations(revocations.clone()),
             None => peers,
-        }
+        })
     }
 
     /// A client config: presents the current SVID, verifies the server's
@@ -175,12 +176,22 @@ impl TlsOptions {
     /// exchange is required and the provider has none;
     /// [`ConfigError::Rustls`] if the provider supports no safe TLS version.
     pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        self.monitored_client_config().map(|(config, _)| config)
+    }
+
+    /// A [`client_config`](Self::client_config) and the [`TrustMonitor`]
+    /// that re-judges its connections with the same verifier: register each
+    /// connection with [`TrustMonitor::admit`] after its handshake, and
+    /// close it when its [`EndSignal`](zt_core::live::EndSignal) fires.
+    ///
+    /// # Errors
+    ///
+    /// As [`client_config`](Self::client_config).
+    pub fn monitored_client_config(&self) -> Result<(ClientConfig, TrustMonitor), ConfigError> {
         let provider = self.effective_provider()?;
-        let verifier = Arc::new(SpiffeVerifier::new(
-            self.peer_verifier(Usage::ServerAuth),
-            provider.clone(),
-            Side::Client,
-        ));
+        let peers = self.peer_verifier(Usage::ServerAuth);
+        let monitor = TrustMonitor::new(peers.clone());
+        let verifier = Arc::new(SpiffeVerifier::new(peers, provider.clone(), Side::Client));
         let resolver = Arc::new(SvidResolver::new(
             self.source.clone(),
             provider.clone(),
@@ -193,7 +204,7 @@ impl TlsOptions {
             .with_client_cert_resolver(resolver);
         config.resumption = Resumption::disabled();
         config.enable_early_data = false;
-        Ok(config)
+        Ok((config, monitor))
     }
 
     /// A server config: presents the current SVID, requires a client
@@ -206,12 +217,22 @@ impl TlsOptions {
     /// exchange is required and the provider has none;
     /// [`ConfigError::Rustls`] if the provider supports no safe TLS version.
     pub fn server_config(&self) -> Result<ServerConfig, ConfigError> {
+        self.monitored_server_config().map(|(config, _)| config)
+    }
+
+    /// A [`server_config`](Self::server_config) and the [`TrustMonitor`]
+    /// that re-judges its connections with the same verifier: register each
+    /// connection with [`TrustMonitor::admit`] after its handshake, and
+    /// close it when its [`EndSignal`](zt_core::live::EndSignal) fires.
+    ///
+    /// # Errors
+    ///
+    /// As [`server_config`](Self::server_config).
+    pub fn monitored_server_config(&self) -> Result<(ServerConfig, TrustMonitor), ConfigError> {
         let provider = self.effective_provider()?;
-        let verifier = Arc::new(SpiffeVerifier::new(
-            self.peer_verifier(Usage::ClientAuth),
-            provider.clone(),
-            Side::Server,
-        ));
+        let peers = self.peer_verifier(Usage::ClientAuth);
+        let monitor = TrustMonitor::new(peers.clone());
+        let verifier = Arc::new(SpiffeVerifier::new(peers, provider.clone(), Side::Server));
         let resolver = Arc::new(SvidResolver::new(
             self.source.clone(),
             provider.clone(),
@@ -224,6 +245,6 @@ impl TlsOptions {
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
         config.max_early_data_size = 0;
-        Ok(config)
+        Ok((config, monitor))
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{PeerRejected, Side};
 /// Verifies the peer of `side` and logs the outcome under that side's
 /// target.
 pub(crate) struct SpiffeVerifier {
-    peers: PeerVerifier,
+    peers: Arc<PeerVerifier>,
     provider: Arc<CryptoProvider>,
     side: Side,
 }
@@ -36,7 +36,7 @@ impl fmt::Debug for SpiffeVerifier {
 }
 
 impl SpiffeVerifier {
-    pub(crate) fn new(peers: PeerVerifier, provider: Arc<CryptoProvider>, side: Side) -> Self {
+    pub(crate) fn new(peers: Arc<PeerVerifier>, provider: Arc<CryptoProvider>, side: Side) -> Self {
         Self {
             peers,
             provider,
