@@ -339,6 +339,17 @@ async fn keep_alive(
     source: Arc<FakeCaSource>,
     addr: SocketAddr,
 ) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    keep_alive_task(source, addr).await.0
+}
+
+/// As [`keep_alive`], with the task driving the connection.
+async fn keep_alive_task(
+    source: Arc<FakeCaSource>,
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
     let tls = ZtClient::builder(source)
         .pin_server("spiffe://example.org/billing".parse().unwrap())
         .build()
@@ -349,8 +360,7 @@ async fn keep_alive(
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
-    tokio::spawn(conn);
-    sender
+    (sender, tokio::spawn(conn))
 }
 
 async fn status_on(
@@ -373,7 +383,7 @@ async fn status_on(
 }
 
 #[tokio::test]
-async fn revocation_reaches_an_open_keep_alive_connection_and_new_handshakes() {
+async fn revocation_in_the_authorizer_refuses_the_next_request_on_an_open_connection() {
     let (audit, _guard) = AuditCapture::install();
     let ca = ca();
     let revocations = Revocations::new();
@@ -382,17 +392,15 @@ async fn revocation_reaches_an_open_keep_alive_connection_and_new_handshakes() {
         .target("billing")
         .revocations(revocations.clone())
         .build();
-    let server = ZtServer::builder(workload(&ca, "billing"))
-        .revocations(revocations.clone())
-        .build()
-        .unwrap();
+    // The list is the authorizer's only: the TLS layer does not know it,
+    // so the connection stays open and each request is judged.
+    let server = ZtServer::builder(workload(&ca, "billing")).build().unwrap();
     let server = serve(server, app(authz)).await;
     let orders = workload(&ca, "orders");
 
     let mut conn = keep_alive(orders.clone(), server.addr).await;
     assert_eq!(status_on(&mut conn, "/invoices/1").await, 200);
 
-    // Revoked while the connection is open: its next request is refused.
     revocations.revoke_id(id("spiffe://example.org/orders"));
     assert_eq!(status_on(&mut conn, "/invoices/2").await, 403);
     assert!(!conn.is_closed(), "the same connection answered");
@@ -400,14 +408,6 @@ async fn revocation_reaches_an_open_keep_alive_connection_and_new_handshakes() {
     assert_eq!(events.len(), 2);
     assert_eq!(field(&events[1], "reason"), "revoked");
     assert_eq!(field(&events[1], "rule"), "-");
-
-    // A new connection is refused at the handshake.
-    let (_, fresh) = client(&ca, "orders");
-    let refused = fresh
-        .get(format!("https://{}/invoices/3", server.addr))
-        .send()
-        .await;
-    assert!(refused.is_err(), "{refused:?}");
 
     // Reinstated, then one certificate revoked by serial: a rotation to a
     // new certificate is accepted again.
@@ -424,6 +424,53 @@ async fn revocation_reaches_an_open_keep_alive_connection_and_new_handshakes() {
         403,
         "old certificate"
     );
+}
+
+#[tokio::test]
+async fn revocation_in_the_server_ends_open_connections_and_refuses_new_handshakes() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = ca();
+    let revocations = Revocations::new();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let authz = Authorizer::builder(policy)
+        .target("billing")
+        .revocations(revocations.clone())
+        .build();
+    let server = ZtServer::builder(workload(&ca, "billing"))
+        .revocations(revocations.clone())
+        .build()
+        .unwrap();
+    let server = serve(server, app(authz)).await;
+    let orders = workload(&ca, "orders");
+
+    let (mut conn, task) = keep_alive_task(orders.clone(), server.addr).await;
+    assert_eq!(status_on(&mut conn, "/invoices/1").await, 200);
+
+    // Revoked while the connection is open: the server closes it.
+    revocations.revoke_id(id("spiffe://example.org/orders"));
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the connection was not closed")
+        .unwrap()
+        .unwrap();
+    assert!(conn.is_closed());
+    let ended = audit.connection_events();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(field(&ended[0], "reason"), "revoked");
+    assert_eq!(field(&ended[0], "peer"), "spiffe://example.org/orders");
+
+    // A new connection is refused at the handshake.
+    let (_, fresh) = client(&ca, "orders");
+    let refused = fresh
+        .get(format!("https://{}/invoices/3", server.addr))
+        .send()
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    // Reinstated: connections are accepted again.
+    revocations.reinstate_id(&id("spiffe://example.org/orders"));
+    let mut again = keep_alive(orders.clone(), server.addr).await;
+    assert_eq!(status_on(&mut again, "/invoices/4").await, 200);
 }
 
 #[tokio::test]

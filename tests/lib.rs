@@ -31,6 +31,7 @@ pub mod audit_capture {
     #[derive(Clone, Default)]
     pub struct AuditCapture {
         events: Arc<Mutex<Vec<Fields>>>,
+        connections: Arc<Mutex<Vec<Fields>>>,
     }
 
     impl fmt::Debug for AuditCapture {
@@ -99,6 +100,15 @@ pub mod audit_capture {
                 .clone()
         }
 
+        /// The `zt::audit` connection events (`event = "connection-ended"`)
+        /// captured so far.
+        pub fn connection_events(&self) -> Vec<Fields> {
+            self.connections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+
         /// Removes and returns the events captured so far.
         pub fn take(&self) -> Vec<Fields> {
             std::mem::take(&mut *self.events.lock().unwrap_or_else(PoisonError::into_inner))
@@ -120,15 +130,21 @@ pub mod audit_capture {
     impl AuditCapture {
         fn on_event<S: tracing::Subscriber>(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
             let meta = event.metadata();
-            if meta.target() != "zt::audit" || !meta.fields().iter().any(|f| f.name() == "decision")
-            {
+            if meta.target() != "zt::audit" {
                 return;
             }
+            let has = |name: &str| meta.fields().iter().any(|f| f.name() == name);
+            let into = if has("decision") {
+                &self.events
+            } else if has("event") {
+                &self.connections
+            } else {
+                return;
+            };
             let mut fields = Fields::new();
             fields.insert("level".into(), meta.level().to_string());
             event.record(&mut Visitor(&mut fields));
-            self.events
-                .lock()
+            into.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(fields);
         }

@@ -24,9 +24,11 @@ type Ended = Pin<Box<dyn Future<Output = TrustEnded> + Send>>;
 /// the bundle of its trust domain no longer verifies it, or the pin is
 /// replaced ([`ZtClient::replace_server_pin`](crate::ZtClient::replace_server_pin))
 /// — every read and write fails with an [`io::Error`] of kind
-/// `ConnectionAborted` whose source is the [`TrustEnded`], and dropping the
+/// `ConnectionAborted` that wraps the [`TrustEnded`], and dropping the
 /// stream closes the connection. [`TrustEnded::find`] gets the reason out
-/// of any error built on it (hyper, tonic).
+/// of the `io::Error`; HTTP/2 errors built on it keep only its message, so
+/// take the stream's [`signal`](Self::signal) before handing the stream to
+/// hyper to read the reason afterwards.
 pub struct ZtStream {
     tls: TlsStream<TcpStream>,
     guard: Arc<ConnectionGuard>,

@@ -181,12 +181,20 @@ impl TrustEnded {
         self.detail.as_ref()
     }
 
-    /// Finds a `TrustEnded` in an error's source chain.
+    /// Finds a `TrustEnded` in an error's source chain, looking inside
+    /// `io::Error`s too (whose `source` skips the error they wrap).
     pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a TrustEnded> {
         let mut current = Some(error);
         while let Some(e) = current {
             if let Some(ended) = e.downcast_ref::<TrustEnded>() {
                 return Some(ended);
+            }
+            if let Some(inner) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| Self::find(inner))
+            {
+                return Some(inner);
             }
             current = e.source();
         }

@@ -232,3 +232,19 @@ async fn closed_connections_leave_the_monitor() {
     drop(guards);
     assert_eq!(w.monitor.open_connections(), 0);
 }
+
+#[tokio::test]
+async fn the_reason_is_found_inside_an_io_error() {
+    let w = world(None);
+    let orders = caller(&w, "orders");
+    let guard = w.monitor.admit(chain_of(&orders)).unwrap();
+    w.revocations.revoke_id(id("spiffe://example.org/orders"));
+    let ended = ended(&guard).await;
+    let io = std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        guard.signal().reason().unwrap().clone(),
+    );
+    let found = zt_core::live::TrustEnded::find(&io).unwrap();
+    assert_eq!(found.reason(), ended);
+    assert_eq!(found.peer(), &id("spiffe://example.org/orders"));
+}
