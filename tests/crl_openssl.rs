@@ -347,6 +347,16 @@ struct Server {
 }
 
 async fn server(pki: &Pki, revocations: &Revocations) -> Server {
+    server_with(
+        pki,
+        revocations,
+        Router::new().route("/", get(|| async { "ok" })),
+    )
+    .await
+}
+
+/// As [`server`], serving `router`.
+async fn server_with(pki: &Pki, revocations: &Revocations, router: Router) -> Server {
     let fake = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
     let billing = FakeCaSource::new(
         fake.clone(),
@@ -361,7 +371,6 @@ async fn server(pki: &Pki, revocations: &Revocations) -> Server {
         .revocations(revocations.clone())
         .build()
         .unwrap();
-    let router = Router::new().route("/", get(|| async { "ok" }));
     Server {
         running: common::serve(server, router).await,
         fake,
@@ -371,6 +380,12 @@ async fn server(pki: &Pki, revocations: &Revocations) -> Server {
 /// Calls the server once over a fresh connection as `svid`; `true` if it
 /// answered 200.
 async fn served(server: &Server, svid: &X509Svid) -> bool {
+    let http = http_client(server, svid);
+    status(&http, server).await == Some(200)
+}
+
+/// A client presenting `svid`; its connections are kept alive.
+fn http_client(server: &Server, svid: &X509Svid) -> reqwest::Client {
     let bundles = BundleSet::new().with(server.fake.bundle());
     let source = Arc::new(StaticSource::new(svid.clone(), bundles));
     let client = ZtClient::builder(source)
@@ -381,16 +396,17 @@ async fn served(server: &Server, svid: &X509Svid) -> bool {
         )
         .build()
         .unwrap();
-    let response = client
-        .reqwest_client()
-        .unwrap()
-        .get(format!("https://{}/", server.running.addr))
+    client.reqwest_client().unwrap()
+}
+
+/// The status of `GET /`, or `None` if no response came (handshake
+/// refused).
+async fn status(http: &reqwest::Client, server: &Server) -> Option<u16> {
+    http.get(format!("https://{}/", server.running.addr))
         .send()
-        .await;
-    match response {
-        Ok(response) => response.status() == 200,
-        Err(_) => false,
-    }
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
 }
 
 #[tokio::test]
@@ -624,4 +640,54 @@ fn a_serial_with_a_leading_zero_byte_is_matched() {
         revocations.check_svid(&verified(&neighbour, &pki.bundles)),
         None
     );
+}
+
+#[tokio::test]
+async fn a_crl_loaded_while_a_connection_is_open_refuses_its_next_request() {
+    let pki = pki();
+    let caller = pki.intermediate.leaf("caller", None);
+    let namesake = pki.root.leaf("namesake", Some("5000"));
+    assert_eq!(namesake.serial(), caller.serial());
+    let revocations = Revocations::new();
+    let policy = zt_authz::policy::Policy::from_toml_str(
+        r#"
+version = "crl-1"
+
+[[rule]]
+id = "openssl-workloads"
+effect = "allow"
+callers = ["spiffe://openssl.test/**"]
+http = [{ method = "GET", path = "/" }]
+"#,
+        "policy.toml",
+    )
+    .unwrap();
+    let authorizer = zt_authz::Authorizer::builder(policy)
+        .target("billing")
+        .revocations(revocations.clone())
+        .build();
+    let router = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route_layer(zt_server::AuthorizeLayer::new(authorizer));
+    let server = server_with(&pki, &revocations, router).await;
+    let open = http_client(&server, &caller);
+    let other = http_client(&server, &namesake);
+    assert_eq!(status(&open, &server).await, Some(200));
+    assert_eq!(status(&other, &server).await, Some(200));
+
+    pki.intermediate
+        .revoke(&pki.intermediate.path("caller.pem"));
+    let mut file = std::fs::read_to_string(pki.intermediate.gencrl("crl.pem", &[])).unwrap();
+    file.push_str(&std::fs::read_to_string(pki.intermediate.path("ca.pem")).unwrap());
+    let path = pki.intermediate.path("crl-with-issuer.pem");
+    std::fs::write(&path, file).unwrap();
+    revocations
+        .add_crl_file_with_bundles(&path, Arc::new(pki.bundles.clone()))
+        .unwrap();
+
+    // A 403 (not a failed handshake) is the open connection answering.
+    assert_eq!(status(&open, &server).await, Some(403));
+    // The root's certificate with the same serial is not the intermediate's.
+    assert_eq!(status(&other, &server).await, Some(200));
+    assert_eq!(status(&http_client(&server, &caller), &server).await, None);
 }

@@ -399,6 +399,19 @@ impl Revocations {
         )
     }
 
+    /// Why `id` with a leaf of serial `serial` issued by the CA named
+    /// `issuer` (DER contents of the `Name`) is revoked, or `None`: the
+    /// deny-list, then the CRLs of `id`'s trust domain from that issuer.
+    /// For callers that hold the leaf but not the chain (the authorization
+    /// layer); a revoked intermediate is seen by
+    /// [`check_chain`](Self::check_chain) only. Lock-free.
+    pub fn check_issued(&self, id: &SpiffeId, issuer: &[u8], serial: &[u8]) -> Option<Revoked> {
+        if let Some(why) = self.inner.current.load().check(id, serial) {
+            return Some(why);
+        }
+        self.check_crls(id.trust_domain(), std::iter::once((Some(issuer), serial)))
+    }
+
     /// [`check_chain`](Self::check_chain) for a verified SVID: what the TLS
     /// verifiers call at every handshake.
     pub fn check_svid(&self, svid: &VerifiedSvid) -> Option<Revoked> {
