@@ -107,6 +107,15 @@ pub enum CrlError {
         /// What was tried.
         reason: String,
     },
+    /// The Workload API delivering CRLs could not be reached or sent
+    /// something that is not a response of the protocol.
+    #[error("Workload API {endpoint}: {reason}")]
+    WorkloadApi {
+        /// The endpoint.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// The CRL in force has passed its `nextUpdate` (reported, not a
     /// refusal: what it does is its trust domain's [`StaleCrlPolicy`]).
     #[error(
@@ -649,3 +658,7 @@ fn asn1_time(t: x509_parser::time::ASN1Time) -> SystemTime {
 
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "workload-api")]
+mod workload_api;
+#[cfg(feature = "workload-api")]
+pub use workload_api::WorkloadApiCrls;
