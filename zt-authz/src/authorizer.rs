@@ -119,6 +119,10 @@ pub struct Identity<'a> {
     pub id: &'a SpiffeId,
     /// The serial of its leaf certificate, for the mTLS peer.
     pub serial: Option<&'a [u8]>,
+    /// The name of the CA that issued its leaf certificate (DER contents
+    /// of the `Name`), for the mTLS peer: with it, CRL entries are matched
+    /// by issuer ([`Revocations::check_issued`]).
+    pub issuer: Option<&'a [u8]>,
     /// When the credential expires, if known.
     pub not_after: Option<SystemTime>,
 }
@@ -130,6 +134,7 @@ impl<'a> Identity<'a> {
             role,
             id,
             serial: None,
+            issuer: None,
             not_after: None,
         }
     }
@@ -140,8 +145,18 @@ impl<'a> Identity<'a> {
             role: IdentityRole::Peer,
             id,
             serial: Some(serial),
+            issuer: None,
             not_after: Some(not_after),
         }
+    }
+
+    /// With the name of the CA that issued the leaf (DER contents of the
+    /// `Name`, as [`LeafInfo::issuer`](zt_core::x509::LeafInfo::issuer)
+    /// gives it).
+    #[must_use]
+    pub fn issued_by(mut self, issuer: &'a [u8]) -> Self {
+        self.issuer = Some(issuer);
+        self
     }
 
     /// With the credential's expiry.
@@ -216,6 +231,7 @@ impl Authorizer {
                     role: IdentityRole::Peer,
                     id: caller,
                     serial: caller_serial,
+                    issuer: None,
                     not_after: None,
                 }],
             ),
@@ -241,10 +257,12 @@ impl Authorizer {
         let mut revoked = None;
         let mut expired = false;
         for identity in identities {
-            let why = inner
-                .revocations
-                .as_ref()
-                .and_then(|list| list.check(identity.id, identity.serial.unwrap_or_default()));
+            let why = inner.revocations.as_ref().and_then(|list| {
+                match (identity.serial, identity.issuer) {
+                    (Some(serial), Some(issuer)) => list.check_issued(identity.id, issuer, serial),
+                    (serial, _) => list.check(identity.id, serial.unwrap_or_default()),
+                }
+            });
             if let Some(why) = why {
                 tracing::warn!(
                     target: "zt::authz",

@@ -45,7 +45,8 @@
 //! | [`jose`] | JWK public keys and JWS signature checks with the crypto library under zt's TLS provider |
 //! | [`peer`] | [`verify_peer`](peer::verify_peer): SVID rules plus a pin, for TLS verifiers |
 //! | [`source`] | [`SvidSource`](source::SvidSource): rotating snapshots from the Workload API, files, static material |
-//! | [`revocation`] | hot-updatable deny-list of SPIFFE IDs and leaf serials |
+//! | [`revocation`] | hot-updatable deny-list of SPIFFE IDs and leaf serials, plus the CRLs in force |
+//! | [`crl`] | X.509 CRLs verified against the trust bundle, scoped by issuer |
 //! | [`serial`] | certificate serials in decimal, `0x` hex and colon-hex, as operators paste them |
 //! | [`user`] | delegated user context: [`UserContextValidator`](user::UserContextValidator), scopes, the `act` chain |
 //! | [`time`] | injectable [`Clock`](time::Clock) |
@@ -71,6 +72,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bundle;
+pub mod crl;
 pub mod id;
 pub mod jose;
 pub mod jwt;

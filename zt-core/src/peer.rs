@@ -165,8 +165,10 @@ impl PeerVerifier {
         self
     }
 
-    /// Refuses peers whose ID or leaf serial is on `revocations`, checked at
-    /// every verification, cached chains included.
+    /// Refuses peers whose ID or leaf serial is on `revocations`, or whose
+    /// leaf or intermediate a CRL in `revocations` lists
+    /// ([`Revocations::check_svid`]), checked at every verification, cached
+    /// chains included.
     #[must_use]
     pub fn with_revocations(mut self, revocations: Revocations) -> Self {
         self.revocations = Some(revocations);
@@ -265,9 +267,7 @@ impl PeerVerifier {
             });
         }
         if let Some(revocations) = &self.revocations
-            && revocations
-                .check(verified.id(), verified.serial())
-                .is_some()
+            && revocations.check_svid(&verified).is_some()
         {
             return Err(PeerError::Revoked {
                 presented: verified.id().clone(),

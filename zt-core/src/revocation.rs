@@ -49,7 +49,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -60,12 +60,17 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::SpiffeId;
+use crate::crl::{CertRef, CrlError};
 use crate::id::parse_canonical;
 use crate::origin::Origin;
 use crate::reload::FileDigest;
 pub use crate::reload::ReloadOutcome;
 use crate::serial::{SerialError, parse_serial};
 use crate::source::WatchHandle;
+use crate::time::{SharedClock, system_clock};
+use crate::x509::VerifiedSvid;
+
+mod crls;
 
 /// Why a caller is refused by a [`RevocationSet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,6 +80,13 @@ pub enum Revoked {
     Id,
     /// The caller's leaf certificate serial is revoked.
     Serial,
+    /// A certificate of the caller's chain (the leaf or an intermediate) is
+    /// listed by a verified [CRL](crate::crl) of its issuer.
+    Crl,
+    /// A CRL of the issuer of the caller's chain is past its `nextUpdate`
+    /// and the trust domain's policy is
+    /// [`RefuseIssued`](crate::crl::StaleCrlPolicy::RefuseIssued).
+    CrlStale,
 }
 
 impl Revoked {
@@ -83,6 +95,8 @@ impl Revoked {
         match self {
             Self::Id => "revoked-id",
             Self::Serial => "revoked-serial",
+            Self::Crl => "revoked-by-crl",
+            Self::CrlStale => "crl-stale",
         }
     }
 }
@@ -251,6 +265,9 @@ pub enum RevocationError {
         /// Why it does not parse.
         reason: SerialError,
     },
+    /// A CRL was refused (it changed nothing), or one in force is stale.
+    #[error(transparent)]
+    Crl(#[from] CrlError),
 }
 
 /// A shared, hot-updatable revocation list. Cheap to clone: clones share
@@ -259,6 +276,9 @@ pub enum RevocationError {
 pub struct Revocations {
     inner: Arc<Inner>,
 }
+
+/// A stale CRL, by source and issuer name.
+type StaleKey = (Arc<str>, Box<[u8]>);
 
 struct Inner {
     current: ArcSwap<RevocationSet>,
@@ -270,6 +290,16 @@ struct Inner {
     last_error: Mutex<Option<RevocationError>>,
     /// The version of the list, bumped on every effective change.
     version: tokio::sync::watch::Sender<u64>,
+    /// The CRLs in force, by source, and the stale-CRL policies.
+    crls: ArcSwap<crls::CrlState>,
+    /// CRL files read again by `reload`.
+    crl_files: Mutex<Vec<crls::CrlFile>>,
+    /// The time CRL staleness is judged at.
+    clock: ArcSwap<SharedClock>,
+    /// The last refused CRL of each source, until one is accepted.
+    crl_errors: Mutex<BTreeMap<Arc<str>, CrlError>>,
+    /// Stale CRLs already reported, by source and issuer.
+    stale_reported: Mutex<HashSet<StaleKey>>,
 }
 
 impl Default for Inner {
@@ -281,6 +311,11 @@ impl Default for Inner {
             write: Mutex::new(()),
             last_error: Mutex::new(None),
             version: tokio::sync::watch::Sender::new(0),
+            crls: ArcSwap::default(),
+            crl_files: Mutex::new(Vec::new()),
+            crl_errors: Mutex::new(BTreeMap::new()),
+            clock: ArcSwap::from_pointee(system_clock()),
+            stale_reported: Mutex::new(HashSet::new()),
         }
     }
 }
@@ -332,8 +367,55 @@ impl Revocations {
     }
 
     /// Why `id` with leaf `serial` is revoked, or `None`. Lock-free.
+    ///
+    /// Besides the deny-list, a serial listed by a verified CRL of `id`'s
+    /// trust domain counts ([`Revoked::Crl`]). This check does not see the
+    /// leaf's issuer, so a CRL of any issuer of the trust domain counts (a
+    /// serial is unique only per issuer; if two CAs of one trust domain
+    /// ever drew the same serial, this errs on refusal). Callers that hold
+    /// the verified chain use [`check_svid`](Self::check_svid) or
+    /// [`check_chain`](Self::check_chain), which scope CRLs by issuer and
+    /// also catch a revoked intermediate.
     pub fn check(&self, id: &SpiffeId, serial: &[u8]) -> Option<Revoked> {
-        self.inner.current.load().check(id, serial)
+        if let Some(why) = self.inner.current.load().check(id, serial) {
+            return Some(why);
+        }
+        self.check_crls(id.trust_domain(), std::iter::once((None, serial)))
+    }
+
+    /// Why the peer `id`, whose verified path (leaf first, as
+    /// [`VerifiedSvid::path`] gives it) is `path`, is revoked, or `None`:
+    /// the deny-list for `id` and the leaf's serial, then the CRLs of `id`'s
+    /// trust domain for every certificate of the path, each scoped by its
+    /// issuer. Lock-free.
+    pub fn check_chain(&self, id: &SpiffeId, path: &[CertRef]) -> Option<Revoked> {
+        let leaf_serial = path.first().map_or(&[][..], CertRef::serial);
+        if let Some(why) = self.inner.current.load().check(id, leaf_serial) {
+            return Some(why);
+        }
+        self.check_crls(
+            id.trust_domain(),
+            path.iter().map(|c| (Some(c.issuer()), c.serial())),
+        )
+    }
+
+    /// Why `id` with a leaf of serial `serial` issued by the CA named
+    /// `issuer` (DER contents of the `Name`) is revoked, or `None`: the
+    /// deny-list, then the CRLs of `id`'s trust domain from that issuer.
+    /// For callers that hold the leaf but not the chain (the authorization
+    /// layer); a revoked intermediate is seen by
+    /// [`check_chain`](Self::check_chain) only. Lock-free.
+    pub fn check_issued(&self, id: &SpiffeId, issuer: &[u8], serial: &[u8]) -> Option<Revoked> {
+        if let Some(why) = self.inner.current.load().check(id, serial) {
+            return Some(why);
+        }
+        self.check_crls(id.trust_domain(), std::iter::once((Some(issuer), serial)))
+    }
+
+    /// [`check_chain`](Self::check_chain) for a verified SVID: what the TLS
+    /// verifiers call at every handshake.
+    pub fn check_svid(&self, svid: &VerifiedSvid) -> Option<Revoked> {
+        self.check_chain(svid.id(), svid.path())
     }
 
     /// A receiver of the list's version, a counter bumped on every
@@ -407,26 +489,36 @@ impl Revocations {
     /// # Errors
     ///
     /// As [`from_file`](Self::from_file).
+    ///
+    /// CRL files added with [`add_crl_file`](Self::add_crl_file) are read
+    /// again as well; the first error is returned.
     pub fn reload(&self) -> Result<ReloadOutcome, RevocationError> {
-        self.inner.reload()
+        self.inner.reload_all()
     }
 
-    /// The error of the last reload, if it failed.
+    /// What is wrong now, if anything: the error of the last reload of the
+    /// list file if it failed, else the last refused CRL of a source that
+    /// has not delivered a valid one since, else a CRL in force that is
+    /// stale ([`CrlError::Stale`]).
     pub fn last_error(&self) -> Option<RevocationError> {
-        self.inner
+        let list = self
+            .inner
             .last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .clone();
+        list.or_else(|| self.inner.crl_error())
     }
 
-    /// Reloads the file every `interval` in a background task until the
-    /// handle or every clone of this list is dropped. Must be called within
-    /// a Tokio runtime.
+    /// Reloads the file and the CRL files every `interval` in a background
+    /// task until the handle or every clone of this list is dropped, and
+    /// reports CRLs that became stale. Must be called within a Tokio
+    /// runtime.
     pub fn watch(&self, interval: Duration) -> WatchHandle {
         WatchHandle::poll(Arc::downgrade(&self.inner), interval, |inner: &Inner| {
             // Failures are logged and kept for `last_error`.
-            let _ = inner.reload();
+            let _ = inner.reload_all();
+            inner.report_stale();
         })
     }
 }
@@ -441,9 +533,19 @@ impl Inner {
             return;
         }
         self.current.store(Arc::new(next));
-        // Always succeeds: `send_modify` updates the value even with no
-        // receiver.
-        self.version.send_modify(|version| *version += 1);
+        self.bump();
+    }
+
+    fn reload_all(&self) -> Result<ReloadOutcome, RevocationError> {
+        let list = self.reload();
+        let crls = self.reload_crl_files();
+        match (list, crls) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(ReloadOutcome::Applied), _) | (_, Ok(ReloadOutcome::Applied)) => {
+                Ok(ReloadOutcome::Applied)
+            }
+            (Ok(outcome), Ok(_)) => Ok(outcome),
+        }
     }
 
     fn reload(&self) -> Result<ReloadOutcome, RevocationError> {

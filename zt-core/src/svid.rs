@@ -44,6 +44,7 @@ impl X509Svid {
             serial,
             not_before,
             not_after,
+            ..
         } = info;
         Ok(Self {
             id,

@@ -30,6 +30,7 @@
 //! protection those constraints are meant to give.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -37,6 +38,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::bundle::BundleSet;
+use crate::crl::CertRef;
 use crate::id::{IdError, parse_canonical};
 use crate::time::Timestamp;
 use crate::{SpiffeId, TrustDomain};
@@ -232,6 +234,8 @@ pub struct VerifiedSvid {
     not_after: SystemTime,
     /// When every certificate of the presented chain is valid.
     chain_valid: (SystemTime, SystemTime),
+    /// The verified path, leaf first, as CRLs see it.
+    path: Arc<[CertRef]>,
 }
 
 impl VerifiedSvid {
@@ -270,6 +274,14 @@ impl VerifiedSvid {
     pub fn chain_validity(&self) -> (SystemTime, SystemTime) {
         self.chain_valid
     }
+
+    /// The certificates of the verified path below the trust anchor, leaf
+    /// first, each as its issuer's name and its serial: what a
+    /// [CRL](crate::crl) can revoke. Intermediates the peer sent but the
+    /// path does not use are not included.
+    pub fn path(&self) -> &[CertRef] {
+        &self.path
+    }
 }
 
 impl fmt::Debug for VerifiedSvid {
@@ -293,9 +305,21 @@ pub struct LeafInfo {
     pub(crate) serial: Vec<u8>,
     pub(crate) not_before: SystemTime,
     pub(crate) not_after: SystemTime,
+    pub(crate) issuer: Vec<u8>,
 }
 
 impl LeafInfo {
+    /// The leaf's issuer name and serial, as [CRLs](crate::crl) see it.
+    pub fn cert_ref(&self) -> CertRef {
+        CertRef::new(&self.issuer, &self.serial)
+    }
+
+    /// The leaf's issuer name: DER contents of the `Name`, without its
+    /// outer `SEQUENCE` header.
+    pub fn issuer(&self) -> &[u8] {
+        &self.issuer
+    }
+
     /// The SPIFFE ID in the URI SAN.
     pub fn id(&self) -> &SpiffeId {
         &self.id
@@ -410,11 +434,18 @@ pub fn certificate_not_after(cert: &CertificateDer<'_>) -> Result<SystemTime, Sv
 /// [`SvidError::Malformed`] or the ID rule the leaf breaks.
 pub fn inspect_leaf(leaf: &CertificateDer<'_>) -> Result<LeafInfo, SvidError> {
     let cert = parse(0, leaf)?;
+    let issuer = webpki::EndEntityCert::try_from(leaf)
+        .map(|ee| ee.issuer().to_vec())
+        .map_err(|e| SvidError::Malformed {
+            index: 0,
+            reason: format!("{e:?}"),
+        })?;
     Ok(LeafInfo {
         id: leaf_id(&cert)?,
         serial: canonical_serial(cert.raw_serial()),
         not_before: asn1_to_system_time(cert.validity().not_before),
         not_after: asn1_to_system_time(cert.validity().not_after),
+        issuer,
     })
 }
 
@@ -543,7 +574,7 @@ pub fn verify_x509_svid(
         Usage::ClientAuth => (webpki::KeyUsage::client_auth(), "client"),
         Usage::ServerAuth => (webpki::KeyUsage::server_auth(), "server"),
     };
-    end_entity
+    let path = end_entity
         .verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             bundle.trust_anchors(),
@@ -554,6 +585,10 @@ pub fn verify_x509_svid(
             None,
         )
         .map_err(|e| map_webpki_error(e, td, usage_name))?;
+    let path: Arc<[CertRef]> = std::iter::once(&**path.end_entity())
+        .chain(path.intermediate_certificates())
+        .map(|cert| CertRef::new(cert.issuer(), cert.serial()))
+        .collect();
 
     Ok(VerifiedSvid {
         id,
@@ -561,6 +596,7 @@ pub fn verify_x509_svid(
         not_before,
         not_after,
         chain_valid,
+        path,
     })
 }
 

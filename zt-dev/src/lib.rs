@@ -158,6 +158,8 @@ struct CaState {
     retired_roots: Vec<CertificateDer<'static>>,
     /// JWT keys; the last one signs, all are in the bundle.
     jwt_keys: Vec<JwtKey>,
+    /// Serials revoked with [`FakeCa::revoke_serial`], canonical, in order.
+    revoked: Vec<Vec<u8>>,
 }
 
 struct Inner {
@@ -236,6 +238,7 @@ impl FakeCaBuilder {
                     intermediate,
                     retired_roots: Vec::new(),
                     jwt_keys: vec![jwt],
+                    revoked: Vec::new(),
                 }),
             }),
         })
@@ -532,6 +535,84 @@ impl FakeCa {
         let before = state.jwt_keys.len();
         state.jwt_keys.retain(|k| k.authority.key_id() != key_id);
         Ok(state.jwt_keys.len() < before)
+    }
+
+    /// Revokes the certificate with `serial` (big-endian; leading zero
+    /// bytes are ignored): it is listed by every [`FakeCa::crl`] from now
+    /// on. Returns `false` if it was already revoked.
+    pub fn revoke_serial(&self, serial: &[u8]) -> bool {
+        let start = serial
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(serial.len().saturating_sub(1));
+        let serial = serial[start..].to_vec();
+        let mut state = self
+            .inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if state.revoked.contains(&serial) {
+            return false;
+        }
+        state.revoked.push(serial);
+        true
+    }
+
+    /// The serials revoked so far, canonical, in the order revoked.
+    pub fn revoked_serials(&self) -> Vec<Vec<u8>> {
+        self.read().revoked.clone()
+    }
+
+    /// A DER CRL listing every revoked serial, signed by the issuing
+    /// authority (the intermediate if the CA has one, else the root), valid
+    /// from now for `validity` (its `nextUpdate`), numbered by how many
+    /// serials it lists.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Certificate`] if signing fails.
+    pub fn crl(&self, validity: Duration) -> Result<Vec<u8>, FakeCaError> {
+        let now = self.inner.clock.now();
+        let state = self.read();
+        let revoked_certs = state
+            .revoked
+            .iter()
+            .map(|serial| rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from(serial.clone()),
+                revocation_time: now.into(),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now.into(),
+            next_update: (now + validity).into(),
+            crl_number: SerialNumber::from(state.revoked.len() as u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let issuer = match &state.intermediate {
+            Some(int) => &int.issuer,
+            None => &state.root.issuer,
+        };
+        let crl = params.signed_by(issuer).map_err(cert_err)?;
+        Ok(crl.der().to_vec())
+    }
+
+    /// [`FakeCa::crl`] as PEM, followed by the intermediate certificate
+    /// that signed it if the CA has one (so a reader can verify it against
+    /// the root bundle).
+    ///
+    /// # Errors
+    ///
+    /// As [`FakeCa::crl`].
+    pub fn crl_pem(&self, validity: Duration) -> Result<String, FakeCaError> {
+        let mut pem = zt_core::bundle::pem_block("X509 CRL", &self.crl(validity)?);
+        if let Some(int) = self.intermediate_certificate() {
+            pem.push_str(&zt_core::bundle::certs_to_pem(&[int]));
+        }
+        Ok(pem)
     }
 
     /// Drops the authorities retired by [`FakeCa::rotate`] from the bundle;

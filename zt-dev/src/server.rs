@@ -61,7 +61,12 @@ pub struct WorkloadApiServer {
     identities: Vec<(Arc<dyn SvidSource>, String)>,
     clock: SharedClock,
     faults: AgentFaults,
+    /// The DER CRLs every X.509 response carries.
+    crls: watch::Sender<Crls>,
 }
+
+/// The DER CRLs served.
+type Crls = Arc<Vec<Vec<u8>>>;
 
 impl fmt::Debug for WorkloadApiServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,7 +148,19 @@ impl WorkloadApiServer {
             source,
             clock: system_clock(),
             faults: AgentFaults::default(),
+            crls: watch::Sender::new(Arc::default()),
         }
+    }
+
+    /// Serves `crls` (DER X.509 CRLs, such as [`FakeCa::crl`]) in the `crl`
+    /// field of every `FetchX509SVID` and `FetchX509Bundles` response from
+    /// now on, pushing an update to open streams. Clones of this server, and
+    /// the handle [`serve_unix`](Self::serve_unix) returns, publish to the
+    /// same streams. An empty list serves none.
+    ///
+    /// [`FakeCa::crl`]: crate::FakeCa::crl
+    pub fn publish_crls(&self, crls: Vec<Vec<u8>>) {
+        self.crls.send_replace(Arc::new(crls));
     }
 
     /// Sets the hint of the first identity (the one from [`new`](Self::new)).
@@ -218,6 +235,7 @@ impl WorkloadApiServer {
         let listener = UnixListener::bind(&path).map_err(io_err)?;
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let relays = Arc::new(Mutex::new(JoinSet::new()));
+        let crls = self.crls.clone();
         let service = self.into_service();
         let relays_in = relays.clone();
         let task = tokio::spawn(async move {
@@ -233,6 +251,7 @@ impl WorkloadApiServer {
         });
         tracing::info!(target: "zt::agent", socket = %path.display(), "serving the SPIFFE Workload API");
         Ok(WorkloadApiServerHandle {
+            crls,
             path,
             stop: Some(stop_tx),
             task: Some(task),
@@ -322,7 +341,7 @@ fn td_key(td: &zt_core::TrustDomain) -> String {
     format!("spiffe://{td}")
 }
 
-fn x509_response(views: &[View]) -> pb::X509svidResponse {
+fn x509_response(views: &[View], crls: &[Vec<u8>]) -> pb::X509svidResponse {
     let Some(first) = views.first() else {
         return pb::X509svidResponse::default();
     };
@@ -358,14 +377,14 @@ fn x509_response(views: &[View]) -> pb::X509svidResponse {
                 }
             })
             .collect(),
-        crl: Vec::new(),
+        crl: crls.to_vec(),
         federated_bundles,
     }
 }
 
-fn x509_bundles(views: &[View]) -> pb::X509BundlesResponse {
+fn x509_bundles(views: &[View], crls: &[Vec<u8>]) -> pb::X509BundlesResponse {
     pb::X509BundlesResponse {
-        crl: Vec::new(),
+        crl: crls.to_vec(),
         bundles: views
             .first()
             .map(|v| {
@@ -379,7 +398,7 @@ fn x509_bundles(views: &[View]) -> pb::X509BundlesResponse {
     }
 }
 
-fn jwt_bundles(views: &[View]) -> pb::JwtBundlesResponse {
+fn jwt_bundles(views: &[View], _crls: &[Vec<u8>]) -> pb::JwtBundlesResponse {
     pb::JwtBundlesResponse {
         bundles: views
             .first()
@@ -398,7 +417,7 @@ fn jwt_bundles(views: &[View]) -> pb::JwtBundlesResponse {
 struct Follow<T> {
     server: WorkloadApiServer,
     changes: futures::stream::SelectAll<futures::stream::BoxStream<'static, ()>>,
-    build: fn(&[View]) -> T,
+    build: fn(&[View], &[Vec<u8>]) -> T,
     /// Ends the stream with `PERMISSION_DENIED` when it turns `true`.
     withdraw: Option<watch::Receiver<bool>>,
     last: Option<T>,
@@ -411,14 +430,19 @@ struct Follow<T> {
 /// [`AgentFaults::withdraw_jwt_bundles`] is switched on.
 fn snapshot_stream<T: Clone + PartialEq + Send + 'static>(
     server: &WorkloadApiServer,
-    build: fn(&[View]) -> T,
+    build: fn(&[View], &[Vec<u8>]) -> T,
     withdrawable: bool,
 ) -> ResponseStream<T> {
     let changes = futures::stream::select_all(
         server
             .identities
             .iter()
-            .map(|(source, _)| WatchStream::new(source.updates()).map(|_| ()).boxed()),
+            .map(|(source, _)| WatchStream::new(source.updates()).map(|_| ()).boxed())
+            .chain(std::iter::once(
+                WatchStream::from_changes(server.crls.subscribe())
+                    .map(|_| ())
+                    .boxed(),
+            )),
     );
     let follow = Follow {
         server: server.clone(),
@@ -452,7 +476,8 @@ fn snapshot_stream<T: Clone + PartialEq + Send + 'static>(
             // Serve only what the sources themselves would serve now.
             match follow.server.views() {
                 Ok(views) => {
-                    let item = (follow.build)(&views);
+                    let crls = Arc::clone(&follow.server.crls.borrow());
+                    let item = (follow.build)(&views, &crls);
                     if follow.last.as_ref() == Some(&item) {
                         continue;
                     }
@@ -607,6 +632,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 /// A running Workload API server. Dropping it stops the server.
 #[derive(Debug)]
 pub struct WorkloadApiServerHandle {
+    crls: watch::Sender<Crls>,
     path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -614,6 +640,11 @@ pub struct WorkloadApiServerHandle {
 }
 
 impl WorkloadApiServerHandle {
+    /// As [`WorkloadApiServer::publish_crls`]: serves `crls` from now on.
+    pub fn publish_crls(&self, crls: Vec<Vec<u8>>) {
+        self.crls.send_replace(Arc::new(crls));
+    }
+
     /// The socket path.
     pub fn socket_path(&self) -> &Path {
         &self.path

@@ -206,6 +206,7 @@ impl FakeCa {
                     intermediate,
                     retired_roots: Vec::new(),
                     jwt_keys: vec![jwt],
+                    revoked: Vec::new(),
                 }),
             }),
         })

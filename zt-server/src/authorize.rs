@@ -192,7 +192,8 @@ where
             let caller = jwt
                 .map(VerifiedJwtSvid::subject)
                 .or(peer.map(VerifiedPeer::id));
-            let peer_identity = peer.map(|p| Identity::peer(p.id(), p.serial(), p.not_after()));
+            let peer_identity = peer
+                .map(|p| Identity::peer(p.id(), p.serial(), p.not_after()).issued_by(p.issuer()));
             let jwt_identity = jwt.map(|j| {
                 Identity::new(IdentityRole::JwtSubject, j.subject()).expiring(j.claims().expiry())
             });

@@ -64,6 +64,12 @@ impl VerifiedPeer {
         out
     }
 
+    /// The name of the CA that issued the caller's leaf certificate: DER
+    /// contents of the `Name`, what CRL entries are scoped by.
+    pub fn issuer(&self) -> &[u8] {
+        self.inner.issuer()
+    }
+
     /// When the caller's leaf certificate expires.
     pub fn not_after(&self) -> SystemTime {
         self.inner.not_after()
