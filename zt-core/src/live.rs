@@ -64,13 +64,14 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::bundle::BundleSet;
+use crate::crl::CrlSet;
 use crate::peer::{PeerError, PeerVerifier};
 use crate::revocation::{RevocationSet, Revocations};
 use crate::source::Snapshot;
@@ -553,6 +554,16 @@ impl Inner {
         registry.candidates(keys)
     }
 
+    fn in_trust_domains(&self, trust_domains: &[TrustDomain]) -> Vec<Candidate> {
+        let registry = self.lock();
+        let keys = trust_domains
+            .iter()
+            .filter_map(|td| registry.by_trust_domain.get(td))
+            .flat_map(|keys| keys.iter().copied())
+            .collect::<Vec<_>>();
+        registry.candidates(keys)
+    }
+
     fn all(&self) -> Vec<Candidate> {
         let registry = self.lock();
         registry.candidates(registry.entries.keys().copied().collect::<Vec<_>>())
@@ -647,7 +658,8 @@ impl TrustMonitor {
         let revocations = verifier.revocations().cloned().map(|list| {
             let changes = list.changes();
             let current = list.current();
-            (list, changes, current)
+            let crls = list.crls();
+            (list, changes, current, crls)
         });
         let watched = Watched {
             snapshots: Some(snapshots),
@@ -665,8 +677,40 @@ impl TrustMonitor {
 struct Watched {
     snapshots: Option<watch::Receiver<Option<Arc<Snapshot>>>>,
     bundles: Option<Arc<BundleSet>>,
-    revocations: Option<(Revocations, watch::Receiver<u64>, Arc<RevocationSet>)>,
+    revocations: Option<(
+        Revocations,
+        watch::Receiver<u64>,
+        Arc<RevocationSet>,
+        CrlSet,
+    )>,
     pins: Option<watch::Receiver<u64>>,
+}
+
+/// The trust domains of the CRLs in `new` that were not in `old`.
+fn changed_crl_trust_domains(old: Option<&CrlSet>, new: &CrlSet) -> Vec<TrustDomain> {
+    let mut trust_domains = Vec::new();
+    for crl in new.iter() {
+        let known = old.is_some_and(|old| old.iter().any(|o| Arc::ptr_eq(o, crl) || **o == **crl));
+        if !known {
+            for td in crl.trust_domains() {
+                if !trust_domains.contains(td) {
+                    trust_domains.push(td.clone());
+                }
+            }
+        }
+    }
+    trust_domains
+}
+
+/// The first `nextUpdate` after `after` among `crls`, and the trust
+/// domains of the CRL it belongs to.
+fn next_staleness(crls: &CrlSet, after: SystemTime) -> Option<(SystemTime, Vec<TrustDomain>)> {
+    let (at, crl) = crls
+        .iter()
+        .filter_map(|crl| crl.next_update().map(|at| (at, crl)))
+        .filter(|(at, _)| *at > after)
+        .min_by_key(|(at, _)| *at)?;
+    Some((at, crl.trust_domains().cloned().collect()))
 }
 
 async fn changed<T>(rx: &mut Option<watch::Receiver<T>>) {
@@ -688,13 +732,39 @@ async fn watch_trust(monitor: Weak<Inner>, stop: CancellationToken, watched: Wat
         revocations,
         mut pins,
     } = watched;
-    let (revocations, mut revocation_changes, mut last_revoked) = match revocations {
-        Some((list, changes, current)) => (Some(list), Some(changes), Some(current)),
-        None => (None, None, None),
+    let (revocations, mut revocation_changes, mut last_revoked, mut last_crls) = match revocations {
+        Some((list, changes, current, crls)) => {
+            (Some(list), Some(changes), Some(current), Some(crls))
+        }
+        None => (None, None, None, None),
     };
+    let clock = match monitor.upgrade() {
+        Some(inner) => inner.verifier.clock().clone(),
+        None => return,
+    };
+    // CRLs whose `nextUpdate` is at or before this have been handled.
+    let mut stale_judged = clock.now();
     loop {
+        // A CRL past its `nextUpdate` may refuse its issuer's peers (a
+        // fail-closed trust domain): re-judge them when that happens.
+        let now = clock.now();
+        let next_stale = last_crls
+            .as_ref()
+            .and_then(|crls| next_staleness(crls, stale_judged.max(now)));
+        let stale_in = next_stale.as_ref().map_or(Duration::MAX, |(at, _)| {
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        });
         tokio::select! {
             () = stop.cancelled() => return,
+            () = tokio::time::sleep(stale_in), if next_stale.is_some() => {
+                let Some(inner) = monitor.upgrade() else { return };
+                if let Some((at, trust_domains)) = next_stale {
+                    // Judged once: the next deadline is a later CRL's.
+                    stale_judged = at;
+                    let candidates = inner.in_trust_domains(&trust_domains);
+                    inner.rejudge(candidates);
+                }
+            }
             () = changed(&mut snapshots) => {
                 let Some(inner) = monitor.upgrade() else { return };
                 let bundles = snapshots
@@ -720,6 +790,13 @@ async fn watch_trust(monitor: Weak<Inner>, stop: CancellationToken, watched: Wat
                 let candidates = inner.newly_revoked(old, &new);
                 inner.rejudge(candidates);
                 last_revoked = Some(new);
+                let crls = list.crls();
+                let changed = changed_crl_trust_domains(last_crls.as_ref(), &crls);
+                if !changed.is_empty() {
+                    let candidates = inner.in_trust_domains(&changed);
+                    inner.rejudge(candidates);
+                }
+                last_crls = Some(crls);
             }
             () = changed(&mut pins) => {
                 let Some(inner) = monitor.upgrade() else { return };

@@ -248,3 +248,22 @@ async fn the_reason_is_found_inside_an_io_error() {
     assert_eq!(found.reason(), ended);
     assert_eq!(found.peer(), &id("spiffe://example.org/orders"));
 }
+
+#[tokio::test]
+async fn a_crl_listing_a_peer_ends_its_connection() {
+    let w = world(None);
+    let orders = caller(&w, "orders");
+    let payments = caller(&w, "payments");
+    let listed = w.monitor.admit(chain_of(&orders)).unwrap();
+    let other = w.monitor.admit(chain_of(&payments)).unwrap();
+
+    w.ca.revoke_serial(listed.peer().serial());
+    let crl = w.ca.crl(Duration::from_secs(3600)).unwrap();
+    let bundles = w.server.current().unwrap().bundles().clone();
+    w.revocations
+        .load_crl_ders("ca.crl", &[crl], &bundles)
+        .unwrap();
+    assert_eq!(ended(&listed).await, EndReason::Revoked);
+    assert!(!other.signal().is_ended());
+    assert_eq!(w.monitor.rejudge_all(), 0);
+}
