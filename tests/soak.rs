@@ -1,7 +1,9 @@
 //! Soak: many concurrent mutual-TLS clients call an axum server behind
 //! `ZtServer` and `AuthorizeLayer` on 127.0.0.1 while every SVID rotates
-//! each second, the policy is replaced and callers are revoked and
-//! reinstated. Bounded in time and in request count.
+//! each second, the policy is replaced, callers are revoked and
+//! reinstated, and the CA rotates its root (prepared, activated, the old
+//! root dropped from the bundle). Some clients hold long-lived gRPC
+//! server streams. Bounded in time and in request count.
 //!
 //! The server ends each connection shortly before its peer's certificate
 //! expires; raw clients then open a new one (and send a request that met
@@ -9,8 +11,17 @@
 //!
 //! Asserts: no legitimate request fails, no request the policy or the
 //! revocation list denies is allowed, every allowed response names the
-//! caller that made it, and resident memory stays within a fixed margin of
-//! its level after warm-up.
+//! caller that made it, a steady caller's stream is never refused, no
+//! stream message is sent to a caller later than [`STREAM_END_BOUND`] after
+//! its revocation took effect, the server's trust monitor holds no
+//! connection once all are closed, and resident memory stays within a
+//! fixed margin of its level after warm-up.
+//!
+//! Streams end when their connection's trust ends: at the peer's expiry
+//! (the connection lives at most half of a 2 s SVID here) with
+//! `UNAUTHENTICATED`, or as the client's own connection to the server
+//! ends, and on revocation with `PERMISSION_DENIED`; a streaming client
+//! then opens a new one, as an application following a feed does.
 //!
 //! ```sh
 //! cargo test --test soak                                              # 15 s (CI)
@@ -50,6 +61,8 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
 use zt_authz::Authorizer;
 use zt_authz::policy::{Policy, PolicyStore};
 use zt_client::ZtClient;
@@ -57,7 +70,10 @@ use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource as _;
 use zt_core::{SpiffeId, TrustDomain};
 use zt_dev::{FakeCa, FakeCaSource};
-use zt_server::{AuthorizeLayer, VerifiedPeer, ZtServer};
+use zt_examples::billing::invoice_feed_client::InvoiceFeedClient;
+use zt_examples::billing::invoice_feed_server::{InvoiceFeed, InvoiceFeedServer};
+use zt_examples::billing::{Invoice, InvoiceRequest};
+use zt_server::{AuthorizeLayer, PeerExt as _, VerifiedPeer, ZtServer};
 
 /// SVID lifetime; sources re-issue at half of it, so every second.
 const SVID_TTL: Duration = Duration::from_secs(2);
@@ -72,6 +88,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time before the first memory reading: runtime threads, connection
 /// pools, allocator arenas and caches reach their working size.
 const WARM_UP_MAX: Duration = Duration::from_secs(5);
+/// How often the CA rotates its root: prepared and pushed to every
+/// workload, activated [`CHANGE_EVERY`] later, and the old root dropped
+/// from the bundle once every SVID it issued has expired.
+const CA_ROTATE_EVERY: Duration = Duration::from_secs(4);
+/// After activation, when the old root leaves the bundle: longer than an
+/// SVID lives, so no live SVID depends on it.
+const CA_OVERLAP: Duration = Duration::from_millis(2800);
+/// The most a revoked caller's open stream may still be fed after the
+/// revocation took effect. The trust monitor reacts to the revocation
+/// list's watch channel and ends the stream within milliseconds; the bound
+/// absorbs scheduling delays on a loaded 2-core machine, and is shorter
+/// than the time a victim stays revoked (two controller steps).
+const STREAM_END_BOUND: Duration = Duration::from_millis(500);
 /// Allowed growth of resident memory from the end of warm-up to the end of
 /// the run. Measured: +0.1 MiB over a 15 s run, +1.1 MiB over a 600 s run
 /// whose samples were level from the first minute on (figures in README.md,
@@ -125,6 +154,9 @@ enum Transport {
     /// A raw tokio-rustls connection with HTTP/1.1, replaced every
     /// [`REQUESTS_PER_RAW_CONNECTION`] requests or on failure.
     Raw,
+    /// A gRPC server stream (`InvoiceFeed/Follow`), read until it ends, then
+    /// opened again.
+    Stream,
 }
 
 fn policy(version: u64, flip_allowed: bool) -> Policy {
@@ -137,6 +169,12 @@ id = "workloads-read-items"
 effect = "allow"
 callers = ["spiffe://example.org/steady/**", "spiffe://example.org/flip/**", "spiffe://example.org/victim/**"]
 http = [{{ method = "GET", path = "/items/{{n}}" }}]
+
+[[rule]]
+id = "workloads-follow-the-feed"
+effect = "allow"
+callers = ["spiffe://example.org/steady/**", "spiffe://example.org/victim/**"]
+grpc = ["/billing.InvoiceFeed/Follow"]
 "#
     );
     if !flip_allowed {
@@ -153,12 +191,25 @@ http = [{ method = "*", path = "/items/{n}" }]
     Policy::from_toml_str(&text, "soak.toml").unwrap()
 }
 
+/// Where the CA's root rotation stands.
+#[derive(Debug, Clone, Copy)]
+enum CaPhase {
+    /// One root; the next rotation is prepared at `next`.
+    Idle { next: Instant },
+    /// A new root is in every bundle, not yet issuing.
+    Prepared,
+    /// The new root issues; the old one is still trusted.
+    Active { since: Instant },
+}
+
 /// What each caller may do now, guarded by a sequence counter (see the
 /// module documentation).
 struct Plan {
     sequence: AtomicU64,
     flip_allowed: AtomicBool,
     revoked: Vec<AtomicBool>,
+    /// When each revoked worker's revocation took effect.
+    revoked_at: Vec<Mutex<Option<Instant>>>,
 }
 
 impl Plan {
@@ -168,6 +219,15 @@ impl Plan {
             Role::Flip => self.flip_allowed.load(SeqCst),
             Role::Victim => !self.revoked[worker].load(SeqCst),
         }
+    }
+
+    /// Whether `worker` has been revoked for longer than
+    /// [`STREAM_END_BOUND`].
+    fn revoked_beyond_bound(&self, worker: usize) -> bool {
+        self.revoked_at[worker]
+            .lock()
+            .unwrap()
+            .is_some_and(|at| at.elapsed() > STREAM_END_BOUND)
     }
 
     fn change(&self, apply: impl FnOnce()) {
@@ -188,6 +248,12 @@ struct Tally {
     in_transition: AtomicU64,
     wrong_identity: AtomicU64,
     handshakes: AtomicU64,
+    streams_opened: AtomicU64,
+    stream_messages: AtomicU64,
+    streams_ended_expired: AtomicU64,
+    streams_ended_revoked: AtomicU64,
+    fed_after_revocation: AtomicU64,
+    ca_rotations: AtomicU64,
     examples: Mutex<Vec<String>>,
 }
 
@@ -301,7 +367,8 @@ async fn run_worker(
         let expected = plan.allowed(worker.index, worker.role);
         let outcome = match worker.transport {
             Transport::Pooled => pooled_request(&pooled, &format!("https://{addr}{path}")).await,
-            Transport::Raw => {
+            // Stream workers run `run_stream_worker` instead.
+            Transport::Raw | Transport::Stream => {
                 let mut attempt = 0;
                 loop {
                     attempt += 1;
@@ -394,6 +461,161 @@ async fn run_worker(
     }
 }
 
+/// The worker index at the end of a caller's SPIFFE ID path.
+fn worker_index(id: &SpiffeId) -> Option<usize> {
+    id.path().rsplit('/').next()?.parse().ok()
+}
+
+/// Follows the invoice feed, reopening the stream each time it ends, until
+/// the deadline.
+async fn run_stream_worker(
+    worker: Worker,
+    addr: SocketAddr,
+    plan: Arc<Plan>,
+    tally: Arc<Tally>,
+    deadline: Instant,
+) {
+    let uri = format!("http://{addr}");
+    while Instant::now() < deadline {
+        let window_start = plan.sequence.load(SeqCst);
+        let expected = plan.allowed(worker.index, worker.role);
+        tally.streams_opened.fetch_add(1, SeqCst);
+        tally.handshakes.fetch_add(1, SeqCst);
+        let open = async {
+            let channel = worker
+                .client
+                .grpc_channel(&uri)
+                .await
+                .map_err(|e| zt_tests::error_chain(&e))?;
+            InvoiceFeedClient::new(channel)
+                .follow(InvoiceRequest {
+                    order_id: worker.index.to_string(),
+                })
+                .await
+                .map(Response::into_inner)
+                .map_err(|status| format!("{status:?}"))
+        };
+        let opened = tokio::time::timeout(REQUEST_TIMEOUT, open)
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+        let window_end = plan.sequence.load(SeqCst);
+        let stable = window_start.is_multiple_of(2) && window_start == window_end;
+        let mut stream = match opened {
+            Ok(stream) => {
+                if stable && !expected && worker.role != Role::Steady {
+                    tally.wrongly_allowed.fetch_add(1, SeqCst);
+                    tally.example(format!("{} opened a stream while revoked", worker.id));
+                }
+                stream
+            }
+            Err(error) => {
+                if worker.role == Role::Steady || (stable && expected) {
+                    tally.failed_legitimate.fetch_add(1, SeqCst);
+                    tally.example(format!(
+                        "{} ({:?}, Stream) could not open its stream: {error}",
+                        worker.id, worker.role
+                    ));
+                } else if stable {
+                    tally.refused_as_expected.fetch_add(1, SeqCst);
+                } else {
+                    tally.in_transition.fetch_add(1, SeqCst);
+                }
+                continue;
+            }
+        };
+        loop {
+            match tokio::time::timeout(REQUEST_TIMEOUT, stream.message()).await {
+                Ok(Ok(Some(invoice))) => {
+                    tally.stream_messages.fetch_add(1, SeqCst);
+                    if invoice.caller != worker.id.to_string() {
+                        tally.wrong_identity.fetch_add(1, SeqCst);
+                        tally.example(format!("{}: feed for {:?}", worker.id, invoice.caller));
+                    }
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                // Ended by the server without a status: not expected.
+                Ok(Ok(None)) => {
+                    tally.failed_legitimate.fetch_add(1, SeqCst);
+                    tally.example(format!("{}: stream ended without a status", worker.id));
+                    break;
+                }
+                Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied => {
+                    if worker.role == Role::Steady {
+                        tally.failed_legitimate.fetch_add(1, SeqCst);
+                        tally.example(format!("{}: stream denied: {status:?}", worker.id));
+                    } else {
+                        tally.streams_ended_revoked.fetch_add(1, SeqCst);
+                    }
+                    break;
+                }
+                // The connection's trust ended at a peer's expiry:
+                // `UNAUTHENTICATED` from the server, or the client's own
+                // connection to the server ended.
+                Ok(Err(_)) => {
+                    tally.streams_ended_expired.fetch_add(1, SeqCst);
+                    break;
+                }
+                Err(_) => {
+                    tally.failed_legitimate.fetch_add(1, SeqCst);
+                    tally.example(format!("{}: stream stalled", worker.id));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Feeds each caller an invoice every 20 ms, naming the caller the TLS
+/// layer verified, and counts what it sends to a caller revoked for longer
+/// than [`STREAM_END_BOUND`].
+#[derive(Clone)]
+struct Feed {
+    plan: Arc<Plan>,
+    tally: Arc<Tally>,
+}
+
+#[tonic::async_trait]
+impl InvoiceFeed for Feed {
+    type FollowStream = ReceiverStream<Result<Invoice, Status>>;
+
+    async fn follow(
+        &self,
+        request: Request<InvoiceRequest>,
+    ) -> Result<Response<Self::FollowStream>, Status> {
+        let peer = request
+            .verified_peer()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("no verified peer"))?;
+        let index = worker_index(peer.id());
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let (plan, tally) = (self.plan.clone(), self.tally.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for n in 0u64.. {
+                tick.tick().await;
+                let permit = match tx.reserve().await {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                };
+                if let Some(index) = index
+                    && plan.revoked_beyond_bound(index)
+                {
+                    tally.fed_after_revocation.fetch_add(1, SeqCst);
+                    tally.example(format!("{} fed after its revocation", peer.id()));
+                }
+                permit.send(Ok(Invoice {
+                    order_id: n.to_string(),
+                    amount_cents: n,
+                    caller: peer.id().to_string(),
+                }));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
 async fn item(peer: VerifiedPeer, Path(n): Path<u64>) -> String {
     format!("{} {n}", peer.id())
 }
@@ -421,13 +643,26 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
         .target("items")
         .revocations(revocations.clone())
         .build();
+    let plan = Arc::new(Plan {
+        sequence: AtomicU64::new(0),
+        flip_allowed: AtomicBool::new(true),
+        revoked: (0..clients).map(|_| AtomicBool::new(false)).collect(),
+        revoked_at: (0..clients).map(|_| Mutex::new(None)).collect(),
+    });
+    let tally = Arc::new(Tally::default());
+    let feed = InvoiceFeedServer::new(Feed {
+        plan: plan.clone(),
+        tally: tally.clone(),
+    });
     let app = Router::new()
         .route("/items/{n}", get(item))
+        .route_service("/billing.InvoiceFeed/Follow", feed)
         .route_layer(AuthorizeLayer::new(authorizer));
     let server = ZtServer::builder(server_source.clone())
         .revocations(revocations.clone())
         .build()
         .unwrap();
+    let monitor = server.trust_monitor().clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -438,13 +673,6 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
             })
             .await
     });
-
-    let plan = Arc::new(Plan {
-        sequence: AtomicU64::new(0),
-        flip_allowed: AtomicBool::new(true),
-        revoked: (0..clients).map(|_| AtomicBool::new(false)).collect(),
-    });
-    let tally = Arc::new(Tally::default());
 
     let mut sources = vec![server_source.clone()];
     let mut victims = Vec::new();
@@ -457,6 +685,8 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
         };
         let transport = if index.is_multiple_of(2) {
             Transport::Pooled
+        } else if index % 8 < 4 {
+            Transport::Stream
         } else {
             Transport::Raw
         };
@@ -493,15 +723,22 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
     let deadline = started + run;
     let tasks: Vec<_> = workers
         .into_iter()
-        .map(|worker| {
-            tokio::spawn(run_worker(
+        .map(|worker| match worker.transport {
+            Transport::Stream => tokio::spawn(run_stream_worker(
+                worker,
+                addr,
+                plan.clone(),
+                tally.clone(),
+                deadline,
+            )),
+            _ => tokio::spawn(run_worker(
                 worker,
                 addr,
                 plan.clone(),
                 tally.clone(),
                 deadline,
                 max_requests,
-            ))
+            )),
         })
         .collect();
 
@@ -518,6 +755,9 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
     let mut ticker = tokio::time::interval(CHANGE_EVERY);
     ticker.tick().await;
     let mut step = 0u64;
+    let mut ca_phase = CaPhase::Idle {
+        next: started + CA_ROTATE_EVERY / 2,
+    };
     while Instant::now() < deadline && tally.issued.load(SeqCst) < max_requests {
         ticker.tick().await;
         step += 1;
@@ -539,15 +779,46 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
             plan.change(|| {
                 if let Some(previous) = revoked_now.take() {
                     let previous_id = &victims.iter().find(|(i, _)| *i == previous).unwrap().1;
+                    *plan.revoked_at[previous].lock().unwrap() = None;
                     revocations.reinstate_id(previous_id);
                     plan.revoked[previous].store(false, SeqCst);
                 }
                 revocations.revoke_id(victim_id.clone());
+                *plan.revoked_at[victim].lock().unwrap() = Some(Instant::now());
                 plan.revoked[victim].store(true, SeqCst);
                 revoked_now = Some(victim);
             });
             revocation_changes += 1;
         }
+        // The CA's root rotation runs beside the policy and revocation
+        // steps: prepare (every workload, the server first, gets the new
+        // root), activate a step later, drop the old root after the overlap.
+        ca_phase = match ca_phase {
+            CaPhase::Idle { next } if Instant::now() >= next => {
+                ca.prepare_rotation().unwrap();
+                for source in &sources {
+                    source.refresh_bundles().unwrap();
+                }
+                CaPhase::Prepared
+            }
+            CaPhase::Prepared => {
+                assert!(ca.activate_prepared());
+                CaPhase::Active {
+                    since: Instant::now(),
+                }
+            }
+            CaPhase::Active { since } if since.elapsed() >= CA_OVERLAP => {
+                ca.end_rotation_overlap();
+                for source in &sources {
+                    source.refresh_bundles().unwrap();
+                }
+                tally.ca_rotations.fetch_add(1, SeqCst);
+                CaPhase::Idle {
+                    next: Instant::now() + CA_ROTATE_EVERY - CA_OVERLAP,
+                }
+            }
+            phase => phase,
+        };
         if Instant::now() >= next_sample {
             let rss = rss_kib();
             rss_start.get_or_insert(rss);
@@ -577,6 +848,8 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
         .unwrap()
         .unwrap();
 
+    let still_open = monitor.open_connections();
+
     let requests = tally.issued.load(SeqCst).min(max_requests);
     let failed = tally.failed_legitimate.load(SeqCst);
     let wrongly_allowed = tally.wrongly_allowed.load(SeqCst);
@@ -605,6 +878,15 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
         rss_start,
         rss_end as i64 - rss_start as i64,
     );
+    println!(
+        "soak: streams opened {}, messages {}, ended at expiry {}, ended by revocation {}, fed after revocation {}; CA root rotations {}; connections left in the trust monitor {still_open}",
+        tally.streams_opened.load(SeqCst),
+        tally.stream_messages.load(SeqCst),
+        tally.streams_ended_expired.load(SeqCst),
+        tally.streams_ended_revoked.load(SeqCst),
+        tally.fed_after_revocation.load(SeqCst),
+        tally.ca_rotations.load(SeqCst),
+    );
     let examples = tally.examples.lock().unwrap().clone();
     for example in &examples {
         println!("soak: example: {example}");
@@ -619,7 +901,19 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
         wrong_identity, 0,
         "responses for another caller: {examples:#?}"
     );
+    assert_eq!(
+        tally.fed_after_revocation.load(SeqCst),
+        0,
+        "streams fed after their caller's revocation: {examples:#?}"
+    );
+    assert_eq!(still_open, 0, "the trust monitor kept closed connections");
     // The run exercised what it claims to.
+    assert!(tally.stream_messages.load(SeqCst) > 0, "no stream message");
+    assert!(
+        tally.streams_ended_revoked.load(SeqCst) > 0,
+        "no stream was ended by a revocation"
+    );
+    assert!(tally.ca_rotations.load(SeqCst) >= 1, "the CA never rotated");
     assert!(refused > 0, "no request was refused after a change");
     assert!(reloads >= 2 && revocation_changes >= 2, "too few changes");
     let seconds_run = elapsed.as_secs().max(1);

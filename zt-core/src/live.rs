@@ -63,6 +63,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -206,6 +207,8 @@ impl TrustEnded {
 struct EndState {
     token: CancellationToken,
     ended: OnceLock<TrustEnded>,
+    // Set once the end is in the audit log.
+    recorded: AtomicBool,
 }
 
 /// The end of one connection's trust, shared by everything serving on it.
@@ -231,6 +234,7 @@ impl EndSignal {
             state: Arc::new(EndState {
                 token: CancellationToken::new(),
                 ended: OnceLock::new(),
+                recorded: AtomicBool::new(false),
             }),
         }
     }
@@ -292,25 +296,46 @@ impl ConnectionGuard {
         self.signal.clone()
     }
 
-    /// How long the connection stays open at most: until [`EXPIRY_MARGIN`]
-    /// before the peer's chain expires (see [`connection_lifetime`]),
-    /// measured on the verifier's clock.
-    pub fn remaining_lifetime(&self) -> Duration {
-        let remaining = self
-            .peer
+    /// How long until the peer's chain expires (its earliest `notAfter`),
+    /// on the verifier's clock.
+    pub fn until_expired(&self) -> Duration {
+        self.peer
             .chain_validity()
             .1
             .duration_since(self.inner.verifier.clock().now())
-            .unwrap_or(Duration::ZERO);
-        connection_lifetime(remaining)
+            .unwrap_or(Duration::ZERO)
     }
 
-    /// Completes when the connection must end: the monitor re-judged it
-    /// and refused the peer, or the peer's chain is about to expire
-    /// ([`remaining_lifetime`](Self::remaining_lifetime)). Either way the
-    /// end is recorded in the audit log once.
+    /// How long until the connection should start closing gracefully:
+    /// [`EXPIRY_MARGIN`] before the peer's chain expires (see
+    /// [`connection_lifetime`]), so requests in flight finish while the
+    /// peer is still valid and the peer reconnects with its current SVID.
+    pub fn until_expiring(&self) -> Duration {
+        connection_lifetime(self.until_expired())
+    }
+
+    /// Completes [`until_expiring`](Self::until_expiring) from now: time to
+    /// close the connection gracefully (HTTP/2 GOAWAY), letting requests in
+    /// flight finish. Records the end in the audit log (once per
+    /// connection). The connection's trust itself ends at
+    /// [`ended`](Self::ended).
+    pub async fn expiring(&self) {
+        tokio::time::sleep(self.until_expiring()).await;
+        self.inner.record(
+            &self.peer,
+            self.opened,
+            &self.signal,
+            EndReason::Expired,
+            None,
+        );
+    }
+
+    /// Completes when the connection's trust ends: the monitor re-judged it
+    /// and refused the peer, or the peer's chain expired. Everything still
+    /// served on the connection must stop. The end is recorded in the
+    /// audit log (once per connection).
     pub async fn ended(&self) -> TrustEnded {
-        let expiry = tokio::time::sleep(self.remaining_lifetime());
+        let expiry = tokio::time::sleep(self.until_expired());
         tokio::select! {
             () = self.signal.cancelled() => {}
             () = expiry => {
@@ -321,7 +346,7 @@ impl ConnectionGuard {
                     detail: None,
                 };
                 if self.signal.end(ended) {
-                    self.inner.record(&self.peer, self.opened, &self.signal);
+                    self.inner.record(&self.peer, self.opened, &self.signal, EndReason::Expired, None);
                 }
             }
         }
@@ -472,14 +497,21 @@ impl Inner {
         self.lock().remove(key, peer);
     }
 
-    fn record(&self, peer: &VerifiedSvid, opened: Instant, signal: &EndSignal) {
-        let Some(ended) = signal.reason() else {
+    /// Records the end of a connection in the audit log, once per
+    /// connection.
+    fn record(
+        &self,
+        peer: &VerifiedSvid,
+        opened: Instant,
+        signal: &EndSignal,
+        reason: EndReason,
+        detail: Option<&PeerError>,
+    ) {
+        if signal.state.recorded.swap(true, Ordering::AcqRel) {
             return;
-        };
+        }
         let lived_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let detail = ended
-            .detail()
-            .map_or_else(|| "-".to_owned(), ToString::to_string);
+        let detail = detail.map_or_else(|| "-".to_owned(), ToString::to_string);
         tracing::warn!(
             target: "zt::audit",
             event = "connection-ended",
@@ -487,7 +519,7 @@ impl Inner {
             peer = %peer.id(),
             serial = %peer.serial_hex(),
             trust_domain = %peer.trust_domain(),
-            reason = ended.reason().as_str(),
+            reason = reason.as_str(),
             detail = %detail,
             lived_ms,
             "connection ended: its peer is no longer trusted"
@@ -512,8 +544,16 @@ impl Inner {
                 serial: candidate.peer.serial_hex(),
                 detail: Some(error),
             };
+            let reason = trust_ended.reason;
             if candidate.signal.end(trust_ended) {
-                self.record(&candidate.peer, candidate.opened, &candidate.signal);
+                let detail = candidate.signal.reason().and_then(TrustEnded::detail);
+                self.record(
+                    &candidate.peer,
+                    candidate.opened,
+                    &candidate.signal,
+                    reason,
+                    detail,
+                );
                 ended += 1;
             }
         }

@@ -203,22 +203,27 @@ async fn a_retired_root_ends_the_connections_chained_to_it() {
 }
 
 #[tokio::test]
-async fn a_connection_ends_before_its_peer_expires() {
+async fn a_connection_starts_closing_before_its_peer_expires_and_ends_at_expiry() {
     let w = world(None);
-    // Expires in 4 s: the connection is given half of that.
+    // Expires in 2 s: the connection starts closing after half of that,
+    // and its trust ends at expiry.
     let short = FakeCaSource::new(
         w.ca.clone(),
         id("spiffe://example.org/batch"),
-        Duration::from_secs(4),
+        Duration::from_secs(2),
     )
     .unwrap();
     let guard = w.monitor.admit(chain_of(&short)).unwrap();
-    let lifetime = guard.remaining_lifetime();
+    let expiring = guard.until_expiring();
     assert!(
-        lifetime <= Duration::from_secs(2) && lifetime > Duration::from_secs(1),
-        "{lifetime:?}"
+        expiring <= Duration::from_secs(1) && expiring > Duration::from_millis(500),
+        "{expiring:?}"
     );
+    assert!(guard.until_expired() > expiring);
+    tokio::time::timeout(ACT, guard.expiring()).await.unwrap();
+    assert!(!guard.signal().is_ended(), "still trusted until it expires");
     assert_eq!(ended(&guard).await, EndReason::Expired);
+    assert!(guard.signal().is_ended());
 }
 
 #[tokio::test]

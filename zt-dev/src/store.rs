@@ -205,6 +205,7 @@ impl FakeCa {
                     root,
                     intermediate,
                     retired_roots: Vec::new(),
+                    prepared: None,
                     jwt_keys: vec![jwt],
                     revoked: Vec::new(),
                 }),

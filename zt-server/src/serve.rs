@@ -67,9 +67,10 @@ impl ZtServer {
     /// No connection outlives the trust it was opened on. Each one is
     /// registered with the server's [`TrustMonitor`] and ends when
     ///
-    /// - its peer's certificate chain is about to expire
-    ///   ([`EXPIRY_MARGIN`] before), so the client reconnects with its
-    ///   current SVID;
+    /// - its peer's certificate chain is about to expire: GOAWAY
+    ///   [`EXPIRY_MARGIN`] before, so requests in flight finish and the
+    ///   client reconnects with its current SVID; what still runs when the
+    ///   chain expires is ended then;
     /// - the peer's SPIFFE ID or leaf serial is revoked (the
     ///   [`ServerBuilder::revocations`](crate::ServerBuilder::revocations)
     ///   list);
@@ -198,11 +199,13 @@ impl ZtServer {
                 enum Event {
                     Ended(Result<(), BoxError>),
                     Shutdown,
+                    Expiring,
                     Untrusted(TrustEnded),
                 }
                 let event = tokio::select! {
                     ended = conn.as_mut() => Event::Ended(ended),
                     _ = stop.wait_for(|stopped| *stopped) => Event::Shutdown,
+                    () = guard.expiring() => Event::Expiring,
                     ended = guard.ended() => Event::Untrusted(ended),
                 };
                 let ended = match event {
@@ -210,6 +213,22 @@ impl ZtServer {
                     Event::Shutdown => {
                         conn.as_mut().graceful_shutdown();
                         conn.await
+                    }
+                    // The peer is still valid for a few seconds: GOAWAY, and
+                    // requests in flight finish. Whatever still runs when its
+                    // chain expires is ended then.
+                    Event::Expiring => {
+                        tracing::debug!(target: "zt::server", %remote, "peer certificate about to expire; ending the connection");
+                        conn.as_mut().graceful_shutdown();
+                        tokio::select! {
+                            ended = conn.as_mut() => ended,
+                            _ = guard.ended() => {
+                                match tokio::time::timeout(trust_end_grace, conn.as_mut()).await {
+                                    Ok(ended) => ended,
+                                    Err(_) => return,
+                                }
+                            }
+                        }
                     }
                     Event::Untrusted(ended) => {
                         tracing::debug!(target: "zt::server", %remote, peer = %ended.peer(), reason = %ended.reason(), "peer no longer trusted; ending the connection");
