@@ -333,7 +333,8 @@ pub mod paired {
     #[derive(Debug, Clone)]
     pub struct Rounds {
         names: Vec<String>,
-        /// `ns[round][job]`: nanoseconds per unit.
+        /// `ns[round][job]`: nanoseconds of the job's median unit in the
+        /// round.
         ns: Vec<Vec<f64>>,
     }
 
@@ -345,15 +346,27 @@ pub mod paired {
     }
 
     /// Runs `rounds` rounds; in each, every job runs `per_round` times in a
-    /// row, the jobs in the order given.
+    /// row, the jobs in the order given, and the round keeps each job's
+    /// median unit. The times are wall time: a unit during which the
+    /// thread was preempted counts the time it waited, and the median
+    /// within the round leaves such units out as long as fewer than half
+    /// of a job's units in the round were preempted (short units, such as
+    /// one signature, rarely are; a millisecond handshake on a loaded
+    /// machine more often).
+    ///
+    /// # Panics
+    ///
+    /// If `per_round` is 0.
     pub fn run(rounds: usize, per_round: u32, jobs: &mut [Job<'_>]) -> Rounds {
+        assert!(per_round > 0, "at least one unit per round");
         let names = jobs.iter().map(|(name, _)| (*name).to_owned()).collect();
         let ns = (0..rounds)
             .map(|_| {
                 jobs.iter_mut()
                     .map(|(_, job)| {
-                        let total: Duration = (0..per_round).map(|_| job()).sum();
-                        total.as_nanos() as f64 / f64::from(per_round)
+                        let mut units: Vec<Duration> = (0..per_round).map(|_| job()).collect();
+                        units.sort_unstable();
+                        units[units.len() / 2].as_nanos() as f64
                     })
                     .collect()
             })
