@@ -422,3 +422,40 @@ pub mod paired {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::paired;
+
+    #[test]
+    fn paired_rounds_drop_preempted_units_and_pair_ratios() {
+        // Job "a" takes 100 ns, except every fourth unit (a preemption)
+        // takes 1 ms; job "b" takes twice a's time in each round, the
+        // rounds getting slower as if the machine's load rose.
+        let mut a_calls = 0_u32;
+        let mut b_calls = 0_u32;
+        let mut a = || {
+            a_calls += 1;
+            let round = u64::from((a_calls - 1) / 5);
+            if a_calls.is_multiple_of(4) {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_nanos(100 * (round + 1))
+            }
+        };
+        let mut b = || {
+            b_calls += 1;
+            let round = u64::from((b_calls - 1) / 5);
+            Duration::from_nanos(200 * (round + 1))
+        };
+        let rounds = paired::run(7, 5, &mut [("a", &mut a), ("b", &mut b)]);
+        assert_eq!(rounds.len(), 7);
+        assert_eq!(rounds.median(|ns| ns("b") / ns("a")), 2.0);
+        // Rounds 1..=7: a's median unit is 100 ns × round; the median
+        // round is the fourth.
+        assert_eq!(rounds.median_ns("a"), 400.0);
+        assert_eq!(rounds.median_ns("b"), 800.0);
+    }
+}
