@@ -39,7 +39,8 @@ pub mod floor {
     use rustls::SignatureScheme;
     use rustls::crypto::CryptoProvider;
     use rustls::crypto::SupportedKxGroup;
-    use rustls_pki_types::PrivateKeyDer;
+    use rustls::sign::Signer;
+    use rustls_pki_types::{PrivateKeyDer, SignatureVerificationAlgorithm};
 
     /// Criterion group of the floor measurements.
     pub const GROUP: &str = "floor";
@@ -59,6 +60,10 @@ pub mod floor {
         /// decapsulation) plus the server's (X25519 and ML-KEM
         /// encapsulation); `None` when the provider has no such group.
         pub x25519mlkem768_pair_ns: Option<f64>,
+        /// The server's part of one X25519MLKEM768 exchange alone: its
+        /// X25519 share generated and agreed and ML-KEM encapsulation to
+        /// the client's key; `None` when the provider has no such group.
+        pub x25519mlkem768_server_ns: Option<f64>,
     }
 
     impl Floor {
@@ -67,7 +72,10 @@ pub mod floor {
         /// agreed, two CertificateVerify signatures, and `verifications`
         /// signature checks (4 with both peer chains verified in full: each
         /// side checks the peer's leaf signature and its CertificateVerify;
-        /// 2 when verified chains are cached).
+        /// 2 when verified chains are cached). With chains of two
+        /// (leaf and intermediate, the root in the bundle) full
+        /// verification takes 6: per side the leaf's signature, the
+        /// intermediate's, and the CertificateVerify; still 2 when cached.
         pub fn handshake_ns(&self, verifications: u32) -> f64 {
             2.0 * self.x25519_ns
                 + 2.0 * self.p256_sign_ns
@@ -80,6 +88,16 @@ pub mod floor {
             self.x25519mlkem768_pair_ns.map(|kx| {
                 kx + 2.0 * self.p256_sign_ns + f64::from(verifications) * self.p256_verify_ns
             })
+        }
+
+        /// The unavoidable public-key work of the server's side of one
+        /// full mutual handshake: its half of an X25519MLKEM768 exchange,
+        /// one CertificateVerify signature, and `verifications` signature
+        /// checks of the client (2 for a one-certificate chain verified in
+        /// full, 1 when the chain is cached); `None` without that group.
+        pub fn server_handshake_pq_ns(&self, verifications: u32) -> Option<f64> {
+            self.x25519mlkem768_server_ns
+                .map(|kx| kx + self.p256_sign_ns + f64::from(verifications) * self.p256_verify_ns)
         }
 
         /// Prints each figure.
@@ -97,6 +115,163 @@ pub mod floor {
                     2.0 * self.x25519_ns / 1e3
                 );
             }
+            if let Some(server) = self.x25519mlkem768_server_ns {
+                println!(
+                    "floor: X25519MLKEM768 server side alone {:.1} µs",
+                    server / 1e3
+                );
+            }
+        }
+    }
+
+    /// The floor's operations, ready to run one at a time: a P-256 signer
+    /// and verifier over a fixed message, and the provider's X25519 and
+    /// (when it has it) X25519MLKEM768 groups with peer shares prepared.
+    pub struct Ops {
+        message: [u8; 130],
+        signer: Box<dyn Signer>,
+        signature: Vec<u8>,
+        point: Vec<u8>,
+        verifier: &'static dyn SignatureVerificationAlgorithm,
+        x25519: &'static dyn SupportedKxGroup,
+        x25519_peer_share: Vec<u8>,
+        hybrid: Option<Hybrid>,
+    }
+
+    struct Hybrid {
+        group: &'static dyn SupportedKxGroup,
+        client_share: Vec<u8>,
+        server_share: Vec<u8>,
+    }
+
+    #[allow(
+        clippy::panic,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "bench support: a provider without these primitives is a broken bench"
+    )]
+    impl Ops {
+        /// Prepares the operations with `provider`, signing with `key` (a
+        /// P-256 PKCS#8 key).
+        ///
+        /// # Panics
+        ///
+        /// If the provider cannot load the key or lacks P-256 or X25519.
+        pub fn new(provider: &CryptoProvider, key: &PrivateKeyDer<'static>) -> Self {
+            let message = [0x5a_u8; 130];
+            let signing = provider
+                .key_provider
+                .load_private_key(key.clone_key())
+                .expect("the provider loads the P-256 key");
+            let signer = signing
+                .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+                .expect("an ECDSA P-256 signer");
+            let signature = signer.sign(&message).unwrap();
+            // The subjectPublicKey of a P-256 SubjectPublicKeyInfo: its last
+            // 65 bytes, the uncompressed point.
+            let spki = signing.public_key().expect("the key exposes its SPKI");
+            let point = spki.as_ref()[spki.as_ref().len() - 65..].to_vec();
+            assert_eq!(point[0], 0x04, "an uncompressed P-256 point");
+            let verifier = provider
+                .signature_verification_algorithms
+                .mapping
+                .iter()
+                .find(|(scheme, _)| *scheme == SignatureScheme::ECDSA_NISTP256_SHA256)
+                .and_then(|(_, algs)| {
+                    algs.iter()
+                        .find(|alg| alg.verify_signature(&point, &message, &signature).is_ok())
+                })
+                .copied()
+                .expect("a P-256 verifier that accepts the signature");
+            let x25519: &'static dyn SupportedKxGroup = *provider
+                .kx_groups
+                .iter()
+                .find(|g| g.name() == NamedGroup::X25519)
+                .expect("X25519");
+            let x25519_peer_share = x25519.start().unwrap().pub_key().to_vec();
+            let hybrid = provider
+                .kx_groups
+                .iter()
+                .find(|g| g.name() == NamedGroup::X25519MLKEM768)
+                .map(|group| {
+                    let client_share = group.start().unwrap().pub_key().to_vec();
+                    let server_share = group
+                        .start_and_complete(&client_share)
+                        .unwrap()
+                        .pub_key
+                        .clone();
+                    Hybrid {
+                        group: *group,
+                        client_share,
+                        server_share,
+                    }
+                });
+            Self {
+                message,
+                signer,
+                signature,
+                point,
+                verifier,
+                x25519,
+                x25519_peer_share,
+                hybrid,
+            }
+        }
+
+        /// Whether the provider has X25519MLKEM768.
+        pub fn has_hybrid(&self) -> bool {
+            self.hybrid.is_some()
+        }
+
+        /// One ECDSA P-256 / SHA-256 signature.
+        pub fn sign(&self) {
+            black_box(self.signer.sign(black_box(&self.message)).unwrap());
+        }
+
+        /// One ECDSA P-256 / SHA-256 verification.
+        pub fn verify(&self) {
+            self.verifier
+                .verify_signature(&self.point, black_box(&self.message), &self.signature)
+                .unwrap();
+        }
+
+        /// One X25519 key share generated and agreed.
+        pub fn x25519(&self) {
+            let share = self.x25519.start().unwrap();
+            black_box(share.pub_key());
+            black_box(share.complete(black_box(&self.x25519_peer_share)).unwrap());
+        }
+
+        /// Both sides of one X25519MLKEM768 exchange: the client's key
+        /// shares, the server's encapsulation to them, the client's
+        /// completion with a server share.
+        ///
+        /// # Panics
+        ///
+        /// Without X25519MLKEM768 ([`has_hybrid`](Self::has_hybrid)).
+        pub fn x25519mlkem768_pair(&self) {
+            let hybrid = self.hybrid.as_ref().expect("X25519MLKEM768");
+            let client = hybrid.group.start().unwrap();
+            let server = hybrid
+                .group
+                .start_and_complete(black_box(client.pub_key()))
+                .unwrap();
+            black_box(server.pub_key);
+            black_box(client.complete(black_box(&hybrid.server_share)).unwrap());
+        }
+
+        /// The server's side of one X25519MLKEM768 exchange alone.
+        ///
+        /// # Panics
+        ///
+        /// Without X25519MLKEM768 ([`has_hybrid`](Self::has_hybrid)).
+        pub fn x25519mlkem768_server(&self) {
+            let hybrid = self.hybrid.as_ref().expect("X25519MLKEM768");
+            let server = hybrid
+                .group
+                .start_and_complete(black_box(&hybrid.client_share))
+                .unwrap();
+            black_box(server.pub_key);
         }
     }
 
@@ -108,100 +283,179 @@ pub mod floor {
     ///
     /// If the provider cannot load the key, lacks P-256 or X25519, or
     /// criterion wrote no estimate (a broken bench).
-    #[allow(
-        clippy::panic,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        reason = "bench support: a provider without these primitives is a broken bench"
-    )]
     pub fn measure(
         criterion: &mut Criterion,
         criterion_dir: &Path,
         provider: &CryptoProvider,
         key: &PrivateKeyDer<'static>,
     ) -> Floor {
-        let message = [0x5a_u8; 130];
-        let signing = provider
-            .key_provider
-            .load_private_key(key.clone_key())
-            .expect("the provider loads the P-256 key");
-        let signer = signing
-            .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
-            .expect("an ECDSA P-256 signer");
-        let signature = signer.sign(&message).unwrap();
-        // The subjectPublicKey of a P-256 SubjectPublicKeyInfo: its last 65
-        // bytes, the uncompressed point.
-        let spki = signing.public_key().expect("the key exposes its SPKI");
-        let point = &spki.as_ref()[spki.as_ref().len() - 65..];
-        assert_eq!(point[0], 0x04, "an uncompressed P-256 point");
-        let verifier = provider
-            .signature_verification_algorithms
-            .mapping
-            .iter()
-            .find(|(scheme, _)| *scheme == SignatureScheme::ECDSA_NISTP256_SHA256)
-            .and_then(|(_, algs)| {
-                algs.iter()
-                    .find(|alg| alg.verify_signature(point, &message, &signature).is_ok())
-            })
-            .copied()
-            .expect("a P-256 verifier that accepts the signature");
-        let x25519: &'static dyn SupportedKxGroup = *provider
-            .kx_groups
-            .iter()
-            .find(|g| g.name() == NamedGroup::X25519)
-            .expect("X25519");
-        let peer_share = x25519.start().unwrap().pub_key().to_vec();
-        let hybrid = provider
-            .kx_groups
-            .iter()
-            .find(|g| g.name() == NamedGroup::X25519MLKEM768)
-            .copied();
-
+        let ops = Ops::new(provider, key);
         let mut group = criterion.benchmark_group(GROUP);
-        group.bench_function("p256-sign", |b| {
-            b.iter(|| signer.sign(black_box(&message)).unwrap())
-        });
-        group.bench_function("p256-verify", |b| {
-            b.iter(|| {
-                verifier
-                    .verify_signature(point, black_box(&message), &signature)
-                    .unwrap()
-            })
-        });
-        group.bench_function("x25519", |b| {
-            b.iter(|| {
-                let share = x25519.start().unwrap();
-                black_box(share.pub_key());
-                share.complete(black_box(&peer_share)).unwrap()
-            })
-        });
-        if let Some(hybrid) = hybrid {
-            let client_share = hybrid.start().unwrap().pub_key().to_vec();
-            let server_share = hybrid
-                .start_and_complete(&client_share)
-                .unwrap()
-                .pub_key
-                .clone();
+        group.bench_function("p256-sign", |b| b.iter(|| ops.sign()));
+        group.bench_function("p256-verify", |b| b.iter(|| ops.verify()));
+        group.bench_function("x25519", |b| b.iter(|| ops.x25519()));
+        if ops.has_hybrid() {
             group.bench_function("x25519mlkem768-pair", |b| {
-                b.iter(|| {
-                    // Client: key shares; server: encapsulate to them;
-                    // client: complete with a server share.
-                    let client = hybrid.start().unwrap();
-                    let server = hybrid
-                        .start_and_complete(black_box(client.pub_key()))
-                        .unwrap();
-                    black_box(server.pub_key);
-                    client.complete(black_box(&server_share)).unwrap()
-                })
+                b.iter(|| ops.x25519mlkem768_pair())
+            });
+            group.bench_function("x25519mlkem768-server", |b| {
+                b.iter(|| ops.x25519mlkem768_server())
             });
         }
         group.finish();
+        let hybrid = |name| {
+            ops.has_hybrid()
+                .then(|| super::criterion_median_ns(criterion_dir, GROUP, name))
+        };
         Floor {
             p256_sign_ns: super::criterion_median_ns(criterion_dir, GROUP, "p256-sign"),
             p256_verify_ns: super::criterion_median_ns(criterion_dir, GROUP, "p256-verify"),
             x25519_ns: super::criterion_median_ns(criterion_dir, GROUP, "x25519"),
-            x25519mlkem768_pair_ns: hybrid
-                .map(|_| super::criterion_median_ns(criterion_dir, GROUP, "x25519mlkem768-pair")),
+            x25519mlkem768_pair_ns: hybrid("x25519mlkem768-pair"),
+            x25519mlkem768_server_ns: hybrid("x25519mlkem768-server"),
         }
+    }
+}
+
+/// Paired measurement for a loaded machine: several jobs timed in turn,
+/// round after round, so that every round sees the same load on each, and
+/// ratios taken within a round before the median over rounds. Other
+/// processes slow whole rounds; a ratio within one round mostly cancels
+/// that, where two criterion medians taken seconds apart do not.
+pub mod paired {
+    use std::time::{Duration, Instant};
+
+    /// One job: a name and a closure that does one unit of work and
+    /// returns the time to count for it.
+    pub type Job<'a> = (&'a str, &'a mut dyn FnMut() -> Duration);
+
+    /// The counted time per unit of work of each job in each round.
+    #[derive(Debug, Clone)]
+    pub struct Rounds {
+        names: Vec<String>,
+        /// `ns[round][job]`: nanoseconds of the job's median unit in the
+        /// round.
+        ns: Vec<Vec<f64>>,
+    }
+
+    /// Times a closure that returns nothing: the wall time of the call.
+    pub fn timed(f: &mut dyn FnMut()) -> Duration {
+        let start = Instant::now();
+        f();
+        start.elapsed()
+    }
+
+    /// Runs `rounds` rounds; in each, every job runs `per_round` times in a
+    /// row, the jobs in the order given, and the round keeps each job's
+    /// median unit. The times are wall time: a unit during which the
+    /// thread was preempted counts the time it waited, and the median
+    /// within the round leaves such units out as long as fewer than half
+    /// of a job's units in the round were preempted (short units, such as
+    /// one signature, rarely are; a millisecond handshake on a loaded
+    /// machine more often).
+    ///
+    /// # Panics
+    ///
+    /// If `per_round` is 0.
+    pub fn run(rounds: usize, per_round: u32, jobs: &mut [Job<'_>]) -> Rounds {
+        assert!(per_round > 0, "at least one unit per round");
+        let names = jobs.iter().map(|(name, _)| (*name).to_owned()).collect();
+        let ns = (0..rounds)
+            .map(|_| {
+                jobs.iter_mut()
+                    .map(|(_, job)| {
+                        let mut units: Vec<Duration> = (0..per_round).map(|_| job()).collect();
+                        units.sort_unstable();
+                        units[units.len() / 2].as_nanos() as f64
+                    })
+                    .collect()
+            })
+            .collect();
+        Rounds { names, ns }
+    }
+
+    impl Rounds {
+        /// The number of rounds.
+        pub fn len(&self) -> usize {
+            self.ns.len()
+        }
+
+        /// Whether no round ran.
+        pub fn is_empty(&self) -> bool {
+            self.ns.is_empty()
+        }
+
+        /// The median over rounds of `f` applied to one round, given a
+        /// lookup of each job's nanoseconds per unit by name.
+        ///
+        /// # Panics
+        ///
+        /// If `f` asks for a job that did not run, or no round ran.
+        #[allow(
+            clippy::panic,
+            reason = "bench support: a misnamed job is a broken bench"
+        )]
+        pub fn median(&self, f: impl Fn(&dyn Fn(&str) -> f64) -> f64) -> f64 {
+            assert!(!self.ns.is_empty(), "no round ran");
+            let mut values: Vec<f64> = self
+                .ns
+                .iter()
+                .map(|round| {
+                    let get = |name: &str| {
+                        let i = self
+                            .names
+                            .iter()
+                            .position(|n| n == name)
+                            .unwrap_or_else(|| panic!("no job named {name}"));
+                        round[i]
+                    };
+                    f(&get)
+                })
+                .collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        }
+
+        /// The median over rounds of one job's nanoseconds per unit.
+        pub fn median_ns(&self, name: &str) -> f64 {
+            self.median(|ns| ns(name))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::paired;
+
+    #[test]
+    fn paired_rounds_drop_preempted_units_and_pair_ratios() {
+        // Job "a" takes 100 ns, except every fourth unit (a preemption)
+        // takes 1 ms; job "b" takes twice a's time in each round, the
+        // rounds getting slower as if the machine's load rose.
+        let mut a_calls = 0_u32;
+        let mut b_calls = 0_u32;
+        let mut a = || {
+            a_calls += 1;
+            let round = u64::from((a_calls - 1) / 5);
+            if a_calls.is_multiple_of(4) {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_nanos(100 * (round + 1))
+            }
+        };
+        let mut b = || {
+            b_calls += 1;
+            let round = u64::from((b_calls - 1) / 5);
+            Duration::from_nanos(200 * (round + 1))
+        };
+        let rounds = paired::run(7, 5, &mut [("a", &mut a), ("b", &mut b)]);
+        assert_eq!(rounds.len(), 7);
+        assert_eq!(rounds.median(|ns| ns("b") / ns("a")), 2.0);
+        // Rounds 1..=7: a's median unit is 100 ns × round; the median
+        // round is the fourth.
+        assert_eq!(rounds.median_ns("a"), 400.0);
+        assert_eq!(rounds.median_ns("b"), 800.0);
     }
 }
