@@ -388,3 +388,44 @@ async fn replacing_the_accepted_callers_ends_the_connections_they_exclude() {
     let again = client(source(&ca, "orders", TTL));
     assert!(fresh_get(&again, running.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn a_pooled_client_drops_its_connection_to_a_revoked_server() {
+    let ca = ca();
+    let server = ZtServer::builder(source(&ca, "billing", TTL))
+        .build()
+        .unwrap();
+    let running = serve(server, hello()).await;
+
+    let revocations = Revocations::new();
+    let orders = ZtClient::builder(source(&ca, "orders", TTL))
+        .pin_server("spiffe://example.org/billing".parse().unwrap())
+        .revocations(revocations.clone())
+        .build()
+        .unwrap();
+    let http = orders.http_client::<Empty<Bytes>>();
+    let url: http::Uri = format!("https://{}/", running.addr).parse().unwrap();
+    for _ in 0..3 {
+        let response = http.get(url.clone()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+    }
+    // The three requests shared one pooled connection.
+    assert_eq!(orders.trust_monitor().open_connections(), 1);
+
+    revocations.revoke_id(id("spiffe://example.org/billing"));
+    // The pooled connection fails and leaves the pool (polled with a
+    // deadline: the connection task runs on its own).
+    let deadline = Instant::now() + WAIT;
+    while orders.trust_monitor().open_connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pooled connection stayed open"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The next request dials again, and the handshake refuses the server.
+    let refused = http.get(url).await.unwrap_err();
+    let chain = zt_tests::error_chain(&refused);
+    assert!(chain.contains("revoked"), "{chain}");
+}

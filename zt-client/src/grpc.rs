@@ -7,11 +7,6 @@ use std::task::{Context, Poll};
 
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-
-use zt_tls::{PeerRejected, Side};
 
 use crate::builder::ZtClient;
 use crate::error::Error;
@@ -74,20 +69,7 @@ impl tower::Service<http::Uri> for GrpcConnector {
         let config = self.config.clone();
         let client = self.client.clone();
         Box::pin(async move {
-            let host = uri
-                .host()
-                .ok_or_else(|| format!("URI `{uri}` has no host"))?
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned();
-            let port = uri.port_u16().unwrap_or(443);
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let name = ServerName::try_from(host)?;
-            let tls = TlsConnector::from(config).connect(name, tcp).await?;
-            let stream = client
-                .admit(tls)
-                .map_err(|e| PeerRejected::new(Side::Client, e))?;
+            let stream = crate::connector::dial(&client, config, &uri).await?;
             Ok(TokioIo::new(stream))
         })
     }

@@ -11,6 +11,7 @@
 //! | `reqwest::Client` (HTTP/1.1 and HTTP/2) | [`ZtClient::reqwest_client`] (feature `reqwest`) |
 //! | connector for a `tonic` `Channel` | [`ZtClient::grpc_connector`] (feature `tonic`) |
 //! | `rustls::ClientConfig` | [`ZtClient::rustls_config`] |
+//! | pooled hyper client whose connections end with their server's trust | [`ZtClient::http_client`] (feature `hyper`) |
 //! | `tokio_rustls::TlsConnector` / raw TLS over TCP | [`ZtClient::tls_connector`], [`ZtClient::connect`] |
 //!
 //! JWT-SVIDs for a target's audience go on requests through [`JwtSvids`]
@@ -82,6 +83,8 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+#[cfg(feature = "hyper")]
+mod connector;
 pub mod danger;
 mod error;
 #[cfg(feature = "tonic")]
@@ -90,6 +93,8 @@ mod jwt;
 mod stream;
 
 pub use builder::{ClientBuilder, ZtClient};
+#[cfg(feature = "hyper")]
+pub use connector::{HttpClient, HttpConnection, HttpConnector};
 pub use error::Error;
 #[cfg(feature = "tonic")]
 pub use grpc::GrpcConnector;
