@@ -45,8 +45,10 @@
 //!
 //! [`Revocations`](crate::revocation::Revocations) holds the CRLs in force
 //! next to the deny-list; see
-//! [`Revocations::set_crls`](crate::revocation::Revocations::set_crls) and
-//! [`Revocations::add_crl_file`](crate::revocation::Revocations::add_crl_file).
+//! [`Revocations::set_crls`](crate::revocation::Revocations::set_crls),
+//! [`Revocations::add_crl_file`](crate::revocation::Revocations::add_crl_file)
+//! and, for the CRLs a SPIFFE Workload API delivers (feature
+//! `workload-api`), `WorkloadApiCrls`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
