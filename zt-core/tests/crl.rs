@@ -305,3 +305,36 @@ fn an_older_crl_cannot_replace_a_newer_one_and_a_future_one_is_refused() {
     let err = Crl::verify(&future, &[], &bundles, clock_now(&clock), "f", 0).unwrap_err();
     assert!(matches!(err, CrlError::NotYetValid { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn watch_reports_a_crl_going_stale_and_bumps_changes_when_that_refuses() {
+    let clock = ManualClock::starting_now();
+    let ca = ca(&clock, false);
+    let svid = ca
+        .issue_x509_svid(&id("spiffe://example.org/a"), DAY * 3)
+        .unwrap();
+    let bundles = BundleSet::new().with(ca.bundle());
+    let revocations = Revocations::new();
+    revocations.set_clock(Arc::new(clock.clone()));
+    revocations.set_stale_crl_policy(
+        TrustDomain::new("example.org").unwrap(),
+        StaleCrlPolicy::RefuseIssued,
+    );
+    revocations
+        .load_crl_ders("fake-ca", &[ca.crl(DAY).unwrap()], &bundles)
+        .unwrap();
+    let _watch = revocations.watch(Duration::from_millis(10));
+    assert_eq!(revocations.check(svid.id(), svid.serial()), None);
+    let mut changes = revocations.changes();
+    let seen = *changes.borrow_and_update();
+
+    clock.advance(DAY * 2);
+    tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|v| *v > seen))
+        .await
+        .expect("the watcher noticed the stale CRL")
+        .unwrap();
+    assert_eq!(
+        revocations.check(svid.id(), svid.serial()),
+        Some(Revoked::CrlStale)
+    );
+}

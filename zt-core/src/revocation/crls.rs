@@ -20,7 +20,7 @@ use crate::time::{SharedClock, Timestamp};
 #[derive(Debug, Default)]
 pub(super) struct CrlState {
     by_source: BTreeMap<Arc<str>, Vec<Arc<Crl>>>,
-    set: CrlSet,
+    pub(super) set: CrlSet,
     policies: HashMap<TrustDomain, StaleCrlPolicy>,
     default_policy: StaleCrlPolicy,
     /// `true` if some trust domain refuses the issuers of stale CRLs.
