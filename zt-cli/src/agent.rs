@@ -34,6 +34,7 @@ pub(crate) struct AgentArgs {
 /// Runs `zt agent` until Ctrl-C or SIGTERM.
 pub(crate) fn run(a: &AgentArgs) -> CliResult {
     let ca = crate::ca::load(&a.ca)?;
+    let crl_path = a.ca.join("crl.pem");
     let socket = std::path::absolute(&a.socket).map_err(|e| CliError::io(&a.socket, &e))?;
     if let Some(dir) = socket.parent()
         && !dir.is_dir()
@@ -47,15 +48,34 @@ pub(crate) fn run(a: &AgentArgs) -> CliResult {
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(ca, a.id.clone(), a.ttl, &socket))
+    runtime.block_on(serve(ca, a.id.clone(), a.ttl, &socket, crl_path))
 }
 
-async fn serve(ca: FakeCa, id: SpiffeId, ttl: Duration, socket: &Path) -> CliResult {
+/// How often the agent looks for a new `crl.pem` in the CA directory.
+const CRL_POLL: Duration = Duration::from_secs(1);
+
+async fn serve(
+    ca: FakeCa,
+    id: SpiffeId,
+    ttl: Duration,
+    socket: &Path,
+    crl_path: PathBuf,
+) -> CliResult {
     let source = FakeCaSource::new(ca, id.clone(), ttl)?;
     source.start_rotation();
-    let server = WorkloadApiServer::new(source.clone())
-        .serve_unix(socket)
-        .await?;
+    let agent = WorkloadApiServer::new(source.clone());
+    // The CRL on disk is served from the first response on, then followed.
+    let mut last: Option<Vec<u8>> = None;
+    publish_crl_file(&agent, &crl_path, &mut last);
+    let publisher = agent.clone();
+    let crl_task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(CRL_POLL);
+        loop {
+            ticker.tick().await;
+            publish_crl_file(&publisher, &crl_path, &mut last);
+        }
+    });
+    let server = agent.serve_unix(socket).await?;
     emit(&format!("SPIFFE_ENDPOINT_SOCKET={}", server.endpoint()))?;
     warn_line(&format!(
         "serving {id} (SVIDs valid {}s, renewed every {}s); Ctrl-C or SIGTERM stops",
@@ -63,9 +83,36 @@ async fn serve(ca: FakeCa, id: SpiffeId, ttl: Duration, socket: &Path) -> CliRes
         ttl.as_secs() / 2
     ));
     let stopped = wait_for_stop_signal().await;
+    crl_task.abort();
     server.shutdown().await;
     source.stop_rotation();
     stopped
+}
+
+/// Serves the CRLs of `path` (written by `zt ca revoke`) if the file
+/// changed since `last`; a missing file serves none.
+fn publish_crl_file(agent: &WorkloadApiServer, path: &Path, last: &mut Option<Vec<u8>>) {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    if last.as_ref() == Some(&bytes) {
+        return;
+    }
+    let crls = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        match zt_core::crl::read_crls(&bytes, &path.display().to_string()) {
+            Ok(material) => material.crls,
+            Err(e) => {
+                warn_line(&format!("not serving {}: {e}", path.display()));
+                *last = Some(bytes);
+                return;
+            }
+        }
+    };
+    if !crls.is_empty() {
+        warn_line(&format!("serving the CRL of {}", path.display()));
+    }
+    agent.publish_crls(crls);
+    *last = Some(bytes);
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM.

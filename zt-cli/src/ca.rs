@@ -26,6 +26,34 @@ pub(crate) enum CaCommand {
     Init(InitArgs),
     /// Print the CA's trust bundle, for peers that verify its SVIDs.
     Bundle(BundleArgs),
+    /// Revoke an X.509-SVID: write a CRL signed by the CA.
+    ///
+    /// Adds the serial to DIR/revoked.txt and writes DIR/crl.pem, a CRL
+    /// listing every serial revoked so far, signed by the CA that issues
+    /// SVIDs (with --intermediate, the intermediate, whose certificate
+    /// follows the CRL in the file). `zt agent --ca DIR` serves it to
+    /// Workload API clients; `zt svid verify --crl DIR/crl.pem` checks
+    /// against it.
+    Revoke(RevokeArgs),
+}
+
+/// Arguments of `zt ca revoke`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["serial", "svid"])))]
+pub(crate) struct RevokeArgs {
+    /// CA directory written by `zt ca init`.
+    #[arg(long, value_name = "DIR")]
+    ca: PathBuf,
+    /// Serial of the certificate to revoke, in hex as `zt svid issue` and
+    /// `zt svid inspect` print it (`3a9f…`, `0x3a9f…` or `3a:9f:…`).
+    #[arg(long, value_name = "HEX")]
+    serial: Option<String>,
+    /// The certificate to revoke (PEM chain, leaf first, or DER).
+    #[arg(long, value_name = "FILE")]
+    svid: Option<PathBuf>,
+    /// How long the CRL is valid (its nextUpdate).
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = crate::duration::parse_duration)]
+    validity: std::time::Duration,
 }
 
 /// Arguments of `zt ca init`.
@@ -72,6 +100,7 @@ pub(crate) fn run(command: &CaCommand) -> CliResult {
     match command {
         CaCommand::Init(a) => init(a),
         CaCommand::Bundle(a) => bundle(a),
+        CaCommand::Revoke(a) => revoke(a),
     }
 }
 
@@ -148,5 +177,53 @@ fn bundle(a: &BundleArgs) -> CliResult {
             .to_spiffe_json()
             .map_err(|e| CliError::failure(e.to_string()))?,
     };
+    emit(&text)
+}
+
+/// Reads a serial written in hex: plain (`3a9f`), `0x`-prefixed, or
+/// colon-separated pairs.
+fn parse_hex_serial(text: &str) -> CliResult<Vec<u8>> {
+    let text = text.trim();
+    let hex = if text.contains(':') || text.starts_with("0x") || text.starts_with("0X") {
+        text.to_owned()
+    } else {
+        format!("0x{text}")
+    };
+    zt_core::serial::parse_serial(&hex)
+        .map_err(|e| CliError::usage(format!("--serial `{text}` {e}")))
+}
+
+fn revoke(a: &RevokeArgs) -> CliResult {
+    let ca = load(&a.ca)?;
+    let serial = match (&a.serial, &a.svid) {
+        (Some(text), _) => parse_hex_serial(text)?,
+        (None, Some(path)) => {
+            let chain = crate::svid::read_chain(path)?;
+            let leaf = chain.first().ok_or_else(|| {
+                CliError::usage(format!("`{}` holds no certificate", path.display()))
+            })?;
+            zt_core::x509::inspect_leaf(leaf)
+                .map_err(|e| CliError::usage(format!("`{}`: {e}", path.display())))?
+                .serial()
+                .to_vec()
+        }
+        (None, None) => return Err(CliError::usage("pass --serial HEX or --svid FILE")),
+    };
+    let hex: String = serial.iter().map(|b| format!("{b:02x}")).collect();
+    let added = ca.revoke_serial(&serial);
+    let path = ca.save_crl(&a.ca, a.validity)?;
+    let count = ca.revoked_serials().len();
+    let mut text = if added {
+        format!("revoked serial {hex}\n")
+    } else {
+        format!("serial {hex} was already revoked\n")
+    };
+    let _ = write!(
+        text,
+        "  CRL:        {} ({count} serial{} listed, valid {}s)",
+        path.display(),
+        if count == 1 { "" } else { "s" },
+        a.validity.as_secs()
+    );
     emit(&text)
 }

@@ -3,22 +3,25 @@
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand, ValueEnum};
 use rustls_pki_types::CertificateDer;
+use zt_core::BundleSet;
 use zt_core::SpiffeId;
+use zt_core::crl::{Crl, CrlSet};
 use zt_core::matcher::IdMatcher;
 use zt_core::svid::parse_pem_certificates;
 use zt_core::time::Timestamp;
-use zt_core::x509::{Usage, verify_x509_svid};
+use zt_core::x509::{Usage, VerifiedSvid, verify_x509_svid};
 
 use crate::args::{self, BundleArg};
 use crate::duration::parse_duration;
 use crate::error::{CliError, CliResult};
 use crate::files;
 use crate::inspect::{self, InspectArgs};
-use crate::output::emit;
+use crate::output::{emit, warn_line};
 
 /// `zt svid` subcommands.
 #[derive(Debug, Subcommand)]
@@ -38,9 +41,11 @@ pub(crate) enum SvidCommand {
     /// Verify an X.509-SVID chain against trust bundles.
     ///
     /// Checks every SPIFFE X.509-SVID rule and the chain to the bundle of
-    /// the leaf's trust domain. Exit 0 prints the SPIFFE ID; exit 1 prints
-    /// the rule that failed (or that the ID does not match --expect); exit 2
-    /// means bad arguments or unreadable files.
+    /// the leaf's trust domain, and, with --crl, that no certificate of the
+    /// chain is revoked. Exit 0 prints the SPIFFE ID; exit 1 prints the rule
+    /// that failed (or that the ID does not match --expect, or the CRL that
+    /// revokes it); exit 2 means bad arguments, unreadable files, or a CRL
+    /// not signed by a CA of the bundles.
     Verify(VerifyArgs),
 }
 
@@ -96,6 +101,12 @@ pub(crate) struct VerifyArgs {
     /// The TLS role the SVID is presented in.
     #[arg(long, value_enum, default_value_t = UsageArg::Client)]
     usage: UsageArg,
+    /// A certificate revocation list (PEM or DER; a PEM file may carry the
+    /// intermediate CA that signed it). It must be signed by a CA of the
+    /// bundles. Repeat for several. A CRL past its nextUpdate still revokes
+    /// what it lists, with a warning.
+    #[arg(long, value_name = "FILE")]
+    crl: Vec<PathBuf>,
 }
 
 /// Runs a `zt svid` subcommand.
@@ -177,5 +188,49 @@ fn verify(a: &VerifyArgs) -> CliResult {
             verified.id()
         )));
     }
+    check_crls(&a.crl, &verified, &bundles, now)?;
     emit(&verified.id().to_string())
+}
+
+/// Refuses `verified` if a CRL of `files` lists a certificate of its path.
+fn check_crls(
+    files: &[PathBuf],
+    verified: &VerifiedSvid,
+    bundles: &BundleSet,
+    now: SystemTime,
+) -> CliResult {
+    let mut crls = Vec::new();
+    for path in files {
+        let bytes = files::read(path)?;
+        let name = path.display().to_string();
+        let verified_crls = Crl::verify_all(&bytes, bundles, now, &name)
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        for crl in verified_crls {
+            if crl.is_stale(now) {
+                warn_line(&format!("warning: {}", crl.stale_error()));
+            }
+            crls.push(Arc::new(crl));
+        }
+    }
+    let crls = CrlSet::new(crls);
+    let td = verified.trust_domain();
+    for (index, cert) in verified.path().iter().enumerate() {
+        if let Some(crl) = crls.find(td, cert.serial(), Some(cert.issuer())) {
+            let what = if index == 0 {
+                "its leaf".to_owned()
+            } else {
+                format!("intermediate #{index} of its chain")
+            };
+            return Err(CliError::failure(format!(
+                "SVID rejected: {what} (serial {}) is revoked by CRL {} (issuer `{}`)",
+                cert.serial()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+                crl.source(),
+                crl.issuer_name()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -653,3 +653,113 @@ fn help_lists_every_command() {
 fn no_arguments_is_a_usage_error() {
     zt().assert().code(2).stderr(contains("Usage: zt"));
 }
+
+// ---- ca revoke and svid verify --crl ----
+
+/// The serial `zt svid issue` printed.
+fn printed_serial(issue_output: &str) -> String {
+    issue_output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("serial:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn a_revoked_svid_is_refused_by_verify_with_the_crl_naming_it() {
+    for intermediate in [false, true] {
+        let (tmp, ca, chain, bundle) = issued(intermediate);
+        let other_out = issue(
+            &ca,
+            "spiffe://example.org/db",
+            &tmp.path().join("out/db"),
+            "1h",
+        );
+        let db_chain = tmp.path().join("out/db.pem");
+        zt().args(["ca", "revoke", "--ca"])
+            .arg(&ca)
+            .arg("--svid")
+            .arg(&chain)
+            .assert()
+            .code(0)
+            .stdout(contains("revoked serial").and(contains("crl.pem")));
+        let crl = ca.join("crl.pem");
+        verify(&chain, &bundle)
+            .arg("--crl")
+            .arg(&crl)
+            .assert()
+            .code(1)
+            .stdout("")
+            .stderr(
+                contains("SVID rejected: its leaf")
+                    .and(contains("is revoked by CRL"))
+                    .and(contains(crl.display().to_string())),
+            );
+        // Without the CRL, or for another SVID, it verifies.
+        verify(&chain, &bundle).assert().code(0);
+        verify(&db_chain, &bundle)
+            .arg("--crl")
+            .arg(&crl)
+            .assert()
+            .code(0)
+            .stdout("spiffe://example.org/db\n");
+
+        // By serial, as `zt svid issue` printed it; the CRL lists both.
+        let serial = printed_serial(&other_out);
+        zt().args(["ca", "revoke", "--ca"])
+            .arg(&ca)
+            .args(["--serial", &serial])
+            .assert()
+            .code(0)
+            .stdout(contains(format!("revoked serial {serial}")).and(contains("2 serials")));
+        verify(&db_chain, &bundle)
+            .arg("--crl")
+            .arg(&crl)
+            .assert()
+            .code(1)
+            .stderr(contains(format!("(serial {serial}) is revoked by CRL")));
+        assert_eq!(
+            std::fs::read_to_string(ca.join("revoked.txt"))
+                .unwrap()
+                .lines()
+                .count(),
+            2,
+            "intermediate={intermediate}"
+        );
+    }
+}
+
+#[test]
+fn a_crl_from_another_ca_is_unusable_input() {
+    let (tmp, _ca, chain, bundle) = issued(false);
+    let other = init_ca(tmp.path(), "other", false);
+    zt().args(["ca", "revoke", "--ca"])
+        .arg(&other)
+        .args(["--serial", "0x01"])
+        .assert()
+        .code(0);
+    verify(&chain, &bundle)
+        .arg("--crl")
+        .arg(other.join("crl.pem"))
+        .assert()
+        .code(2)
+        .stderr(contains("is not signed by a CA of any trust bundle"));
+}
+
+#[test]
+fn ca_revoke_needs_a_serial_or_an_svid_and_a_hex_serial() {
+    let tmp = TempDir::new().unwrap();
+    let ca = init_ca(tmp.path(), "ca", false);
+    zt().args(["ca", "revoke", "--ca"])
+        .arg(&ca)
+        .assert()
+        .code(2);
+    zt().args(["ca", "revoke", "--ca"])
+        .arg(&ca)
+        .args(["--serial", "xyz"])
+        .assert()
+        .code(2)
+        .stderr(contains("--serial `xyz`"));
+    assert!(!ca.join("crl.pem").exists());
+}

@@ -170,6 +170,75 @@ async fn agent_serves_rotating_svids_to_the_spiffe_crate_client() {
     );
 }
 
+/// The serial `zt svid issue` printed.
+fn printed_serial(issue_output: &str) -> String {
+    issue_output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("serial:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_serves_the_crl_of_zt_ca_revoke_and_pushes_a_new_one() {
+    use zt_core::crl::WorkloadApiCrls;
+    use zt_core::revocation::{Revocations, Revoked};
+
+    let tmp = TempDir::new().unwrap();
+    let ca = init_ca(tmp.path(), "ca", false);
+    let web = printed_serial(&common::issue(&ca, WEB, &tmp.path().join("out/web"), "1h"));
+    let db_id = "spiffe://example.org/db";
+    let db = printed_serial(&common::issue(&ca, db_id, &tmp.path().join("out/db"), "1h"));
+    zt().args(["ca", "revoke", "--ca"])
+        .arg(&ca)
+        .args(["--serial", &web])
+        .assert()
+        .code(0);
+    let socket = tmp.path().join("agent.sock");
+    let mut agent = start_agent(&ca, &socket, WEB, "1m");
+
+    // The agent serves the CRL on disk from its first response on.
+    let revocations = Revocations::new();
+    let feed = WorkloadApiCrls::follow(&agent.endpoint, revocations.clone())
+        .await
+        .unwrap();
+    assert_eq!(revocations.crls().iter().count(), 1);
+    let web_id = zt_core::SpiffeId::new(WEB).unwrap();
+    let db_spiffe = zt_core::SpiffeId::new(db_id).unwrap();
+    assert_eq!(
+        revocations.check(&web_id, &hex_bytes(&web)),
+        Some(Revoked::Crl)
+    );
+    assert_eq!(revocations.check(&db_spiffe, &hex_bytes(&db)), None);
+
+    // Revoking another serial while the agent runs reaches the follower.
+    let seen = *revocations.changes().borrow();
+    zt().args(["ca", "revoke", "--ca"])
+        .arg(&ca)
+        .args(["--serial", &db])
+        .assert()
+        .code(0);
+    let mut changes = revocations.changes();
+    tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|v| *v > seen))
+        .await
+        .expect("the new CRL was pushed within 10s")
+        .unwrap();
+    assert_eq!(
+        revocations.check(&db_spiffe, &hex_bytes(&db)),
+        Some(Revoked::Crl)
+    );
+    drop(feed);
+    assert!(agent.terminate().success());
+}
+
 #[test]
 fn agent_for_an_id_outside_the_trust_domain_exits_2() {
     let tmp = TempDir::new().unwrap();

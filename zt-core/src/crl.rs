@@ -45,8 +45,10 @@
 //!
 //! [`Revocations`](crate::revocation::Revocations) holds the CRLs in force
 //! next to the deny-list; see
-//! [`Revocations::set_crls`](crate::revocation::Revocations::set_crls) and
-//! [`Revocations::add_crl_file`](crate::revocation::Revocations::add_crl_file).
+//! [`Revocations::set_crls`](crate::revocation::Revocations::set_crls),
+//! [`Revocations::add_crl_file`](crate::revocation::Revocations::add_crl_file)
+//! and, for the CRLs a SPIFFE Workload API delivers (feature
+//! `workload-api`), `WorkloadApiCrls`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -107,6 +109,38 @@ pub enum CrlError {
         /// What was tried.
         reason: String,
     },
+    /// The CRL's `thisUpdate` is further in the future than clock skew
+    /// explains ([`MAX_CLOCK_SKEW`]).
+    #[error(
+        "CRL {source_name} (#{index}) from `{issuer}` is not valid until {this_update} (now {now}); check the clocks of the CA and this host"
+    )]
+    NotYetValid {
+        /// Where the CRL came from.
+        source_name: String,
+        /// Position of the CRL in its file or response, from 0.
+        index: usize,
+        /// The CRL's issuer name.
+        issuer: String,
+        /// Its `thisUpdate`.
+        this_update: Timestamp,
+        /// The time used for the check.
+        now: Timestamp,
+    },
+    /// The CRL is older (`thisUpdate`) than the one in force from the same
+    /// source and issuer: a replayed CRL could lift revocations.
+    #[error(
+        "CRL {source_name} from `{issuer}` was issued at {this_update}, before the one in force ({in_force}); it was ignored"
+    )]
+    Older {
+        /// Where the CRL came from.
+        source_name: String,
+        /// The CRL's issuer name.
+        issuer: String,
+        /// Its `thisUpdate`.
+        this_update: Timestamp,
+        /// The `thisUpdate` of the CRL in force.
+        in_force: Timestamp,
+    },
     /// The Workload API delivering CRLs could not be reached or sent
     /// something that is not a response of the protocol.
     #[error("Workload API {endpoint}: {reason}")]
@@ -130,6 +164,10 @@ pub enum CrlError {
         next_update: Timestamp,
     },
 }
+
+/// How far in the future a CRL's `thisUpdate` may be (clocks of the CA and
+/// this host differ) before the CRL is refused.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// What a trust domain does with a CRL past its `nextUpdate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -374,6 +412,16 @@ impl Crl {
             return Err(untrusted(tried.join("; ")));
         }
 
+        let this_update = asn1_time(crl.last_update());
+        if this_update > now + MAX_CLOCK_SKEW {
+            return Err(CrlError::NotYetValid {
+                source_name: source_name.to_owned(),
+                index,
+                issuer: issuer_name,
+                this_update: Timestamp(this_update),
+                now: Timestamp(now),
+            });
+        }
         let serials = crl
             .iter_revoked_certificates()
             .map(|entry| canonical(entry.raw_serial()).into())
@@ -384,7 +432,7 @@ impl Crl {
             issuer: issuer.into(),
             issuer_name,
             serials,
-            this_update: asn1_time(crl.last_update()),
+            this_update,
             next_update: crl.next_update().map(asn1_time),
             number: crl.crl_number().map(|n| n.to_str_radix(16)),
         })
@@ -468,6 +516,16 @@ impl Crl {
             issuer: self.issuer_name.clone(),
             next_update: Timestamp(self.next_update.unwrap_or(UNIX_EPOCH)),
         }
+    }
+
+    /// `true` if `other` covers the same certificates: same issuer, a trust
+    /// domain in common.
+    pub(crate) fn same_scope(&self, other: &Crl) -> bool {
+        self.issuer == other.issuer
+            && self
+                .trust_domains
+                .iter()
+                .any(|td| other.trust_domains.contains(td))
     }
 
     fn applies_to(&self, trust_domain: &TrustDomain, issuer: Option<&[u8]>) -> bool {
@@ -605,6 +663,12 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         return None;
     }
     Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// The contents of a DER `Name` (a `SEQUENCE`), without its header: the
+/// form rustls-webpki gives issuer and subject names in.
+pub(crate) fn name_contents(der: &[u8]) -> Option<&[u8]> {
+    content(der)
 }
 
 /// The contents of a DER `SEQUENCE`, without its header.

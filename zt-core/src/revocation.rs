@@ -325,6 +325,7 @@ impl fmt::Debug for Revocations {
         f.debug_struct("Revocations")
             .field("file", &self.inner.file)
             .field("revoked", &self.inner.current.load().len())
+            .field("crls", &self.inner.crls.load().set.iter().count())
             .finish()
     }
 }

@@ -434,12 +434,12 @@ pub fn certificate_not_after(cert: &CertificateDer<'_>) -> Result<SystemTime, Sv
 /// [`SvidError::Malformed`] or the ID rule the leaf breaks.
 pub fn inspect_leaf(leaf: &CertificateDer<'_>) -> Result<LeafInfo, SvidError> {
     let cert = parse(0, leaf)?;
-    let issuer = webpki::EndEntityCert::try_from(leaf)
-        .map(|ee| ee.issuer().to_vec())
-        .map_err(|e| SvidError::Malformed {
+    let issuer = crate::crl::name_contents(cert.issuer().as_raw())
+        .ok_or_else(|| SvidError::Malformed {
             index: 0,
-            reason: format!("{e:?}"),
-        })?;
+            reason: "the issuer name is not DER".into(),
+        })?
+        .to_vec();
     Ok(LeafInfo {
         id: leaf_id(&cert)?,
         serial: canonical_serial(cert.raw_serial()),

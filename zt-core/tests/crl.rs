@@ -248,3 +248,93 @@ fn clock_now(clock: &ManualClock) -> std::time::SystemTime {
     use zt_core::time::Clock as _;
     clock.now()
 }
+
+#[test]
+fn the_leaf_issuer_read_without_verifying_is_the_one_the_verified_path_names() {
+    for intermediate in [false, true] {
+        let clock = ManualClock::starting_now();
+        let ca = ca(&clock, intermediate);
+        let svid = ca
+            .issue_x509_svid(&id("spiffe://example.org/orders"), DAY)
+            .unwrap();
+        let bundles = BundleSet::new().with(ca.bundle());
+        let verified =
+            verify_x509_svid(svid.chain(), &bundles, clock_now(&clock), Usage::ClientAuth).unwrap();
+        let leaf = zt_core::x509::inspect_leaf(&svid.chain()[0]).unwrap();
+        assert_eq!(leaf.cert_ref(), verified.path()[0]);
+    }
+}
+
+#[test]
+fn an_older_crl_cannot_replace_a_newer_one_and_a_future_one_is_refused() {
+    let clock = ManualClock::starting_now();
+    let ca = ca(&clock, false);
+    let svid = ca
+        .issue_x509_svid(&id("spiffe://example.org/a"), DAY)
+        .unwrap();
+    let bundles = BundleSet::new().with(ca.bundle());
+    let revocations = Revocations::new();
+    revocations.set_clock(Arc::new(clock.clone()));
+    let empty_old = ca.crl(DAY).unwrap();
+    clock.advance(Duration::from_secs(60));
+    ca.revoke_serial(svid.serial());
+    revocations
+        .load_crl_ders("feed", &[ca.crl(DAY).unwrap()], &bundles)
+        .unwrap();
+    let version = *revocations.changes().borrow();
+
+    // Replaying the earlier CRL, which lists nothing, would lift the
+    // revocation.
+    let err = revocations
+        .load_crl_ders("feed", &[empty_old], &bundles)
+        .unwrap_err();
+    assert!(
+        matches!(err, RevocationError::Crl(CrlError::Older { .. })),
+        "{err}"
+    );
+    assert_eq!(*revocations.changes().borrow(), version);
+    assert_eq!(
+        revocations.check(svid.id(), svid.serial()),
+        Some(Revoked::Crl)
+    );
+
+    // A CRL from an hour ahead: a clock problem, refused.
+    clock.advance(Duration::from_secs(3600));
+    let future = ca.crl(DAY).unwrap();
+    clock.rewind(Duration::from_secs(3600));
+    let err = Crl::verify(&future, &[], &bundles, clock_now(&clock), "f", 0).unwrap_err();
+    assert!(matches!(err, CrlError::NotYetValid { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn watch_reports_a_crl_going_stale_and_bumps_changes_when_that_refuses() {
+    let clock = ManualClock::starting_now();
+    let ca = ca(&clock, false);
+    let svid = ca
+        .issue_x509_svid(&id("spiffe://example.org/a"), DAY * 3)
+        .unwrap();
+    let bundles = BundleSet::new().with(ca.bundle());
+    let revocations = Revocations::new();
+    revocations.set_clock(Arc::new(clock.clone()));
+    revocations.set_stale_crl_policy(
+        TrustDomain::new("example.org").unwrap(),
+        StaleCrlPolicy::RefuseIssued,
+    );
+    revocations
+        .load_crl_ders("fake-ca", &[ca.crl(DAY).unwrap()], &bundles)
+        .unwrap();
+    let _watch = revocations.watch(Duration::from_millis(10));
+    assert_eq!(revocations.check(svid.id(), svid.serial()), None);
+    let mut changes = revocations.changes();
+    let seen = *changes.borrow_and_update();
+
+    clock.advance(DAY * 2);
+    tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|v| *v > seen))
+        .await
+        .expect("the watcher noticed the stale CRL")
+        .unwrap();
+    assert_eq!(
+        revocations.check(svid.id(), svid.serial()),
+        Some(Revoked::CrlStale)
+    );
+}

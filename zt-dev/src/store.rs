@@ -2,12 +2,15 @@
 //!
 //! Layout: `ca.json` (trust domain and key IDs), `root.pem` / `root.key`,
 //! optionally `intermediate.pem` / `intermediate.key`, and `jwt.key`.
-//! Private keys are written with mode 0600.
+//! Private keys are written with mode 0600. Once a serial is revoked,
+//! `revoked.txt` lists the revoked serials (lowercase hex, one a line) and
+//! `crl.pem` holds the CRL ([`FakeCa::save_crl`]).
 
 use std::fs;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rcgen::{Issuer, KeyPair};
 use serde::{Deserialize, Serialize};
@@ -73,6 +76,34 @@ fn create_private_dir(dir: &Path) -> Result<(), FakeCaError> {
         builder.mode(0o700);
     }
     builder.create(dir).map_err(|e| io_err(dir, e))
+}
+
+fn write_revoked(dir: &Path, revoked: &[Vec<u8>]) -> Result<(), FakeCaError> {
+    let path = dir.join("revoked.txt");
+    if revoked.is_empty() {
+        if path.exists() {
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        }
+        return Ok(());
+    }
+    let text: String = revoked.iter().map(|s| hex::encode(s) + "\n").collect();
+    write_file(&path, text.as_bytes(), false)
+}
+
+fn read_revoked(dir: &Path) -> Result<Vec<Vec<u8>>, FakeCaError> {
+    let path = dir.join("revoked.txt");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    read_string(&path)?
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            hex::decode(line)
+                .map_err(|e| store_err(&path, format!("`{line}` is not a hex serial: {e}")))
+        })
+        .collect()
 }
 
 fn read_string(path: &Path) -> Result<String, FakeCaError> {
@@ -148,7 +179,23 @@ impl FakeCa {
             }
         }
         write_file(&dir.join("jwt.key"), jwt.key_pem.as_bytes(), true)?;
+        write_revoked(dir, &state.revoked)?;
         Ok(())
+    }
+
+    /// Writes the revoked serials (`revoked.txt`) and a CRL listing them
+    /// ([`FakeCa::crl_pem`], valid for `validity`) to `dir`, a directory
+    /// [`FakeCa::save`] wrote. Returns the CRL's path, `crl.pem`.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Io`] if a file cannot be written,
+    /// [`FakeCaError::Certificate`] if signing fails.
+    pub fn save_crl(&self, dir: &Path, validity: Duration) -> Result<PathBuf, FakeCaError> {
+        write_revoked(dir, &self.revoked_serials())?;
+        let path = dir.join("crl.pem");
+        write_file(&path, self.crl_pem(validity)?.as_bytes(), false)?;
+        Ok(path)
     }
 
     /// Loads a CA saved by [`FakeCa::save`].
@@ -175,6 +222,7 @@ impl FakeCa {
         } else {
             None
         };
+        let revoked = read_revoked(dir)?;
         let jwt_path = dir.join("jwt.key");
         let jwt = jwt_key_from_pem(&read_string(&jwt_path)?, Some(&manifest.jwt_key_id))
             .map_err(|e| store_err(&jwt_path, e.to_string()))?;
@@ -207,7 +255,7 @@ impl FakeCa {
                     retired_roots: Vec::new(),
                     prepared: None,
                     jwt_keys: vec![jwt],
-                    revoked: Vec::new(),
+                    revoked,
                 }),
             }),
         })

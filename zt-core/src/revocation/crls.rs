@@ -13,14 +13,14 @@ use crate::TrustDomain;
 use crate::bundle::BundleSet;
 use crate::crl::{Crl, CrlError, CrlSet, StaleCrlPolicy};
 use crate::source::SvidSource;
-use crate::time::SharedClock;
+use crate::time::{SharedClock, Timestamp};
 
 /// The CRLs in force and the policies that judge them. Immutable; swapped
 /// whole.
 #[derive(Debug, Default)]
 pub(super) struct CrlState {
     by_source: BTreeMap<Arc<str>, Vec<Arc<Crl>>>,
-    set: CrlSet,
+    pub(super) set: CrlSet,
     policies: HashMap<TrustDomain, StaleCrlPolicy>,
     default_policy: StaleCrlPolicy,
     /// `true` if some trust domain refuses the issuers of stale CRLs.
@@ -109,7 +109,9 @@ impl Revocations {
         bundles: &BundleSet,
     ) -> Result<usize, RevocationError> {
         let now = self.inner.now();
-        match Crl::verify_all(bytes, bundles, now, source) {
+        match Crl::verify_all(bytes, bundles, now, source)
+            .and_then(|crls| self.inner.not_older(source, crls))
+        {
             Ok(crls) => {
                 let count = crls.len();
                 self.set_crls(source, crls);
@@ -138,7 +140,7 @@ impl Revocations {
             .enumerate()
             .map(|(i, der)| Crl::verify(der, &[], bundles, now, source, i))
             .collect();
-        match verified {
+        match verified.and_then(|crls| self.inner.not_older(source, crls)) {
             Ok(crls) => {
                 let count = crls.len();
                 self.set_crls(source, crls);
@@ -323,6 +325,29 @@ impl Inner {
         }
     }
 
+    /// `crls` if none is older than a CRL of the same scope in force from
+    /// `source`.
+    fn not_older(&self, source: &str, crls: Vec<Crl>) -> Result<Vec<Crl>, CrlError> {
+        let state = self.crls.load();
+        let Some(in_force) = state.by_source.get(source) else {
+            return Ok(crls);
+        };
+        for crl in &crls {
+            if let Some(newer) = in_force
+                .iter()
+                .find(|old| old.same_scope(crl) && old.this_update() > crl.this_update())
+            {
+                return Err(CrlError::Older {
+                    source_name: source.to_owned(),
+                    issuer: crl.issuer_name().to_owned(),
+                    this_update: Timestamp(crl.this_update()),
+                    in_force: Timestamp(newer.this_update()),
+                });
+            }
+        }
+        Ok(crls)
+    }
+
     /// Logs a refused CRL (once while the same error repeats), keeps it for
     /// `last_error`, and returns it.
     fn refused(&self, source: &str, error: CrlError) -> RevocationError {
@@ -376,7 +401,9 @@ impl Inner {
         *last = Some((digest, revision));
         drop(last);
         let now = self.now();
-        match Crl::verify_all(&bytes, &bundles, now, &file.name) {
+        match Crl::verify_all(&bytes, &bundles, now, &file.name)
+            .and_then(|crls| self.not_older(&file.name, crls))
+        {
             Ok(crls) => {
                 self.crl_errors
                     .lock()
