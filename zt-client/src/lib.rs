@@ -68,7 +68,11 @@
 //!
 //! The client certificate is resolved from the current snapshot at every
 //! handshake, so SVID rotation needs no rebuild; connections already open
-//! keep working.
+//! keep working. Connections opened by [`ZtClient::connect`], the gRPC
+//! connector and [`ZtClient::http_client`] are [`ZtStream`]s, judged again
+//! when trust changes: one to a server that expires, is revoked, no longer
+//! verifies against its trust domain's bundle or no longer matches the pin
+//! ([`ZtClient::replace_server_pin`]) fails with [`TrustEnded`].
 //!
 //! TLS session resumption is disabled: a resumed session would skip the
 //! certificate checks, and with them any change of pin, bundle or

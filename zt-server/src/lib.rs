@@ -6,8 +6,11 @@
 //! against the bundle of the client's own trust domain. Each accepted
 //! connection yields a [`VerifiedPeer`] — SPIFFE ID, trust domain, leaf
 //! serial, expiry — that is placed in the extensions of every request on
-//! that connection. Identity is verified once per connection, during the
-//! handshake; requests only read the result.
+//! that connection. Identity is verified during the handshake, and requests
+//! only read the result; the connection itself is judged again whenever
+//! trust changes, and ended when its peer is no longer trusted (expiry,
+//! revocation or CRL, bundle change, replaced caller pin: see
+//! [`ZtServer::serve`] and [`TrustMonitor`]).
 //!
 //! `VerifiedPeer` has no public constructor: holding one proves the TLS
 //! layer verified it, so authorization code can rely on it.
