@@ -339,13 +339,7 @@ impl ConnectionGuard {
         tokio::select! {
             () = self.signal.cancelled() => {}
             () = expiry => {
-                let ended = TrustEnded {
-                    reason: EndReason::Expired,
-                    peer: self.peer.id().clone(),
-                    serial: self.peer.serial_hex(),
-                    detail: None,
-                };
-                if self.signal.end(ended) {
+                if self.signal.end(self.expired()) {
                     self.inner.record(&self.peer, self.opened, &self.signal, EndReason::Expired, None);
                 }
             }
@@ -353,12 +347,16 @@ impl ConnectionGuard {
         match self.signal.reason() {
             Some(ended) => ended.clone(),
             // The token is cancelled only after the reason is set.
-            None => TrustEnded {
-                reason: EndReason::Expired,
-                peer: self.peer.id().clone(),
-                serial: self.peer.serial_hex(),
-                detail: None,
-            },
+            None => self.expired(),
+        }
+    }
+
+    fn expired(&self) -> TrustEnded {
+        TrustEnded {
+            reason: EndReason::Expired,
+            peer: self.peer.id().clone(),
+            serial: self.peer.serial_hex(),
+            detail: None,
         }
     }
 
