@@ -198,10 +198,13 @@ impl ZtClient {
         };
         let tcp = TcpStream::connect(addr).await.map_err(connect_err)?;
         tcp.set_nodelay(true).map_err(connect_err)?;
-        self.tls_connector()
+        let started = std::time::Instant::now();
+        let connected = self
+            .tls_connector()
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-            .await
-            .map_err(|e| match PeerRejected::find(&e) {
+            .await;
+        zt_tls::record_handshake(zt_tls::Side::Client, started, &connected);
+        connected.map_err(|e| match PeerRejected::find(&e) {
                 Some(rejected) => Error::PeerRejected {
                     address: addr.to_string(),
                     rejected: rejected.clone(),

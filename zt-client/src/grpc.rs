@@ -76,7 +76,10 @@ impl tower::Service<http::Uri> for GrpcConnector {
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
             let name = ServerName::try_from(host)?;
-            let tls = TlsConnector::from(config).connect(name, tcp).await?;
+            let started = std::time::Instant::now();
+            let tls = TlsConnector::from(config).connect(name, tcp).await;
+            zt_tls::record_handshake(zt_tls::Side::Client, started, &tls);
+            let tls = tls?;
             Ok(TokioIo::new(tls))
         })
     }

@@ -48,6 +48,7 @@
 //! | [`revocation`] | hot-updatable deny-list of SPIFFE IDs and leaf serials |
 //! | [`serial`] | certificate serials in decimal, `0x` hex and colon-hex, as operators paste them |
 //! | [`user`] | delegated user context: [`UserContextValidator`](user::UserContextValidator), scopes, the `act` chain |
+//! | [`metrics`] | the names, labels and recording helpers of every metric zt records (through the `metrics` facade) |
 //! | [`time`] | injectable [`Clock`](time::Clock) |
 //! | [`reload`], [`origin`] | what file-backed holders share: change detection, reload outcomes, `file:line:column` positions |
 //!
@@ -75,6 +76,7 @@ pub mod id;
 pub mod jose;
 pub mod jwt;
 pub mod matcher;
+pub mod metrics;
 pub mod origin;
 pub mod peer;
 pub mod reload;

@@ -52,6 +52,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -269,6 +270,8 @@ struct Inner {
     /// between a read and a swap. Readers never take it.
     write: Mutex<()>,
     last_error: Mutex<Option<RevocationError>>,
+    /// Increases by one with every change of the list in force.
+    version: AtomicU64,
 }
 
 impl fmt::Debug for Revocations {
@@ -380,6 +383,12 @@ impl Revocations {
         self.inner.reload()
     }
 
+    /// The version of the list in force: 0 for the list as created,
+    /// increased by one with every change (API call or applied reload).
+    pub fn version(&self) -> u64 {
+        self.inner.version.load(Ordering::SeqCst)
+    }
+
     /// The error of the last reload, if it failed.
     pub fn last_error(&self) -> Option<RevocationError> {
         self.inner
@@ -406,6 +415,8 @@ impl Inner {
         let mut next = RevocationSet::clone(&self.current.load());
         change(&mut next);
         self.current.store(Arc::new(next));
+        let version = self.version.fetch_add(1, Ordering::SeqCst) + 1;
+        crate::metrics::revocation_version(Some(&(version - 1).to_string()), &version.to_string());
     }
 
     fn reload(&self) -> Result<ReloadOutcome, RevocationError> {
@@ -442,6 +453,7 @@ impl Inner {
                 );
                 self.update(|current| *current = set);
                 *last_error = None;
+                crate::metrics::revocation_reload(crate::metrics::ReloadResult::Applied);
                 Ok(ReloadOutcome::Applied)
             }
             Err(error) => {
@@ -456,6 +468,7 @@ impl Inner {
                     "revocation list rejected; the previous list stays in force"
                 );
                 *last_error = Some(error.clone());
+                crate::metrics::revocation_reload(crate::metrics::ReloadResult::Rejected);
                 Err(error)
             }
         }

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::{Health, Snapshot, SourceError};
 use crate::bundle::BundleSet;
+use crate::metrics::{self, SourceHealthState};
 use crate::svid::X509Svid;
 use crate::time::{SharedClock, Timestamp, system_clock};
 
@@ -22,6 +23,7 @@ pub struct SourceState {
     last_failure: Mutex<Option<String>>,
     revision: AtomicU64,
     clock: SharedClock,
+    name: &'static str,
 }
 
 impl Default for SourceState {
@@ -39,7 +41,28 @@ impl SourceState {
             last_failure: Mutex::new(None),
             revision: AtomicU64::new(0),
             clock,
+            name: "custom",
         }
+    }
+
+    /// Names the source in its metrics (label `source`, see
+    /// [`crate::metrics`]); the backends of this crate use their kind
+    /// (`workload_api`, `file`, `static`), `zt-dev`'s uses `fake_ca`, and
+    /// other sources are `custom` unless named.
+    #[must_use]
+    pub fn with_metrics_name(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The name of the source in its metrics.
+    pub fn metrics_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Sets the source-state gauges from the state now.
+    fn record_state(&self) {
+        metrics::source_state(self.name, SourceHealthState::of(&self.compute_health()));
     }
 
     /// The clock the state checks expiry with.
@@ -56,6 +79,9 @@ impl SourceState {
     /// (e.g. another source's, with other bundles), and clears any failure.
     pub fn publish_shared(&self, svid: Arc<X509Svid>, bundles: BundleSet) -> Arc<Snapshot> {
         let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
+        let rotated = self
+            .latest()
+            .is_some_and(|old| old.svid().serial() != svid.serial());
         let snapshot = Arc::new(Snapshot {
             svid,
             bundles: Arc::new(bundles),
@@ -74,6 +100,8 @@ impl SourceState {
             "published SVID"
         );
         self.tx.send_replace(Some(snapshot.clone()));
+        metrics::svid_published(self.name, &snapshot.svid, snapshot.published_at, rotated);
+        self.record_state();
         snapshot
     }
 
@@ -85,6 +113,7 @@ impl SourceState {
             .last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+        self.record_state();
     }
 
     /// Sets (or with `None` clears) the failure [`SourceState::health`]
@@ -96,6 +125,7 @@ impl SourceState {
             .last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = reason;
+        self.record_state();
     }
 
     /// Clears a recorded failure without publishing: the upstream is back
@@ -105,6 +135,7 @@ impl SourceState {
             .last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
+        self.record_state();
     }
 
     fn failure(&self) -> Option<String> {
@@ -147,8 +178,17 @@ impl SourceState {
         self.tx.subscribe()
     }
 
-    /// The state as a [`Health`].
+    /// The state as a [`Health`]; also sets the source-state gauges
+    /// ([`metrics::SOURCE_STATE`]), so that an expiry, which no event
+    /// announces, shows there once anything (a readiness probe) reads the
+    /// health.
     pub fn health(&self) -> Health {
+        let health = self.compute_health();
+        metrics::source_state(self.name, SourceHealthState::of(&health));
+        health
+    }
+
+    fn compute_health(&self) -> Health {
         let failure = self.failure();
         match self.latest() {
             None => match failure {
