@@ -205,12 +205,12 @@ impl ZtClient {
             .await;
         zt_tls::record_handshake(zt_tls::Side::Client, started, &connected);
         connected.map_err(|e| match PeerRejected::find(&e) {
-                Some(rejected) => Error::PeerRejected {
-                    address: addr.to_string(),
-                    rejected: rejected.clone(),
-                },
-                None => connect_err(e),
-            })
+            Some(rejected) => Error::PeerRejected {
+                address: addr.to_string(),
+                rejected: rejected.clone(),
+            },
+            None => connect_err(e),
+        })
     }
 
     /// A `reqwest::Client` that speaks mutual TLS with this client's

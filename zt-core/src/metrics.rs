@@ -264,9 +264,7 @@ impl JwtResult {
         match result {
             Ok(_) => Self::Ok,
             Err(JwtError::Expired { .. } | JwtError::NotYetValid { .. }) => Self::Expired,
-            Err(JwtError::WrongAudience { .. } | JwtError::MissingAudience) => {
-                Self::WrongAudience
-            }
+            Err(JwtError::WrongAudience { .. } | JwtError::MissingAudience) => Self::WrongAudience,
             Err(JwtError::BadSignature { .. } | JwtError::UnknownKeyId { .. }) => {
                 Self::BadSignature
             }
@@ -413,7 +411,12 @@ fn unix_seconds(t: SystemTime) -> f64 {
 
 /// Records that `source` published `svid` at `published_at`; `rotated`
 /// is `true` when it replaced an SVID with another serial.
-pub fn svid_published(source: &'static str, svid: &X509Svid, published_at: SystemTime, rotated: bool) {
+pub fn svid_published(
+    source: &'static str,
+    svid: &X509Svid,
+    published_at: SystemTime,
+    rotated: bool,
+) {
     metrics::gauge!(SVID_EXPIRY_TIMESTAMP_SECONDS, label::SOURCE => source)
         .set(unix_seconds(svid.not_after()));
     metrics::gauge!(SVID_ISSUED_TIMESTAMP_SECONDS, label::SOURCE => source)

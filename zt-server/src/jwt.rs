@@ -356,8 +356,9 @@ impl JwtAuthLayer {
                 let (bundles, now) = (snapshot.bundles(), c.clock.now());
                 let claims = zt_core::metrics::jwt_validation(match &c.cache {
                     Some(cache) => cache.validate(token, bundles, &c.audience, now, c.leeway),
-                    None => validate_jwt_svid(token, bundles, &c.audience, now, c.leeway)
-                        .map(Arc::new),
+                    None => {
+                        validate_jwt_svid(token, bundles, &c.audience, now, c.leeway).map(Arc::new)
+                    }
                 })?;
                 let subject = claims.subject();
                 if c.bind_to_peer && peer != Some(subject) {
