@@ -27,6 +27,7 @@ use zt_authz::Authorizer;
 use zt_authz::policy::{Policy, PolicyStore};
 use zt_core::matcher::IdMatcher;
 use zt_core::metrics::HANDSHAKE_DURATION_SECONDS;
+use zt_core::source::SvidSource as _;
 use zt_core::{SpiffeId, TrustDomain};
 use zt_dev::{FakeCa, FakeCaSource};
 use zt_server::health::{HealthCheck, ready};
@@ -73,6 +74,9 @@ async fn main() -> Result<(), BoxError> {
     let ca = FakeCa::new(TrustDomain::new("example.org")?)?;
     let id = |name: &str| SpiffeId::new(format!("spiffe://example.org/{name}"));
     let billing = FakeCaSource::new(ca.clone(), id("billing")?, Duration::from_secs(300))?;
+    // This process also holds the callers' sources: name the service's own
+    // so its SVID series stand apart from theirs (label `source`).
+    billing.state().set_metrics_name("billing");
     let authz = Authorizer::builder(PolicyStore::new(Policy::from_toml_str(
         POLICY,
         "policy.toml",
@@ -139,8 +143,8 @@ async fn main() -> Result<(), BoxError> {
             "zt_authz_decisions_total",
             "zt_handshakes_total",
             "zt_handshake_duration_seconds_count",
-            "zt_svid_rotations_total",
-            "zt_svid_expiry_timestamp_seconds",
+            "zt_svid_rotations_total{source=\"billing\"}",
+            "zt_svid_expiry_timestamp_seconds{source=\"billing\"}",
             "zt_policy_info",
         ]
         .iter()

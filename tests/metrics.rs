@@ -308,3 +308,142 @@ fn a_refused_handshake_is_counted_with_its_reason_on_the_refusing_side() {
         assert!(durations[0] > 0.0 && durations[0] < 5.0, "{durations:?}");
     });
 }
+
+/// A sink that blocks every write until opened.
+#[derive(Clone, Default)]
+struct Gate(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    fn open(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+}
+
+impl std::io::Write for Gate {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut open = self.0.0.lock().unwrap();
+        while !*open {
+            open = self.0.1.wait(open).unwrap();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn reloads_versions_audit_drops_jwt_validations_and_closed_connections_are_counted() {
+    with_recorder(|recorded| async move {
+        // Policy: an applied reload moves the info gauge, a bad file is
+        // counted as rejected and leaves the version in force.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "version = \"p1\"\n").unwrap();
+        let store = zt_authz::policy::PolicyStore::from_file(&path).unwrap();
+        let info = |version| recorded.gauge(m::POLICY_INFO, &[(m::label::VERSION, version)]);
+        assert_eq!(info("p1"), Some(1.0));
+        std::fs::write(&path, "version = \"p2\"\n").unwrap();
+        store.reload().unwrap();
+        assert_eq!((info("p1"), info("p2")), (Some(0.0), Some(1.0)));
+        std::fs::write(&path, "version = \"p3\"\n[[rule]]\neffect = \"maybe\"\n").unwrap();
+        assert!(store.reload().is_err());
+        let reloads =
+            |result| recorded.counter(m::POLICY_RELOADS_TOTAL, &[(m::label::RESULT, result)]);
+        assert_eq!((reloads("applied"), reloads("rejected")), (1, 1));
+        assert_eq!(info("p3"), None);
+
+        // Revocations: every change is a new version.
+        let revocations = zt_core::revocation::Revocations::new();
+        revocations.revoke_id(id("spiffe://example.org/old"));
+        revocations.revoke_serial(&[0x2a]);
+        let version = |v| recorded.gauge(m::REVOCATION_INFO, &[(m::label::VERSION, v)]);
+        assert_eq!((version("1"), version("2")), (Some(0.0), Some(1.0)));
+        assert_eq!(revocations.version(), 2);
+
+        // Audit: a writer stuck on its output drops what its queue cannot
+        // hold, and each drop is counted.
+        let gate = Gate::default();
+        let writer = Arc::new(zt_authz::audit::JsonLinesAuditWriter::new(gate.clone(), 1).unwrap());
+        let authz = Authorizer::builder(Policy::from_toml_str(POLICY, "policy.toml").unwrap())
+            .target("billing")
+            .audit_sink(writer.clone())
+            .build();
+        let caller = id("spiffe://example.org/orders");
+        for _ in 0..100 {
+            authz.authorize(
+                &zt_authz::policy::Request::new(Some(&caller), "GET", "/invoices/1"),
+                None,
+            );
+        }
+        let dropped = recorded.counter(
+            m::AUDIT_EVENTS_DROPPED_TOTAL,
+            &[(m::label::SINK, "json_lines")],
+        );
+        assert!(dropped >= 98, "{dropped}");
+        assert_eq!(dropped, writer.dropped());
+        gate.open();
+
+        // JWT-SVIDs: a valid token and one for another audience.
+        let ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+        let ledger = workload(&ca, "ledger");
+        let layer = zt_server::JwtAuthLayer::builder(ledger, "spiffe://example.org/ledger").build();
+        for audience in ["spiffe://example.org/ledger", "spiffe://example.org/other"] {
+            let token = ca
+                .issue_jwt_svid(&caller, &[audience], Duration::from_secs(120))
+                .unwrap();
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token.token()).parse().unwrap(),
+            );
+            let _ = layer.authenticate(&headers, None);
+        }
+        let jwt =
+            |result| recorded.counter(m::JWT_SVID_VALIDATIONS_TOTAL, &[(m::label::RESULT, result)]);
+        assert_eq!((jwt("ok"), jwt("wrong-audience")), (1, 1));
+
+        // Connections closed because trust changed, by reason.
+        m::connection_closed(m::TrustChange::Revoked);
+        m::connection_closed(m::TrustChange::Revoked);
+        m::connection_closed(m::TrustChange::Bundle);
+        let closed =
+            |reason| recorded.counter(m::CONNECTIONS_CLOSED_TOTAL, &[(m::label::REASON, reason)]);
+        assert_eq!(
+            (closed("revoked"), closed("bundle"), closed("pin")),
+            (2, 1, 0)
+        );
+    });
+}
+
+#[test]
+fn a_failing_upstream_and_a_renamed_source_show_in_the_source_gauges() {
+    with_recorder(|recorded| async move {
+        let ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+        let source = workload(&ca, "billing");
+        source.state().set_metrics_name("billing");
+        let state = |state| {
+            recorded.gauge(
+                m::SOURCE_STATE,
+                &[(m::label::SOURCE, "billing"), (m::label::STATE, state)],
+            )
+        };
+        assert_eq!(state("healthy"), Some(1.0));
+        source.state().report_failure("the CA is unreachable");
+        assert_eq!(
+            (state("healthy"), state("degraded")),
+            (Some(0.0), Some(1.0))
+        );
+        source.rotate_now().unwrap();
+        assert_eq!(
+            (state("healthy"), state("degraded")),
+            (Some(1.0), Some(0.0))
+        );
+        assert_eq!(
+            recorded.counter(m::SVID_ROTATIONS_TOTAL, &[(m::label::SOURCE, "billing")]),
+            1
+        );
+    });
+}

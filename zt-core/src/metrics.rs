@@ -22,7 +22,7 @@
 //! | [`label::TARGET`] | the `Authorizer`'s target name (the service), never a path | [`AUTHZ_DECISIONS_TOTAL`] |
 //! | [`label::SIDE`] | [`Side`]: `client` or `server`, the side that verified | handshakes, verifications |
 //! | [`label::RESULT`] | [`HandshakeResult`], [`ReloadResult`] or [`JwtResult`] | handshakes, verifications, reloads, JWT-SVID validations |
-//! | [`label::SOURCE`] | the kind of SVID source: `workload_api`, `file`, `static`, `fake_ca`, or the name a source was given | SVID and source metrics |
+//! | [`label::SOURCE`] | the kind of SVID source (`workload_api`, `file`, `static`, `fake_ca`, `federated`, `custom`), or the fixed name given with `SourceState::set_metrics_name` | SVID and source metrics |
 //! | [`label::STATE`] | [`SourceHealthState`] | [`SOURCE_STATE`] |
 //! | [`label::PLANE`] | `x509_svid`, `jwt_bundles` | [`WORKLOAD_API_RECONNECTS_TOTAL`] |
 //! | [`label::VERSION`] | the policy version or revocation list version in force | [`POLICY_INFO`], [`REVOCATION_INFO`] |
@@ -35,7 +35,10 @@
 //! per source, and an alert computes the remaining time as
 //! `zt_svid_expiry_timestamp_seconds - time()`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics::SharedString;
 
 use crate::jwt::JwtError;
 use crate::peer::PeerError;
@@ -411,28 +414,23 @@ fn unix_seconds(t: SystemTime) -> f64 {
 
 /// Records that `source` published `svid` at `published_at`; `rotated`
 /// is `true` when it replaced an SVID with another serial.
-pub fn svid_published(
-    source: &'static str,
-    svid: &X509Svid,
-    published_at: SystemTime,
-    rotated: bool,
-) {
-    metrics::gauge!(SVID_EXPIRY_TIMESTAMP_SECONDS, label::SOURCE => source)
+pub fn svid_published(source: &Arc<str>, svid: &X509Svid, published_at: SystemTime, rotated: bool) {
+    metrics::gauge!(SVID_EXPIRY_TIMESTAMP_SECONDS, label::SOURCE => SharedString::from(Arc::clone(source)))
         .set(unix_seconds(svid.not_after()));
-    metrics::gauge!(SVID_ISSUED_TIMESTAMP_SECONDS, label::SOURCE => source)
+    metrics::gauge!(SVID_ISSUED_TIMESTAMP_SECONDS, label::SOURCE => SharedString::from(Arc::clone(source)))
         .set(unix_seconds(svid.not_before()));
     if rotated {
-        metrics::gauge!(SVID_ROTATION_TIMESTAMP_SECONDS, label::SOURCE => source)
+        metrics::gauge!(SVID_ROTATION_TIMESTAMP_SECONDS, label::SOURCE => SharedString::from(Arc::clone(source)))
             .set(unix_seconds(published_at));
-        metrics::counter!(SVID_ROTATIONS_TOTAL, label::SOURCE => source).increment(1);
+        metrics::counter!(SVID_ROTATIONS_TOTAL, label::SOURCE => SharedString::from(Arc::clone(source))).increment(1);
     }
 }
 
 /// Sets the [`SOURCE_STATE`] gauges of `source`: 1 for `state`, 0 for the
 /// others.
-pub fn source_state(source: &'static str, state: SourceHealthState) {
+pub fn source_state(source: &Arc<str>, state: SourceHealthState) {
     for each in SourceHealthState::ALL {
-        metrics::gauge!(SOURCE_STATE, label::SOURCE => source, label::STATE => each.as_str())
+        metrics::gauge!(SOURCE_STATE, label::SOURCE => SharedString::from(Arc::clone(source)), label::STATE => each.as_str())
             .set(if each == state { 1.0 } else { 0.0 });
     }
 }

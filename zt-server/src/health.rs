@@ -111,7 +111,7 @@ impl HealthCheck {
         HealthReport {
             ready: health.is_serving(),
             source: SourceReport {
-                name: state.metrics_name(),
+                name: state.metrics_name().to_string(),
                 state: SourceHealthState::of(&health).as_str(),
                 reason,
                 upstream,
@@ -155,7 +155,7 @@ pub struct HealthReport {
 #[non_exhaustive]
 pub struct SourceReport {
     /// The source's name in metrics (`workload_api`, `file`, `fake_ca`, …).
-    pub name: &'static str,
+    pub name: String,
     /// `starting`, `failing`, `healthy`, `degraded` or `expired`.
     pub state: &'static str,
     /// Why the upstream last failed, if it did.

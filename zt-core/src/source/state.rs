@@ -1,7 +1,7 @@
 //! The publish / fail / expire logic every source shares.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
@@ -23,7 +23,7 @@ pub struct SourceState {
     last_failure: Mutex<Option<String>>,
     revision: AtomicU64,
     clock: SharedClock,
-    name: &'static str,
+    name: RwLock<Arc<str>>,
 }
 
 impl Default for SourceState {
@@ -41,7 +41,7 @@ impl SourceState {
             last_failure: Mutex::new(None),
             revision: AtomicU64::new(0),
             clock,
-            name: "custom",
+            name: RwLock::new(Arc::from("custom")),
         }
     }
 
@@ -50,19 +50,39 @@ impl SourceState {
     /// (`workload_api`, `file`, `static`), `zt-dev`'s uses `fake_ca`, and
     /// other sources are `custom` unless named.
     #[must_use]
-    pub fn with_metrics_name(mut self, name: &'static str) -> Self {
-        self.name = name;
+    pub fn with_metrics_name(self, name: &'static str) -> Self {
+        self.set_metrics_name(name);
         self
     }
 
+    /// Renames the source in its metrics, from its next update on; for a
+    /// process holding several sources of one kind (give each a fixed
+    /// name, e.g. the service it serves: never a caller's ID). The metrics
+    /// of the SVID in force are recorded again under the new name.
+    pub fn set_metrics_name(&self, name: impl Into<Arc<str>>) {
+        *self.name.write().unwrap_or_else(PoisonError::into_inner) = name.into();
+        if let Some(snapshot) = self.latest() {
+            metrics::svid_published(
+                &self.metrics_name(),
+                &snapshot.svid,
+                snapshot.published_at,
+                false,
+            );
+            self.record_state();
+        }
+    }
+
     /// The name of the source in its metrics.
-    pub fn metrics_name(&self) -> &'static str {
-        self.name
+    pub fn metrics_name(&self) -> Arc<str> {
+        Arc::clone(&self.name.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Sets the source-state gauges from the state now.
     fn record_state(&self) {
-        metrics::source_state(self.name, SourceHealthState::of(&self.compute_health()));
+        metrics::source_state(
+            &self.metrics_name(),
+            SourceHealthState::of(&self.compute_health()),
+        );
     }
 
     /// The clock the state checks expiry with.
@@ -100,7 +120,12 @@ impl SourceState {
             "published SVID"
         );
         self.tx.send_replace(Some(snapshot.clone()));
-        metrics::svid_published(self.name, &snapshot.svid, snapshot.published_at, rotated);
+        metrics::svid_published(
+            &self.metrics_name(),
+            &snapshot.svid,
+            snapshot.published_at,
+            rotated,
+        );
         self.record_state();
         snapshot
     }
@@ -184,7 +209,7 @@ impl SourceState {
     /// health.
     pub fn health(&self) -> Health {
         let health = self.compute_health();
-        metrics::source_state(self.name, SourceHealthState::of(&health));
+        metrics::source_state(&self.metrics_name(), SourceHealthState::of(&health));
         health
     }
 
