@@ -48,8 +48,10 @@ use crate::x509::SvidError;
 
 /// Counter: authorization decisions. Labels `decision`, `reason`, `target`.
 pub const AUTHZ_DECISIONS_TOTAL: &str = "zt_authz_decisions_total";
-/// Counter: mTLS handshakes a server accepted or refused. Labels `side`,
-/// `result`, `reason`.
+/// Counter: mTLS handshakes, recorded where one is awaited: `zt-server`'s
+/// accept loop, `zt-client`'s tokio-rustls and tonic connectors (reqwest
+/// runs its handshakes inside hyper; they show in
+/// [`PEER_VERIFICATIONS_TOTAL`]). Labels `side`, `result`, `reason`.
 pub const HANDSHAKES_TOTAL: &str = "zt_handshakes_total";
 /// Histogram (seconds): duration of mTLS handshakes, from the first byte
 /// read to the verified peer, successful or not. Label `side`, `result`.
