@@ -447,3 +447,38 @@ fn a_failing_upstream_and_a_renamed_source_show_in_the_source_gauges() {
         );
     });
 }
+
+#[test]
+fn a_client_refusing_the_server_counts_its_handshake_as_refused() {
+    with_recorder(|recorded| async move {
+        let ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+        let server = ZtServer::builder(workload(&ca, "billing")).build().unwrap();
+        let running = serve(server, Router::new().route("/", get(|| async { "hi" }))).await;
+        // The client expects `ledger`; `billing` answers.
+        let client = ZtClient::builder(workload(&ca, "orders"))
+            .pin_server("spiffe://example.org/ledger".parse().unwrap())
+            .build()
+            .unwrap();
+        let refused = client.connect(running.addr).await;
+        assert!(
+            matches!(refused, Err(zt_client::Error::PeerRejected { .. })),
+            "{refused:?}"
+        );
+        let labels = [
+            (m::label::SIDE, "client"),
+            (m::label::RESULT, "refused"),
+            (m::label::REASON, "not-accepted"),
+        ];
+        assert_eq!(recorded.counter(m::HANDSHAKES_TOTAL, &labels), 1);
+        assert_eq!(recorded.counter(m::PEER_VERIFICATIONS_TOTAL, &labels), 1);
+        assert_eq!(
+            recorded
+                .histogram(
+                    m::HANDSHAKE_DURATION_SECONDS,
+                    &[(m::label::SIDE, "client"), (m::label::RESULT, "refused")],
+                )
+                .len(),
+            1
+        );
+    });
+}

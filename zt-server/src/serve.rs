@@ -113,7 +113,9 @@ impl ZtServer {
                 let started = std::time::Instant::now();
                 let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
                 match &accepted {
-                    Ok(result) => record_handshake(Side::Server, started, result),
+                    Ok(result) => {
+                        record_handshake(Side::Server, started, result.as_ref().map(|_| ()))
+                    }
                     Err(_) => record_handshake_timeout(Side::Server, started),
                 }
                 let tls = match accepted {

@@ -10,14 +10,15 @@ use zt_core::metrics::{HandshakeResult, PeerRefusal, handshake};
 use crate::error::{PeerRejected, Side};
 
 /// Records a handshake that `side` started at `started` and that ended
-/// with `result` (what tokio-rustls's `accept` or `connect` returned).
+/// with `result` (what tokio-rustls's `accept` or `connect` returned, its
+/// stream left out).
 ///
 /// A refusal by zt is counted as `refused` with its [`PeerRefusal`]
 /// reason; a TLS protocol error (`InvalidData`) as `failed` / `tls`, any
 /// other I/O error as `failed` / `io`.
-pub fn record_handshake<T>(side: Side, started: Instant, result: &Result<T, io::Error>) {
+pub fn record_handshake(side: Side, started: Instant, result: Result<(), &io::Error>) {
     let (outcome, reason) = match result {
-        Ok(_) => (HandshakeResult::Ok, "none"),
+        Ok(()) => (HandshakeResult::Ok, "none"),
         Err(e) => match PeerRejected::find(e) {
             Some(rejected) => (
                 HandshakeResult::Refused,
