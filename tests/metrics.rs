@@ -1,7 +1,9 @@
 //! The metrics zt records, read back from a debugging recorder installed
 //! for the test's thread only (`metrics::with_local_recorder`), with a
 //! single-threaded runtime so that the server's and the client's tasks all
-//! report to it: a refused call, a rotation, a refused handshake.
+//! report to it: a refused call, rotations, handshakes refused by either
+//! side, reloads and versions, audit drops, JWT-SVID validations, closed
+//! connections and source states.
 
 #![allow(
     clippy::unwrap_used,
