@@ -456,6 +456,7 @@ impl AuditSink for JsonLinesAuditWriter {
         if queue.lines.len() >= self.capacity || queue.closed {
             drop(queue);
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            zt_core::metrics::audit_dropped("json_lines");
             return;
         }
         queue.lines.push(line);

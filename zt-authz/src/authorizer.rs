@@ -53,6 +53,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::audit::{AuditEvent, AuditSink, Verdict};
+use crate::decision_metrics::DecisionCounters;
 use crate::policy::{Decision, DecisionReason, PolicyEngine, Request};
 use zt_core::SpiffeId;
 use zt_core::revocation::{Revocations, Revoked};
@@ -169,6 +170,11 @@ impl<'a> Identity<'a> {
 
 /// Decides and audits requests; see the [module docs](self). Cheap to
 /// clone.
+///
+/// Every decision also increments `zt_authz_decisions_total` with labels
+/// `decision`, `reason` and `target` (see `zt_core::metrics`). The counter
+/// handle of each label set is registered at its first decision with the
+/// recorder installed then, so install the recorder before serving.
 #[derive(Clone)]
 pub struct Authorizer {
     inner: Arc<Inner>,
@@ -181,6 +187,7 @@ struct Inner {
     dry_run: bool,
     sink: Option<Arc<dyn AuditSink>>,
     clock: SharedClock,
+    decisions: Option<DecisionCounters>,
 }
 
 impl fmt::Debug for Authorizer {
@@ -345,6 +352,9 @@ impl Authorizer {
             tls_post_quantum: request.transport.map(|t| t.post_quantum),
         };
         event.emit();
+        if let Some(decisions) = &inner.decisions {
+            decisions.record(verdict, decision.reason);
+        }
         if let Some(sink) = &inner.sink {
             sink.record(&event);
         }
@@ -381,6 +391,7 @@ impl AuthorizerBuilder {
                 dry_run: false,
                 sink: None,
                 clock: system_clock(),
+                decisions: None,
             },
         }
     }
@@ -423,7 +434,9 @@ impl AuthorizerBuilder {
     }
 
     /// Builds the authorizer.
-    pub fn build(self) -> Authorizer {
+    pub fn build(mut self) -> Authorizer {
+        self.inner.decisions = Some(DecisionCounters::new(Arc::clone(&self.inner.target)));
+        zt_core::metrics::policy_version(None, &self.inner.engine.version());
         Authorizer {
             inner: Arc::new(self.inner),
         }

@@ -52,6 +52,7 @@
 
 pub mod audit;
 mod authorizer;
+mod decision_metrics;
 pub mod evidence;
 pub mod policy;
 

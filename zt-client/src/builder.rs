@@ -236,10 +236,13 @@ impl ZtClient {
         };
         let tcp = TcpStream::connect(addr).await.map_err(connect_err)?;
         tcp.set_nodelay(true).map_err(connect_err)?;
+        let started = std::time::Instant::now();
         let tls = self
             .tls_connector()
             .connect(ServerName::IpAddress(addr.ip().into()), tcp)
             .await
+            .inspect(|_| zt_tls::record_handshake(zt_tls::Side::Client, started, Ok(())))
+            .inspect_err(|e| zt_tls::record_handshake(zt_tls::Side::Client, started, Err(e)))
             .map_err(|e| match PeerRejected::find(&e) {
                 Some(rejected) => Error::PeerRejected {
                     address: addr.to_string(),

@@ -38,7 +38,10 @@ pub(crate) async fn dial(
     let tcp = TcpStream::connect((host.as_str(), port)).await?;
     tcp.set_nodelay(true)?;
     let name = ServerName::try_from(host)?;
-    let tls = TlsConnector::from(config).connect(name, tcp).await?;
+    let started = std::time::Instant::now();
+    let tls = TlsConnector::from(config).connect(name, tcp).await;
+    zt_tls::record_handshake(Side::Client, started, tls.as_ref().map(|_| ()));
+    let tls = tls?;
     Ok(client
         .admit(tls)
         .map_err(|e| PeerRejected::new(Side::Client, e))?)

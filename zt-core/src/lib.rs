@@ -49,6 +49,7 @@
 //! | [`crl`] | X.509 CRLs verified against the trust bundle, scoped by issuer |
 //! | [`serial`] | certificate serials in decimal, `0x` hex and colon-hex, as operators paste them |
 //! | [`user`] | delegated user context: [`UserContextValidator`](user::UserContextValidator), scopes, the `act` chain |
+//! | [`metrics`] | the names, labels and recording helpers of every metric zt records (through the `metrics` facade) |
 //! | [`time`] | injectable [`Clock`](time::Clock) |
 //! | [`reload`], [`origin`] | what file-backed holders share: change detection, reload outcomes, `file:line:column` positions |
 //!
@@ -78,6 +79,7 @@ pub mod jose;
 pub mod jwt;
 pub mod live;
 pub mod matcher;
+pub mod metrics;
 pub mod origin;
 pub mod peer;
 pub mod reload;

@@ -131,6 +131,20 @@ impl EndReason {
         matches!(self, Self::Revoked | Self::Pin)
     }
 
+    /// The metric label of this reason (none for
+    /// [`LocalIdentity`](Self::LocalIdentity), which is this side's state,
+    /// not the peer's).
+    fn trust_change(self) -> Option<crate::metrics::TrustChange> {
+        use crate::metrics::TrustChange;
+        match self {
+            Self::Expired => Some(TrustChange::Expired),
+            Self::Revoked => Some(TrustChange::Revoked),
+            Self::Bundle => Some(TrustChange::Bundle),
+            Self::Pin => Some(TrustChange::Pin),
+            Self::LocalIdentity => None,
+        }
+    }
+
     fn of(error: &PeerError) -> Self {
         match error {
             PeerError::Revoked { .. } => Self::Revoked,
@@ -507,6 +521,9 @@ impl Inner {
     ) {
         if signal.state.recorded.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if let Some(change) = reason.trust_change() {
+            crate::metrics::connection_closed(change);
         }
         let lived_ms = u64::try_from(opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         let detail = detail.map_or_else(|| "-".to_owned(), ToString::to_string);

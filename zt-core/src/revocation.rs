@@ -497,6 +497,13 @@ impl Revocations {
         self.inner.reload_all()
     }
 
+    /// The version of the list in force: 0 for the list as created,
+    /// increased by one with every change of what it answers (the value
+    /// [`changes`](Self::changes) carries).
+    pub fn version(&self) -> u64 {
+        *self.inner.version.borrow()
+    }
+
     /// What is wrong now, if anything: the error of the last reload of the
     /// list file if it failed, else the last refused CRL of a source that
     /// has not delivered a valid one since, else a CRL in force that is
@@ -583,6 +590,7 @@ impl Inner {
                 );
                 self.update(|current| *current = set);
                 *last_error = None;
+                crate::metrics::revocation_reload(crate::metrics::ReloadResult::Applied);
                 Ok(ReloadOutcome::Applied)
             }
             Err(error) => {
@@ -597,6 +605,7 @@ impl Inner {
                     "revocation list rejected; the previous list stays in force"
                 );
                 *last_error = Some(error.clone());
+                crate::metrics::revocation_reload(crate::metrics::ReloadResult::Rejected);
                 Err(error)
             }
         }

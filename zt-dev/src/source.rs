@@ -62,7 +62,7 @@ impl FakeCaSource {
         ttl: Duration,
         dns_names: Vec<String>,
     ) -> Result<Arc<Self>, FakeCaError> {
-        let state = SourceState::new(ca.clock().clone());
+        let state = SourceState::new(ca.clock().clone()).with_metrics_name("fake_ca");
         let source = Arc::new(Self {
             ca,
             id,

@@ -67,7 +67,7 @@ impl FederatedSource {
                 what: "FederatedSource::new",
             })?;
         let source = Arc::new(Self {
-            state: SourceState::new(inner.state().clock().clone()),
+            state: SourceState::new(inner.state().clock().clone()).with_metrics_name("federated"),
             inner,
             federation,
             task: Mutex::new(None),

@@ -354,16 +354,12 @@ impl JwtAuthLayer {
                 let token = bearer(value, &c.header)?;
                 let snapshot = c.source.current()?;
                 let (bundles, now) = (snapshot.bundles(), c.clock.now());
-                let claims = match &c.cache {
-                    Some(cache) => cache.validate(token, bundles, &c.audience, now, c.leeway)?,
-                    None => Arc::new(validate_jwt_svid(
-                        token,
-                        bundles,
-                        &c.audience,
-                        now,
-                        c.leeway,
-                    )?),
-                };
+                let claims = zt_core::metrics::jwt_validation(match &c.cache {
+                    Some(cache) => cache.validate(token, bundles, &c.audience, now, c.leeway),
+                    None => {
+                        validate_jwt_svid(token, bundles, &c.audience, now, c.leeway).map(Arc::new)
+                    }
+                })?;
                 let subject = claims.subject();
                 if c.bind_to_peer && peer != Some(subject) {
                     return Err(JwtAuthError::NotBoundToPeer {

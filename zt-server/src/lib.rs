@@ -70,6 +70,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Health and metrics
+//!
+//! [`health::HealthCheck`] gives one view of the service's identity, policy
+//! and revocation state, with an axum readiness handler
+//! ([`health::ready`]). Every handshake, refusal and decision is recorded
+//! through the `metrics` facade (names in `zt_core::metrics`); the
+//! application installs the exporter.
+//!
 //! # Features
 //!
 //! | feature | gives |
@@ -92,6 +100,7 @@
 mod authorize;
 mod builder;
 mod error;
+pub mod health;
 mod jwt;
 mod peer;
 mod serve;

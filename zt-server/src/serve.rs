@@ -16,7 +16,7 @@ use tokio_rustls::server::TlsStream;
 use tower::{Service, ServiceExt as _};
 use zt_core::live::{ConnectionGuard, TrustEnded, TrustMonitor};
 use zt_core::x509::inspect_leaf;
-use zt_tls::{PeerRejected, Posture};
+use zt_tls::{PeerRejected, Posture, Side, record_handshake, record_handshake_timeout};
 
 use crate::builder::ZtServer;
 use crate::error::Error;
@@ -148,8 +148,15 @@ impl ZtServer {
             let monitor = monitor.clone();
             tokio::spawn(async move {
                 let _open = open;
-                let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await
-                {
+                let started = std::time::Instant::now();
+                let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
+                match &accepted {
+                    Ok(result) => {
+                        record_handshake(Side::Server, started, result.as_ref().map(|_| ()))
+                    }
+                    Err(_) => record_handshake_timeout(Side::Server, started),
+                }
+                let tls = match accepted {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         match PeerRejected::find(&e) {

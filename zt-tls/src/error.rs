@@ -18,6 +18,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The side as the `side` label of zt's metrics names it.
+    pub fn metrics_side(self) -> zt_core::metrics::Side {
+        match self {
+            Self::Client => zt_core::metrics::Side::Client,
+            Self::Server => zt_core::metrics::Side::Server,
+        }
+    }
+
     /// The role of the peer that was refused: `server` when the client
     /// refused, `client` when the server did.
     pub fn peer_role(self) -> &'static str {

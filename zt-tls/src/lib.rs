@@ -62,12 +62,14 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod metrics;
 mod options;
 mod provider;
 mod resolve;
 mod verify;
 
 pub use error::{PeerRejected, Side};
+pub use metrics::{record_handshake, record_handshake_timeout};
 pub use options::{DEFAULT_CHAIN_CACHE_CAPACITY, TlsOptions};
 pub use provider::{
     ConfigError, Posture, default_provider, group_name, is_post_quantum, post_quantum_only,

@@ -49,7 +49,12 @@ impl SpiffeVerifier {
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
     ) -> Result<(), Error> {
-        match self.peers.verify(end_entity, intermediates) {
+        let verified = self.peers.verify(end_entity, intermediates);
+        zt_core::metrics::peer_verification(
+            self.side.metrics_side(),
+            verified.as_ref().map(|_| ()),
+        );
+        match verified {
             Ok(peer) => {
                 match self.side {
                     Side::Client => {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::error::Origin;
 use super::{Decision, Policy, PolicyEngine, PolicyError, Request};
+use zt_core::metrics::ReloadResult;
 use zt_core::reload::{FileDigest, ReloadOutcome};
 use zt_core::source::WatchHandle;
 
@@ -81,6 +82,7 @@ impl PolicyStore {
 
     fn with_file(policy: Policy, file: Option<PathBuf>) -> Self {
         let (versions, _) = watch::channel(PolicyEngine::version(&policy));
+        zt_core::metrics::policy_version(None, policy.version());
         Self {
             inner: Arc::new(Inner {
                 current: ArcSwap::from_pointee(policy),
@@ -201,6 +203,7 @@ impl Inner {
     fn replace(&self, policy: Policy) -> Policy {
         let version = PolicyEngine::version(&policy);
         let old = self.current.swap(Arc::new(policy));
+        zt_core::metrics::policy_version(Some(old.version()), &version);
         if old.version() != &*version {
             tracing::info!(
                 target: "zt::policy",
@@ -233,6 +236,7 @@ impl Inner {
             Ok(Some(policy)) => {
                 self.replace(policy);
                 *last_error = None;
+                zt_core::metrics::policy_reload(ReloadResult::Applied);
                 Ok(ReloadOutcome::Applied)
             }
             Err(error) => {
@@ -248,6 +252,7 @@ impl Inner {
                     "policy file rejected; the running policy stays in force"
                 );
                 *last_error = Some(error.clone());
+                zt_core::metrics::policy_reload(ReloadResult::Rejected);
                 Err(error)
             }
         }

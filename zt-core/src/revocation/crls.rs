@@ -270,7 +270,12 @@ impl Inner {
     pub(super) fn bump(&self) {
         // Always succeeds: `send_modify` updates the value even with no
         // receiver.
-        self.version.send_modify(|version| *version += 1);
+        let mut now = 0;
+        self.version.send_modify(|version| {
+            *version += 1;
+            now = *version;
+        });
+        crate::metrics::revocation_version(Some(&(now - 1).to_string()), &now.to_string());
     }
 
     /// Applies `change` to the CRL sources and policies under the writer

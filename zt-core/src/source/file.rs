@@ -129,7 +129,7 @@ impl FileSource {
     ) -> Result<Arc<Self>, SourceError> {
         let source = Arc::new(Self {
             layout,
-            state: SourceState::new(clock),
+            state: SourceState::new(clock).with_metrics_name("file"),
             last_digest: Mutex::new(None),
             failing: Mutex::new(false),
             last_failure: Mutex::new(None),

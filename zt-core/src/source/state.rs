@@ -1,12 +1,13 @@
 //! The publish / fail / expire logic every source shares.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
 use super::{Health, Snapshot, SourceError};
 use crate::bundle::BundleSet;
+use crate::metrics::{self, SourceHealthState};
 use crate::svid::X509Svid;
 use crate::time::{SharedClock, Timestamp, system_clock};
 
@@ -22,6 +23,7 @@ pub struct SourceState {
     last_failure: Mutex<Option<String>>,
     revision: AtomicU64,
     clock: SharedClock,
+    name: RwLock<Arc<str>>,
 }
 
 impl Default for SourceState {
@@ -39,7 +41,48 @@ impl SourceState {
             last_failure: Mutex::new(None),
             revision: AtomicU64::new(0),
             clock,
+            name: RwLock::new(Arc::from("custom")),
         }
+    }
+
+    /// Names the source in its metrics (label `source`, see
+    /// [`crate::metrics`]); the backends of this crate use their kind
+    /// (`workload_api`, `file`, `static`), `zt-dev`'s uses `fake_ca`, and
+    /// other sources are `custom` unless named.
+    #[must_use]
+    pub fn with_metrics_name(self, name: &'static str) -> Self {
+        self.set_metrics_name(name);
+        self
+    }
+
+    /// Renames the source in its metrics, from its next update on; for a
+    /// process holding several sources of one kind (give each a fixed
+    /// name, e.g. the service it serves: never a caller's ID). The metrics
+    /// of the SVID in force are recorded again under the new name.
+    pub fn set_metrics_name(&self, name: impl Into<Arc<str>>) {
+        *self.name.write().unwrap_or_else(PoisonError::into_inner) = name.into();
+        if let Some(snapshot) = self.latest() {
+            metrics::svid_published(
+                &self.metrics_name(),
+                &snapshot.svid,
+                snapshot.published_at,
+                false,
+            );
+            self.record_state();
+        }
+    }
+
+    /// The name of the source in its metrics.
+    pub fn metrics_name(&self) -> Arc<str> {
+        Arc::clone(&self.name.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Sets the source-state gauges from the state now.
+    fn record_state(&self) {
+        metrics::source_state(
+            &self.metrics_name(),
+            SourceHealthState::of(&self.compute_health()),
+        );
     }
 
     /// The clock the state checks expiry with.
@@ -56,6 +99,9 @@ impl SourceState {
     /// (e.g. another source's, with other bundles), and clears any failure.
     pub fn publish_shared(&self, svid: Arc<X509Svid>, bundles: BundleSet) -> Arc<Snapshot> {
         let revision = self.revision.fetch_add(1, Ordering::SeqCst) + 1;
+        let rotated = self
+            .latest()
+            .is_some_and(|old| old.svid().serial() != svid.serial());
         let snapshot = Arc::new(Snapshot {
             svid,
             bundles: Arc::new(bundles),
@@ -74,6 +120,13 @@ impl SourceState {
             "published SVID"
         );
         self.tx.send_replace(Some(snapshot.clone()));
+        metrics::svid_published(
+            &self.metrics_name(),
+            &snapshot.svid,
+            snapshot.published_at,
+            rotated,
+        );
+        self.record_state();
         snapshot
     }
 
@@ -85,6 +138,7 @@ impl SourceState {
             .last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+        self.record_state();
     }
 
     /// Sets (or with `None` clears) the failure [`SourceState::health`]
@@ -96,6 +150,7 @@ impl SourceState {
             .last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = reason;
+        self.record_state();
     }
 
     /// Clears a recorded failure without publishing: the upstream is back
@@ -105,6 +160,7 @@ impl SourceState {
             .last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
+        self.record_state();
     }
 
     fn failure(&self) -> Option<String> {
@@ -147,8 +203,17 @@ impl SourceState {
         self.tx.subscribe()
     }
 
-    /// The state as a [`Health`].
+    /// The state as a [`Health`]; also sets the source-state gauges
+    /// ([`metrics::SOURCE_STATE`]), so that an expiry, which no event
+    /// announces, shows there once anything (a readiness probe) reads the
+    /// health.
     pub fn health(&self) -> Health {
+        let health = self.compute_health();
+        metrics::source_state(&self.metrics_name(), SourceHealthState::of(&health));
+        health
+    }
+
+    fn compute_health(&self) -> Health {
         let failure = self.failure();
         match self.latest() {
             None => match failure {

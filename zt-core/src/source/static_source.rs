@@ -23,7 +23,7 @@ impl StaticSource {
 
     /// As [`StaticSource::new`], with an injected clock.
     pub fn with_clock(svid: X509Svid, bundles: BundleSet, clock: SharedClock) -> Self {
-        let state = SourceState::new(clock);
+        let state = SourceState::new(clock).with_metrics_name("static");
         state.publish(svid, bundles);
         Self { state }
     }

@@ -173,7 +173,7 @@ impl WorkloadApiSourceBuilder {
     pub async fn build(self) -> Result<Arc<WorkloadApiSource>, SourceError> {
         let (jwt_synced, mut jwt_synced_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
-            state: SourceState::new(self.clock.clone()),
+            state: SourceState::new(self.clock.clone()).with_metrics_name("workload_api"),
             planes: Mutex::new(Planes::default()),
             picker: self.picker.clone(),
             jwt_synced,
@@ -331,6 +331,7 @@ async fn follow_jwt_bundles(
         shared.plane_failed(Plane::JwtBundles, format!("Workload API: {reason}"));
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(max);
+        crate::metrics::workload_api_reconnect(Plane::JwtBundles);
     }
 }
 
@@ -711,7 +712,9 @@ impl Reporter {
 impl spiffe::x509_source::MetricsRecorder for Reporter {
     fn record_update(&self) {}
 
-    fn record_reconnect(&self) {}
+    fn record_reconnect(&self) {
+        crate::metrics::workload_api_reconnect(self.plane);
+    }
 
     fn record_error(&self, kind: spiffe::x509_source::MetricsErrorKind) {
         use spiffe::x509_source::MetricsErrorKind as K;
