@@ -41,7 +41,12 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> TrustBoundBody<B> {
-    pub(crate) fn new(inner: B, signal: EndSignal, grpc: bool) -> Self {
+    /// Binds `inner`, the response to a request on the connection of
+    /// `signal`, to that connection's trust. `grpc` selects how it ends:
+    /// with gRPC trailers, or with an error. [`ZtServer::serve`](crate::ZtServer::serve)
+    /// binds every response; use this in an accept loop of your own built
+    /// on a [`TrustMonitor`](zt_core::live::TrustMonitor).
+    pub fn new(inner: B, signal: EndSignal, grpc: bool) -> Self {
         Self {
             inner,
             signal,
