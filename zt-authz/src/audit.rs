@@ -148,24 +148,57 @@ fn ser_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S:
     }
 }
 
-/// RFC 3339 in UTC with milliseconds; times outside the representable range
-/// are written as seconds since the epoch.
+/// RFC 3339 in UTC with milliseconds, always three digits
+/// (`2026-12-02T16:50:12.345Z`), so records sort as text in time order;
+/// years past 9999 are written as seconds since the epoch.
 fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     let since_epoch = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let formatted = time::Duration::try_from(since_epoch)
-        .ok()
-        .and_then(|d| time::OffsetDateTime::UNIX_EPOCH.checked_add(d))
-        .and_then(|odt| {
-            let odt = odt
-                .replace_nanosecond(since_epoch.subsec_millis() * 1_000_000)
-                .ok()?;
-            odt.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        });
-    match formatted {
-        Some(text) => s.serialize_str(&text),
+    match rfc3339_millis(since_epoch) {
+        Some(text) => match std::str::from_utf8(&text) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.serialize_u64(since_epoch.as_secs()),
+        },
         None => s.serialize_u64(since_epoch.as_secs()),
     }
+}
+
+/// `since_epoch` as `YYYY-MM-DDTHH:MM:SS.mmmZ`, without allocating; `None`
+/// past year 9999. Days to a civil date by the proleptic Gregorian
+/// calendar (H. Hinnant's `civil_from_days`).
+fn rfc3339_millis(since_epoch: std::time::Duration) -> Option<[u8; 24]> {
+    let secs = since_epoch.as_secs();
+    let days = secs / 86_400;
+    let of_day = secs % 86_400;
+    // Shifted to start on 0000-03-01, in 400-year eras of 146,097 days.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    if year > 9_999 {
+        return None;
+    }
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, value: u64, width: usize| {
+        let mut v = value;
+        for i in (0..width).rev() {
+            // `v % 10` is a single digit.
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, of_day / 3_600, 2);
+    put(14, of_day % 3_600 / 60, 2);
+    put(17, of_day % 60, 2);
+    put(20, u64::from(since_epoch.subsec_millis()), 3);
+    Some(out)
 }
 
 fn ser_list<S: Serializer>(list: &&[Arc<str>], s: S) -> Result<S::Ok, S::Error> {
@@ -203,7 +236,7 @@ fn ser_id<S: Serializer>(id: &Option<&SpiffeId>, s: S) -> Result<S::Ok, S::Error
 
 fn ser_serial<S: Serializer>(serial: &Option<&[u8]>, s: S) -> Result<S::Ok, S::Error> {
     match serial {
-        Some(serial) => s.serialize_str(&hex::encode(serial)),
+        Some(serial) => s.collect_str(&Hex(serial)),
         None => s.serialize_none(),
     }
 }
@@ -242,8 +275,17 @@ struct Hex<'a>(&'a [u8]);
 
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // Serials are at most 20 bytes (RFC 5280); longer input is written
+        // in pieces.
+        let mut buf = [0u8; 64];
+        for chunk in self.0.chunks(32) {
+            for (i, b) in chunk.iter().enumerate() {
+                buf[2 * i] = DIGITS[usize::from(b >> 4)];
+                buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+            }
+            let text = std::str::from_utf8(&buf[..2 * chunk.len()]).map_err(|_| fmt::Error)?;
+            f.write_str(text)?;
         }
         Ok(())
     }
@@ -508,5 +550,64 @@ fn write_lines<W: Write>(mut out: W, queue: &Mutex<Queue>, counters: &Counters) 
             return;
         }
         std::thread::park_timeout(AUDIT_BATCH_INTERVAL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::{Hex, rfc3339_millis};
+
+    fn text(since_epoch: Duration) -> String {
+        String::from_utf8(rfc3339_millis(since_epoch).unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn formats_as_rfc3339_with_three_digit_milliseconds() {
+        assert_eq!(text(Duration::ZERO), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            text(Duration::from_millis(1_764_694_212_345)),
+            "2025-12-02T16:50:12.345Z"
+        );
+        // A leap day, and the last millisecond of a century year.
+        assert_eq!(
+            text(Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            text(Duration::from_millis(4_107_542_399_999)),
+            "2100-02-28T23:59:59.999Z"
+        );
+        assert!(rfc3339_millis(Duration::from_secs(253_402_300_800)).is_none());
+    }
+
+    #[test]
+    fn agrees_with_the_time_crate_on_a_range_of_instants() {
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let mut t = Duration::from_millis(1);
+        while t < Duration::from_secs(253_402_300_000) {
+            let expected = time::OffsetDateTime::from(UNIX_EPOCH + t)
+                .format(&format)
+                .unwrap();
+            assert_eq!(text(t), expected, "{t:?}");
+            t = t * 3 + Duration::from_millis(7_919);
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(
+            text(now),
+            time::OffsetDateTime::from(UNIX_EPOCH + now)
+                .format(&format)
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_whole() {
+        assert_eq!(Hex(&[0x00, 0x8f, 0xab]).to_string(), "008fab");
+        let long: Vec<u8> = (0..=40).collect();
+        assert_eq!(Hex(&long).to_string(), hex::encode(&long));
     }
 }
