@@ -669,7 +669,10 @@ http = [{ method = "GET", path = "/" }]
     let router = Router::new()
         .route("/", get(|| async { "ok" }))
         .route_layer(zt_server::AuthorizeLayer::new(authorizer));
-    let server = server_with(&pki, &revocations, router).await;
+    // The list is the authorizer's only: the TLS layer, which would end the
+    // open connection and refuse new handshakes (`tests/live.rs`), does not
+    // know it, so each request is judged by `AuthorizeLayer`.
+    let server = server_with(&pki, &Revocations::new(), router).await;
     let open = http_client(&server, &caller);
     let other = http_client(&server, &namesake);
     assert_eq!(status(&open, &server).await, Some(200));
@@ -689,5 +692,59 @@ http = [{ method = "GET", path = "/" }]
     assert_eq!(status(&open, &server).await, Some(403));
     // The root's certificate with the same serial is not the intermediate's.
     assert_eq!(status(&other, &server).await, Some(200));
-    assert_eq!(status(&http_client(&server, &caller), &server).await, None);
+    assert_eq!(
+        status(&http_client(&server, &caller), &server).await,
+        Some(403)
+    );
+}
+
+#[tokio::test]
+async fn a_crl_loaded_into_the_servers_list_ends_the_open_connection_it_lists() {
+    let (audit, _guard) = zt_tests::audit_capture::AuditCapture::install();
+    let pki = pki();
+    let caller = pki.intermediate.leaf("caller", None);
+    let namesake = pki.root.leaf("namesake", Some("5000"));
+    assert_eq!(namesake.serial(), caller.serial());
+    let revocations = Revocations::new();
+    let router = Router::new().route("/", get(|| async { "ok" }));
+    let server = server_with(&pki, &revocations, router).await;
+    let listed = http_client(&server, &caller);
+    let other = http_client(&server, &namesake);
+    assert_eq!(status(&listed, &server).await, Some(200));
+    assert_eq!(status(&other, &server).await, Some(200));
+
+    pki.intermediate
+        .revoke(&pki.intermediate.path("caller.pem"));
+    let mut file = std::fs::read_to_string(pki.intermediate.gencrl("crl.pem", &[])).unwrap();
+    file.push_str(&std::fs::read_to_string(pki.intermediate.path("ca.pem")).unwrap());
+    let path = pki.intermediate.path("crl-with-issuer.pem");
+    std::fs::write(&path, file).unwrap();
+    revocations
+        .add_crl_file_with_bundles(&path, Arc::new(pki.bundles.clone()))
+        .unwrap();
+
+    // The server's trust monitor ends the listed caller's open connection
+    // (polled with a deadline: it acts on its own task).
+    let ended = |peer: &str| {
+        audit
+            .connection_events()
+            .into_iter()
+            .filter(|e| e.get("peer").map(String::as_str) == Some(peer))
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ended("spiffe://openssl.test/caller").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listed caller's connection stayed open"
+        );
+        tokio::task::yield_now().await;
+    }
+    let event = &ended("spiffe://openssl.test/caller")[0];
+    assert_eq!(event.get("reason").map(String::as_str), Some("revoked"));
+    // The root's certificate with the same serial keeps its connection.
+    assert!(ended("spiffe://openssl.test/namesake").is_empty());
+    assert_eq!(status(&other, &server).await, Some(200));
+    // And the listed caller cannot come back.
+    assert_eq!(status(&listed, &server).await, None);
 }
