@@ -555,7 +555,7 @@ impl OidcValidator {
                         let Some(issuer) = inner.issuers.get(&name) else {
                             return;
                         };
-                        if let Err(e) = inner.refresh(issuer).await {
+                        if let Err(e) = inner.refresh(issuer, false).await {
                             tracing::warn!(issuer = %name, error = %e, "OIDC JWKS refresh failed");
                         }
                         let max_age = lock(&issuer.cache).max_age;
@@ -697,7 +697,7 @@ impl Inner {
         }
         // Unknown kid, no keys yet, or keys too old: one fetch if allowed.
         let fetched = if may_fetch {
-            Some(self.refresh(issuer).await)
+            Some(self.refresh(issuer, true).await)
         } else {
             None
         };
@@ -734,10 +734,28 @@ impl Inner {
 
     /// Fetches discovery (first time) and the JWKS, bounded by the
     /// timeout, and stores the keys on success.
-    async fn refresh(&self, issuer: &Issuer) -> Result<(), OidcError> {
-        let _one = issuer.fetching.lock().await;
-        lock(&issuer.cache).last_attempt = Some(self.clock.now());
+    ///
+    /// A fetch already under way is waited for (at most the timeout) and
+    /// not repeated. An on-demand fetch (unknown `kid`, stale keys) is
+    /// skipped when the last attempt is younger than the refetch interval.
+    async fn refresh(&self, issuer: &Issuer, on_demand: bool) -> Result<(), OidcError> {
         let timeout = self.options.timeout;
+        let Ok(_one) = issuer.fetching.try_lock() else {
+            let _ = tokio::time::timeout(timeout, issuer.fetching.lock()).await;
+            return Ok(());
+        };
+        {
+            let now = self.clock.now();
+            let mut cache = lock(&issuer.cache);
+            if on_demand
+                && cache.last_attempt.is_some_and(|t| {
+                    now.duration_since(t).unwrap_or_default() < self.options.refetch_interval
+                })
+            {
+                return Ok(());
+            }
+            cache.last_attempt = Some(now);
+        }
         let url = issuer.config.issuer.clone();
         let work = async {
             let cached = lock(&issuer.cache).jwks_uri.clone();

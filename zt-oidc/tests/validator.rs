@@ -483,3 +483,30 @@ async fn background_refresh_honours_max_age_bounds() {
     }
     drop(validator);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_flood_of_unknown_kids_is_one_fetch() {
+    let (issuer, validator, clock) = setup(GITHUB).await;
+    let token = issuer.mint_github(AUD, "org/app", "prod").unwrap();
+    validator.validate(&token).await.unwrap();
+    clock.advance(Duration::from_secs(30));
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let validator = validator.clone();
+        let forged = with_kid(&token, &format!("bogus-{i}"));
+        tasks.push(tokio::spawn(
+            async move { validator.validate(&forged).await },
+        ));
+    }
+    for task in tasks {
+        assert!(matches!(
+            task.await.unwrap(),
+            Err(OidcError::UnknownKey { .. })
+        ));
+    }
+    assert_eq!(
+        issuer.jwks_fetches(),
+        2,
+        "100 concurrent unknown kids, one refetch"
+    );
+}
