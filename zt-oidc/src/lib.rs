@@ -1036,4 +1036,63 @@ mod tests {
         ));
         assert!(c.algorithms(&["ES256", "EdDSA"]).is_ok());
     }
+
+    #[test]
+    fn unusable_configurations_refused() {
+        let t = || IdentityTemplate::new("spiffe://x.example/{sub}").unwrap();
+        assert!(matches!(
+            IssuerConfig::new("http://issuer.example", "aud", t()),
+            Err(OidcError::InvalidConfig { .. })
+        ));
+        assert!(matches!(
+            IssuerConfig::new("https://issuer.example", "", t()),
+            Err(OidcError::InvalidConfig { .. })
+        ));
+        let c = IssuerConfig::new("https://issuer.example", "aud", t()).unwrap();
+        assert!(matches!(
+            OidcValidator::new(vec![c.clone(), c], FetchOptions::default()),
+            Err(OidcError::InvalidConfig { reason, .. }) if reason == "configured twice"
+        ));
+        assert!(matches!(
+            OidcValidator::new(Vec::new(), FetchOptions::default()),
+            Err(OidcError::InvalidConfig { .. })
+        ));
+    }
+
+    #[test]
+    fn time_claims_must_be_numbers() {
+        let claims = serde_json::json!({"nbf": "soon", "iat": -5, "exp": 10});
+        let claims = claims.as_object().unwrap();
+        assert!(matches!(
+            time_claim(claims, "nbf"),
+            Err(OidcError::InvalidClaim { claim: "nbf", .. })
+        ));
+        assert!(matches!(
+            time_claim(claims, "iat"),
+            Err(OidcError::InvalidClaim { claim: "iat", .. })
+        ));
+        assert_eq!(time_claim(claims, "exp"), Ok(Some(10)));
+        assert_eq!(time_claim(claims, "missing"), Ok(None));
+    }
+
+    #[test]
+    fn jwks_parsing_refuses_symmetric_and_private_keys() {
+        let url = "https://issuer.example/jwks";
+        assert!(matches!(
+            parse_jwks(url, br#"{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"a"}]}"#),
+            Err(OidcError::SymmetricKey { .. })
+        ));
+        assert!(matches!(
+            parse_jwks(url, br#"{"keys":{}}"#),
+            Err(OidcError::MalformedDocument { .. })
+        ));
+        assert!(matches!(
+            parse_jwks(
+                url,
+                br#"{"keys":[{"kty":"EC","crv":"P-256","kid":"a","x":"AA","y":"AA","d":"AA"}]}"#
+            ),
+            Err(OidcError::MalformedDocument { .. })
+        ));
+        assert_eq!(parse_jwks(url, br#"{"keys":[]}"#).map(|k| k.len()), Ok(0));
+    }
 }

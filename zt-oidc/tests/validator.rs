@@ -510,3 +510,36 @@ async fn concurrent_flood_of_unknown_kids_is_one_fetch() {
         "100 concurrent unknown kids, one refetch"
     );
 }
+
+#[tokio::test]
+async fn policy_names_oidc_callers_with_svid_matchers() {
+    use zt_authz::policy::{Policy, Request};
+    const POLICY: &str = r#"
+version = "v1"
+
+[[rule]]
+id = "app-deploys-to-prod"
+effect = "allow"
+callers = ["spiffe://github.example/repo/org/app/env/prod"]
+http = [{ method = "POST", path = "/deploy" }]
+"#;
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    let (issuer, validator, _) = setup(GITHUB).await;
+
+    let prod = validator
+        .validate(&issuer.mint_github(AUD, "org/app", "prod").unwrap())
+        .await
+        .unwrap();
+    let (allowed, rule) = policy.decide(&Request::new(Some(prod.identity()), "POST", "/deploy"));
+    assert!(allowed);
+    assert_eq!(rule.map(|r| r.id()), Some("app-deploys-to-prod"));
+
+    for (repo, env) in [("org/app", "staging"), ("org/other", "prod")] {
+        let other = validator
+            .validate(&issuer.mint_github(AUD, repo, env).unwrap())
+            .await
+            .unwrap();
+        let (allowed, _) = policy.decide(&Request::new(Some(other.identity()), "POST", "/deploy"));
+        assert!(!allowed, "{}", other.identity());
+    }
+}
