@@ -245,6 +245,38 @@ pub enum OidcError {
     },
 }
 
+impl OidcError {
+    /// A stable code for audit records and metrics, such as
+    /// `oidc:expired` or `oidc:unknown-kid`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidConfig { .. } => "oidc:invalid-config",
+            Self::InvalidTemplate { .. } => "oidc:invalid-template",
+            Self::UnsupportedAlgorithm { .. } => "oidc:unsupported-algorithm",
+            Self::Malformed { .. } => "oidc:malformed",
+            Self::UnsignedToken => "oidc:alg-none",
+            Self::SymmetricAlgorithm { .. } => "oidc:symmetric-algorithm",
+            Self::AlgorithmNotAllowed { .. } => "oidc:algorithm-not-allowed",
+            Self::UntrustedIssuer { .. } => "oidc:untrusted-issuer",
+            Self::MissingKeyId => "oidc:missing-kid",
+            Self::UnknownKey { .. } => "oidc:unknown-kid",
+            Self::Signature(_) => "oidc:bad-signature",
+            Self::WrongAudience { .. } => "oidc:wrong-aud",
+            Self::InvalidClaim { .. } => "oidc:invalid-claim",
+            Self::Expired { .. } => "oidc:expired",
+            Self::NotYetValid { .. } => "oidc:not-yet-valid",
+            Self::IssuedInFuture { .. } => "oidc:issued-in-future",
+            Self::IdentityClaim { .. } => "oidc:identity-claim",
+            Self::Fetch { .. } => "oidc:fetch-failed",
+            Self::ResponseTooLarge { .. } => "oidc:response-too-large",
+            Self::IssuerMismatch { .. } => "oidc:issuer-mismatch",
+            Self::MalformedDocument { .. } => "oidc:malformed-document",
+            Self::SymmetricKey { .. } => "oidc:symmetric-key",
+            Self::KeysStale { .. } => "oidc:keys-stale",
+        }
+    }
+}
+
 /// One trusted issuer and how its tokens are judged.
 #[derive(Debug, Clone)]
 pub struct IssuerConfig {
@@ -574,10 +606,25 @@ impl OidcValidator {
     ///
     /// The [`OidcError`] naming the first rule the token breaks, or why the
     /// issuer's keys are not available. The token itself is never quoted.
+    /// Each refusal is recorded as a `WARN` event with target `zt::audit`
+    /// (`decision = "deny"`, `reason` = [`OidcError::kind`], `detail`).
     pub async fn validate(&self, token: &str) -> Result<VerifiedWorkloadToken, OidcError> {
         let result = self.validate_inner(token).await;
-        if let Err(e) = &result {
-            tracing::debug!(error = %e, "OIDC workload token refused");
+        match &result {
+            Ok(verified) => tracing::debug!(
+                target: "zt::audit",
+                issuer = %verified.issuer,
+                identity = %verified.identity,
+                decision = "allow",
+                "OIDC workload token verified"
+            ),
+            Err(e) => tracing::warn!(
+                target: "zt::audit",
+                decision = "deny",
+                reason = e.kind(),
+                detail = %e,
+                "OIDC workload token refused"
+            ),
         }
         result
     }

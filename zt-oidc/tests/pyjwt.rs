@@ -177,4 +177,28 @@ async fn pyjwt_tokens_accepted_and_forgeries_refused_each_with_its_error() {
         validator.validate(&token("no_kid")).await.unwrap_err(),
         OidcError::MissingKeyId
     );
+
+    // Each refusal has its own audit code.
+    let mut kinds = Vec::new();
+    for name in [
+        "none",
+        "hs256",
+        "expired",
+        "wrong_aud",
+        "wrong_iss",
+        "no_kid",
+    ] {
+        kinds.push(validator.validate(&token(name)).await.unwrap_err().kind());
+    }
+    assert_eq!(
+        kinds,
+        [
+            "oidc:alg-none",
+            "oidc:symmetric-algorithm",
+            "oidc:expired",
+            "oidc:wrong-aud",
+            "oidc:untrusted-issuer",
+            "oidc:missing-kid"
+        ]
+    );
 }

@@ -285,6 +285,15 @@ async fn rotation_at_the_issuer_is_picked_up_without_restart() {
     validator.validate(&old).await.unwrap();
     assert_eq!(issuer.jwks_fetches(), 1);
 
+    // Rotation keeping the old key: both verify after one refetch.
+    clock.advance(Duration::from_secs(31));
+    issuer.rotate(true).unwrap();
+    let kept = issuer.mint_github(AUD, "org/app", "prod").unwrap();
+    validator.validate(&kept).await.unwrap();
+    validator.validate(&old).await.unwrap();
+    assert_eq!(issuer.jwks_fetches(), 2);
+
+    // Rotation dropping the old keys.
     clock.advance(Duration::from_secs(31));
     let new_kid = issuer.rotate(false).unwrap();
     let new = issuer.mint_github(AUD, "org/app", "prod").unwrap();
@@ -292,14 +301,16 @@ async fn rotation_at_the_issuer_is_picked_up_without_restart() {
     assert_eq!(verified.subject(), "repo:org/app:environment:prod");
     assert_eq!(
         issuer.jwks_fetches(),
-        2,
+        3,
         "the unknown kid {new_kid} caused one refetch"
     );
-    // The old key was dropped at the issuer, so its tokens no longer verify.
-    assert!(matches!(
-        validator.validate(&old).await,
-        Err(OidcError::UnknownKey { .. })
-    ));
+    // The old keys were dropped at the issuer, so their tokens no longer verify.
+    for token in [&old, &kept] {
+        assert!(matches!(
+            validator.validate(token).await,
+            Err(OidcError::UnknownKey { .. })
+        ));
+    }
 }
 
 #[tokio::test]
