@@ -771,9 +771,12 @@ impl Inner {
             // Never fetched: report why.
             None => match fetched {
                 Some(Err(e)) => Err(e),
-                _ => Err(OidcError::KeysStale {
-                    issuer: issuer.config.issuer.clone(),
-                    age: Duration::MAX,
+                _ => Err(OidcError::Fetch {
+                    url: issuer.config.issuer.clone(),
+                    reason: format!(
+                        "no keys fetched yet; the next attempt is allowed {:?} after the last",
+                        self.options.refetch_interval
+                    ),
                 }),
             },
         }

@@ -441,8 +441,22 @@ async fn symmetric_jwks_refused() {
 
 #[tokio::test]
 async fn unavailable_issuer_without_cached_keys_fails_closed() {
-    let err = first_fetch_error(JwksFault::Unavailable).await;
+    let (issuer, validator, clock) = setup(GITHUB).await;
+    issuer.set_fault(JwksFault::Unavailable);
+    let token = issuer.mint_github(AUD, "org/app", "prod").unwrap();
+    let err = validator.validate(&token).await.unwrap_err();
+    assert!(
+        matches!(&err, OidcError::Fetch { reason, .. } if reason.contains("503")),
+        "{err}"
+    );
+    // Rate-limited: no second fetch, still closed.
+    let err = validator.validate(&token).await.unwrap_err();
     assert!(matches!(err, OidcError::Fetch { .. }), "{err}");
+    assert_eq!(issuer.jwks_fetches(), 1);
+    // Back up: served after the refetch interval.
+    issuer.set_fault(JwksFault::None);
+    clock.advance(Duration::from_secs(30));
+    validator.validate(&token).await.unwrap();
 }
 
 #[tokio::test]
