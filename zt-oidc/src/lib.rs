@@ -11,6 +11,7 @@
 //! # What is checked
 //!
 //! - the issuer is on the allow-list ([`IssuerConfig`]);
+//! - no `crit` header extension (none is understood);
 //! - the header's `alg` is asymmetric and allowed for that issuer: `none`
 //!   and `HS*` are refused with their own errors;
 //! - the signature verifies (zt_core::jose, ring) with the key the header's
@@ -642,6 +643,11 @@ impl OidcValidator {
             .and_then(Value::as_str)
             .ok_or_else(|| malformed("header has no `alg`"))?;
         let alg = algorithm(alg_name)?;
+        // RFC 7515 4.1.11: extensions marked critical must be understood;
+        // zt understands none.
+        if header.contains_key("crit") {
+            return Err(malformed("critical header extensions are not supported"));
+        }
 
         let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
         let issuer = self

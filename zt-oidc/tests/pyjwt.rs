@@ -1,7 +1,7 @@
 //! Tokens made by an outside library, PyJWT, with the key the development
 //! issuer publishes: a good ES256 token is accepted, and each forged or
 //! broken one (alg `none`, HS256 keyed with the public key, expired, wrong
-//! audience, wrong issuer, no `kid`) is refused with its own error.
+//! audience, wrong issuer, no `kid`, a `crit` header) is refused with its own error.
 //!
 //! Needs python3 with PyJWT and cryptography (`python3 -m pip install
 //! --user pyjwt cryptography`; .ci/run does this). Without them the test
@@ -45,6 +45,7 @@ confused.register_algorithm("HS256", RawHmac(HMACAlgorithm.SHA256))
 out = {}
 for name, t in spec["tokens"].items():
     headers = {"kid": spec["kid"]} if t.get("kid", True) else {}
+    headers.update(t.get("headers", {}))
     if t["alg"] == "ES256":
         out[name] = jwt.encode(t["claims"], private, algorithm="ES256", headers=headers)
     elif t["alg"] == "none":
@@ -137,6 +138,7 @@ async fn pyjwt_tokens_accepted_and_forgeries_refused_each_with_its_error() {
             "wrong_aud": {"alg": "ES256", "claims": claims(json!({"aud": "https://other.example"}))},
             "wrong_iss": {"alg": "ES256", "claims": claims(json!({"iss": "https://evil.example"}))},
             "no_kid": {"alg": "ES256", "claims": claims(json!({})), "kid": false},
+            "crit": {"alg": "ES256", "claims": claims(json!({})), "headers": {"crit": ["exp"]}},
         }
     });
     let tokens = pyjwt(&spec).await;
@@ -177,6 +179,11 @@ async fn pyjwt_tokens_accepted_and_forgeries_refused_each_with_its_error() {
         validator.validate(&token("no_kid")).await.unwrap_err(),
         OidcError::MissingKeyId
     );
+
+    assert!(matches!(
+        validator.validate(&token("crit")).await,
+        Err(OidcError::Malformed { reason }) if reason.contains("critical")
+    ));
 
     // Each refusal has its own audit code.
     let mut kinds = Vec::new();
