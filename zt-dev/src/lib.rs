@@ -35,6 +35,7 @@
 //! | [`FakeCaSource`] | an [`SvidSource`](zt_core::source::SvidSource) that re-issues from a `FakeCa` before expiry |
 //! | [`WorkloadApiServer`] | the SPIFFE Workload API on a Unix socket, served from any source (what `zt agent` runs) |
 //! | [`DevUserIssuer`] | mints and exchanges delegated user-context tokens |
+//! | [`DevOidcIssuer`] | an OIDC provider on loopback HTTPS: discovery, JWKS, GitHub Actions and Kubernetes shaped tokens, key rotation, JWKS faults |
 //! | [`BadSvid`], [`BadJwt`] | deliberately broken material for negative tests |
 //! | [`workload_api::pb`] | the Workload API's wire types and gRPC stubs |
 //!
@@ -45,6 +46,7 @@
 mod authority;
 mod bad;
 mod jws;
+mod oidc_issuer;
 mod server;
 mod source;
 mod store;
@@ -72,6 +74,9 @@ use zt_core::time::{SharedClock, system_clock};
 use zt_core::{SpiffeId, TrustDomain};
 
 pub use bad::{BadJwt, BadMaterial, BadSvid};
+pub use oidc_issuer::{
+    DEFAULT_OIDC_TOKEN_TTL, DevOidcIssuer, JwksFault, github_actions_claims, kubernetes_claims,
+};
 pub use server::{AgentFaults, SECURITY_HEADER, WorkloadApiServer, WorkloadApiServerHandle};
 pub use source::FakeCaSource;
 pub use user_issuer::{DEFAULT_USER_CONTEXT_TTL, DevUserIssuer};
