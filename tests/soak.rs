@@ -65,7 +65,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use zt_authz::Authorizer;
 use zt_authz::policy::{Policy, PolicyStore};
-use zt_client::ZtClient;
+use zt_client::{EndReason, ZtClient};
+use zt_core::live::EndSignal;
 use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource as _;
 use zt_core::{SpiffeId, TrustDomain};
@@ -297,17 +298,21 @@ type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 /// A raw connection and the sequence value read before it was opened.
 struct RawConnection {
     sender: Sender,
+    /// Fires when the client's trust monitor ends the connection (the
+    /// server's certificate expired, or it is no longer trusted).
+    signal: EndSignal,
     opened_at_sequence: u64,
     used: u32,
 }
 
-async fn open_raw(client: &ZtClient, addr: SocketAddr) -> Result<Sender, String> {
+async fn open_raw(client: &ZtClient, addr: SocketAddr) -> Result<(Sender, EndSignal), String> {
     let tls = client.connect(addr).await.map_err(|e| e.to_string())?;
+    let signal = tls.signal();
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    Ok(sender)
+    Ok((sender, signal))
 }
 
 async fn raw_request(sender: &mut Sender, path: &str) -> Outcome {
@@ -377,8 +382,9 @@ async fn run_worker(
                     }) {
                         tally.handshakes.fetch_add(1, SeqCst);
                         raw = match open_raw(&worker.client, addr).await {
-                            Ok(sender) => Some(RawConnection {
+                            Ok((sender, signal)) => Some(RawConnection {
                                 sender,
+                                signal,
                                 opened_at_sequence: window_start,
                                 used: 0,
                             }),
@@ -396,6 +402,14 @@ async fn run_worker(
                             conn.used += 1;
                             let reused = conn.used > 1;
                             let outcome = raw_request(&mut conn.sender, &path).await;
+                            // The client ends a connection when the
+                            // server's certificate expires, as it must; a
+                            // request in flight then fails like one on any
+                            // connection that closes.
+                            let server_expired = conn
+                                .signal
+                                .reason()
+                                .is_some_and(|ended| ended.reason() == EndReason::Expired);
                             if let Outcome::Transport(error) = &outcome {
                                 // In TLS 1.3 the server refuses a client
                                 // certificate after the client has finished
@@ -406,11 +420,14 @@ async fn run_worker(
                                 window_start = conn.opened_at_sequence;
                                 raw = None;
                                 // The server ends a connection shortly before
-                                // its peer's certificate expires; a request
-                                // that met the close on a reused connection
-                                // is sent once more on a new one, as an HTTP
-                                // client's pool does.
-                                if reused && attempt == 1 && error.contains("closed") {
+                                // its peer's certificate expires, and the
+                                // client when the server's expires; a request
+                                // that met the close is sent once more on a
+                                // new connection, as an HTTP client's pool
+                                // does.
+                                if attempt == 1
+                                    && (server_expired || (reused && error.contains("closed")))
+                                {
                                     continue;
                                 }
                             }
