@@ -87,6 +87,7 @@ pub mod revocation;
 pub mod serial;
 pub mod source;
 pub mod svid;
+pub mod task;
 pub mod time;
 pub mod user;
 pub mod x509;

@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 
 use super::{FakeCaError, cert_err};
 use zt_core::SpiffeId;
+use zt_core::revocation::Revocations;
 use zt_core::source::BoxFuture;
+use zt_core::task::{IssuedTaskToken, TaskTokenError, TaskTokenRequest, TaskTokenService};
 use zt_core::time::{SharedClock, Timestamp, system_clock};
 use zt_core::user::{
     ActorExchange, ExchangeError, JwkSet, MAX_ACT_DEPTH, UserContext, UserContextError,
@@ -42,6 +44,7 @@ struct Inner {
     jwk: Jwk,
     clock: SharedClock,
     ttl: Duration,
+    revocations: Option<Revocations>,
 }
 
 impl fmt::Debug for DevUserIssuer {
@@ -99,6 +102,7 @@ impl DevUserIssuer {
                 jwk,
                 clock: system_clock(),
                 ttl: DEFAULT_USER_CONTEXT_TTL,
+                revocations: None,
             }),
         })
     }
@@ -115,6 +119,17 @@ impl DevUserIssuer {
     #[must_use]
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         Arc::make_mut(&mut self.inner).ttl = ttl;
+        self
+    }
+
+    /// Records the revocations of task tokens
+    /// ([`TaskTokenService::revoke`]) in `revocations`: share the list with
+    /// the services that accept the tokens (their validators'
+    /// [`with_revocations`](UserContextValidator::with_revocations) or
+    /// their `JwtAuthLayer`'s revocation list).
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        Arc::make_mut(&mut self.inner).revocations = Some(revocations);
         self
     }
 
@@ -272,5 +287,71 @@ impl ActorExchange for DevUserIssuer {
                     reason: e.to_string(),
                 })
         })
+    }
+}
+
+/// 16 random bytes, hex: a token ID.
+pub(crate) fn random_id() -> Result<String, String> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0_u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system random source failed".to_owned())?;
+    Ok(hex::encode(bytes))
+}
+
+/// Issues task tokens as user-context tokens: `sub` the request's subject,
+/// `act` naming the runner, `aud` the request's audiences, `scope` its
+/// scopes, `exp` its deadline, a random `jti` and the `task_id`. Revokes
+/// them in the list given to [`with_revocations`](DevUserIssuer::with_revocations);
+/// without one, revocation fails (and is audited as failed).
+impl TaskTokenService for DevUserIssuer {
+    fn issue<'a>(
+        &'a self,
+        request: &'a TaskTokenRequest,
+    ) -> BoxFuture<'a, Result<IssuedTaskToken, TaskTokenError>> {
+        Box::pin(async move {
+            let service = |reason: String| TaskTokenError::Service { reason };
+            request.check(self.inner.clock.now())?;
+            let token_id = random_id().map_err(service)?;
+            let expires = request
+                .deadline
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| service("the deadline is before 1970".to_owned()))?
+                .as_secs();
+            let mut claims = Map::new();
+            claims.insert("iss".into(), json!(self.inner.issuer));
+            claims.insert("sub".into(), json!(request.subject));
+            claims.insert("aud".into(), json!(request.audiences));
+            claims.insert("iat".into(), json!(self.now_secs()));
+            claims.insert("exp".into(), json!(expires));
+            claims.insert("scope".into(), json!(request.scopes.join(" ")));
+            claims.insert("jti".into(), json!(token_id));
+            claims.insert("task_id".into(), json!(request.task_id));
+            if let Some(act) = act_claim(std::slice::from_ref(&request.actor)) {
+                claims.insert("act".into(), act);
+            }
+            let token = self
+                .sign(&Value::Object(claims))
+                .map_err(|e| service(e.to_string()))?;
+            Ok(IssuedTaskToken::new(
+                token,
+                token_id,
+                UNIX_EPOCH + Duration::from_secs(expires),
+            ))
+        })
+    }
+
+    fn revoke(&self, token_id: &str, expires: std::time::SystemTime) -> Result<(), TaskTokenError> {
+        let revocations =
+            self.inner
+                .revocations
+                .as_ref()
+                .ok_or_else(|| TaskTokenError::Service {
+                    reason: "the development issuer has no revocation list to record it in"
+                        .to_owned(),
+                })?;
+        revocations.revoke_token_id(token_id, expires);
+        Ok(())
     }
 }

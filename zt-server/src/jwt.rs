@@ -95,6 +95,14 @@ pub enum JwtAuthError {
 }
 
 impl JwtAuthError {
+    /// The task ID of a refused task-scoped token, for the audit record.
+    pub fn task_id(&self) -> Option<&str> {
+        match self {
+            Self::UserContext(UserContextError::Revoked { task_id, .. }) => task_id.as_deref(),
+            _ => None,
+        }
+    }
+
     /// A short, stable name for logs and audit records, such as
     /// `jwt-svid:expired`.
     pub fn kind(&self) -> &'static str {
@@ -401,6 +409,16 @@ impl JwtAuthLayer {
                     } else {
                         user.validator.validate(token, now)?
                     };
+                    if let (Some(token_id), Some(revocations)) =
+                        (context.token_id(), &c.revocations)
+                        && revocations.is_token_revoked(token_id)
+                    {
+                        return Err(UserContextError::Revoked {
+                            token_id: token_id.to_owned(),
+                            task_id: context.task_id().map(str::to_owned),
+                        }
+                        .into());
+                    }
                     out.user = Some(context);
                 }
                 None if user.required => {
@@ -487,7 +505,9 @@ impl JwtAuthBuilder {
         self
     }
 
-    /// Refuses JWT-SVIDs whose subject is on `revocations`.
+    /// Refuses JWT-SVIDs whose subject is on `revocations`, and user-context
+    /// tokens whose `jti` is revoked there
+    /// ([`Revocations::revoke_token_id`]).
     #[must_use]
     pub fn revocations(mut self, revocations: Revocations) -> Self {
         self.config.revocations = Some(revocations);
@@ -638,6 +658,7 @@ where
                     path = req.uri().path(),
                     decision = "deny",
                     reason = error.kind(),
+                    task = error.task_id().unwrap_or("-"),
                     detail = %error,
                     "request credentials rejected"
                 );
