@@ -89,6 +89,7 @@ pub mod source;
 pub mod svid;
 pub mod task;
 pub mod time;
+pub mod txn;
 pub mod user;
 pub mod x509;
 

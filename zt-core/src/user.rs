@@ -416,9 +416,9 @@ pub enum ExchangeError {
 
 /// One trusted key.
 #[derive(Clone)]
-struct TrustedKey {
-    algorithm: JwsAlgorithm,
-    key: PublicKey,
+pub(crate) struct TrustedKey {
+    pub(crate) algorithm: JwsAlgorithm,
+    pub(crate) key: PublicKey,
 }
 
 /// Validates user-context tokens from one issuer.
@@ -454,7 +454,7 @@ impl fmt::Debug for UserContextValidator {
 
 /// The public key of `jwk` and the one algorithm it verifies: the JWK's
 /// `alg` member, or the one its curve implies; RSA keys must name theirs.
-fn trusted_key(jwk: &Jwk) -> Result<TrustedKey, String> {
+pub(crate) fn trusted_key(jwk: &Jwk) -> Result<TrustedKey, String> {
     let Ok(Value::Object(map)) = serde_json::to_value(jwk) else {
         return Err("the key does not serialize as a JSON object".to_owned());
     };

@@ -16,6 +16,7 @@ use zt_core::revocation::Revocations;
 use zt_core::source::BoxFuture;
 use zt_core::task::{IssuedTaskToken, TaskTokenError, TaskTokenRequest, TaskTokenService};
 use zt_core::time::{SharedClock, Timestamp, system_clock};
+use zt_core::txn::{TXN_TOKEN_TYPE, TxnToken, TxnTokenError, TxnTokenValidator};
 use zt_core::user::{
     ActorExchange, ExchangeError, JwkSet, MAX_ACT_DEPTH, UserContext, UserContextError,
     UserContextValidator, act_claim, is_scope_token,
@@ -206,6 +207,112 @@ impl DevUserIssuer {
             claims.insert("act".into(), act);
         }
         self.sign(&Value::Object(claims))
+    }
+
+    /// A Txn-Token validator trusting this issuer as a Txn-Token Service,
+    /// for its audience.
+    ///
+    /// # Errors
+    ///
+    /// [`TxnTokenError::UnusableKey`] (not expected for the issuer's own
+    /// key).
+    pub fn txn_validator(&self) -> Result<TxnTokenValidator, TxnTokenError> {
+        TxnTokenValidator::new(&self.inner.audience, &self.jwks())
+    }
+
+    /// Acts as a Txn-Token Service: mints a Txn-Token
+    /// ([`zt_core::txn`]) for transaction `txn` of `subject` with `scopes`,
+    /// requested by workload `requester`, with the transaction context
+    /// `tctx` and requester context `rctx` (JSON objects, if given), for
+    /// the issuer's audience, living the issuer's TTL.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] for an invalid scope or a signing failure.
+    pub fn mint_txn_token(
+        &self,
+        txn: &str,
+        subject: &str,
+        scopes: &[&str],
+        requester: &SpiffeId,
+        tctx: Option<Value>,
+        rctx: Option<Value>,
+    ) -> Result<String, FakeCaError> {
+        if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(FakeCaError::Jwt {
+                reason: format!("`{bad}` is not a scope token"),
+            });
+        }
+        let now = self.now_secs();
+        let mut claims = Map::new();
+        claims.insert("txn".into(), json!(txn));
+        claims.insert("sub".into(), json!(subject));
+        claims.insert("aud".into(), json!(self.inner.audience));
+        claims.insert("scope".into(), json!(scopes.join(" ")));
+        claims.insert("req_wl".into(), json!(requester.to_string()));
+        claims.insert("iat".into(), json!(now));
+        claims.insert(
+            "exp".into(),
+            json!(now.saturating_add(self.inner.ttl.as_secs())),
+        );
+        if let Some(tctx) = tctx {
+            claims.insert("tctx".into(), tctx);
+        }
+        if let Some(rctx) = rctx {
+            claims.insert("rctx".into(), rctx);
+        }
+        self.sign_typed(&Value::Object(claims), Some(TXN_TOKEN_TYPE))
+    }
+
+    /// Acts as a Txn-Token Service replacing `token` for the next hop: the
+    /// same `txn`, `sub`, scopes and contexts, `requester` as the
+    /// requesting workload, expiring no later than `token`. Like the rest
+    /// of this issuer, it does not authenticate `requester`.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] if `token` has expired or signing fails.
+    pub fn replace_txn_token(
+        &self,
+        token: &TxnToken,
+        requester: &SpiffeId,
+    ) -> Result<String, FakeCaError> {
+        if self.inner.clock.now() > token.expiry() {
+            return Err(FakeCaError::Jwt {
+                reason: format!(
+                    "the Txn-Token expired at {}; it cannot be replaced",
+                    Timestamp(token.expiry())
+                ),
+            });
+        }
+        let now = self.now_secs();
+        let expiry = token
+            .expiry()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .min(now.saturating_add(self.inner.ttl.as_secs()));
+        let scopes: Vec<&str> = token.scopes().iter().map(|s| &**s).collect();
+        let mut claims = Map::new();
+        claims.insert("txn".into(), json!(token.txn()));
+        claims.insert("sub".into(), json!(token.subject()));
+        claims.insert("aud".into(), json!(self.inner.audience));
+        claims.insert("scope".into(), json!(scopes.join(" ")));
+        claims.insert("req_wl".into(), json!(requester.to_string()));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(expiry));
+        if !token.transaction_context().is_empty() {
+            claims.insert(
+                "tctx".into(),
+                Value::Object(token.transaction_context().clone()),
+            );
+        }
+        if !token.requester_context().is_empty() {
+            claims.insert(
+                "rctx".into(),
+                Value::Object(token.requester_context().clone()),
+            );
+        }
+        self.sign_typed(&Value::Object(claims), Some(TXN_TOKEN_TYPE))
     }
 
     /// Signs arbitrary claims with the issuer's key (ES256, its `kid`), for

@@ -15,6 +15,7 @@ use zt_core::jwt::{JwtError, JwtSvidCache, JwtSvidClaims, validate_jwt_svid};
 use zt_core::revocation::Revocations;
 use zt_core::source::{SourceError, SvidSource};
 use zt_core::time::{SharedClock, Timestamp, system_clock};
+use zt_core::txn::{TXN_TOKEN_HEADER, TxnToken, TxnTokenError, TxnTokenValidator};
 use zt_core::user::{USER_CONTEXT_HEADER, UserContext, UserContextError, UserContextValidator};
 
 use crate::authorize::{ResponseBody, ResponseFuture, is_grpc};
@@ -92,6 +93,19 @@ pub enum JwtAuthError {
     /// bind the user context to.
     #[error("a user context arrived without an authenticated caller to bind it to")]
     NoCallerForUserContext,
+    /// A Txn-Token is required and the request has none.
+    #[error("the request carries no Txn-Token in `{header}`")]
+    MissingTxnToken {
+        /// The header looked in.
+        header: String,
+    },
+    /// The Txn-Token was rejected.
+    #[error("the Txn-Token was rejected: {0}")]
+    TxnToken(#[from] TxnTokenError),
+    /// Binding is on, but the request has no authenticated caller to bind
+    /// the Txn-Token to.
+    #[error("a Txn-Token arrived without an authenticated caller to bind it to")]
+    NoCallerForTxnToken,
 }
 
 impl JwtAuthError {
@@ -135,6 +149,9 @@ impl JwtAuthError {
             Self::MissingUserContext { .. } => "user-context:missing",
             Self::UserContext(e) => e.kind(),
             Self::NoCallerForUserContext => "user-context:no-caller",
+            Self::MissingTxnToken { .. } => "txn-token:missing",
+            Self::TxnToken(e) => e.kind(),
+            Self::NoCallerForTxnToken => "txn-token:no-caller",
         }
     }
 }
@@ -179,6 +196,15 @@ pub struct Authenticated {
     pub jwt_svid: Option<VerifiedJwtSvid>,
     /// The validated user context, if the request carried one.
     pub user: Option<UserContext>,
+    /// The validated Txn-Token, if the request carried one.
+    pub txn: Option<TxnToken>,
+}
+
+struct TxnConfig {
+    validator: TxnTokenValidator,
+    header: HeaderName,
+    required: bool,
+    bind: bool,
 }
 
 struct UserConfig {
@@ -198,6 +224,7 @@ struct Config {
     clock: SharedClock,
     revocations: Option<Revocations>,
     user: Option<UserConfig>,
+    txn: Option<TxnConfig>,
     target: Arc<str>,
     cache: Option<Arc<JwtSvidCache>>,
 }
@@ -296,6 +323,7 @@ impl JwtAuthLayer {
                 clock: system_clock(),
                 revocations: None,
                 user: None,
+                txn: None,
                 target: Arc::from("-"),
                 cache: Some(Arc::new(JwtSvidCache::default())),
             },
@@ -429,6 +457,33 @@ impl JwtAuthLayer {
                 None => {}
             }
         }
+        if let Some(txn) = &c.txn {
+            match headers.get(&txn.header) {
+                Some(value) => {
+                    let token = value
+                        .to_str()
+                        .map_err(|_| JwtAuthError::MalformedHeader {
+                            header: txn.header.to_string(),
+                        })?
+                        .trim();
+                    let now = c.clock.now();
+                    let caller = out.jwt_svid.as_ref().map(VerifiedJwtSvid::subject).or(peer);
+                    let verified = if txn.bind {
+                        let caller = caller.ok_or(JwtAuthError::NoCallerForTxnToken)?;
+                        txn.validator.validate_for_caller(token, now, caller)?
+                    } else {
+                        txn.validator.validate(token, now)?
+                    };
+                    out.txn = Some(verified);
+                }
+                None if txn.required => {
+                    return Err(JwtAuthError::MissingTxnToken {
+                        header: txn.header.to_string(),
+                    });
+                }
+                None => {}
+            }
+        }
         Ok(out)
     }
 }
@@ -511,6 +566,45 @@ impl JwtAuthBuilder {
     #[must_use]
     pub fn revocations(mut self, revocations: Revocations) -> Self {
         self.config.revocations = Some(revocations);
+        self
+    }
+
+    /// Validates Transaction Tokens (header [`TXN_TOKEN_HEADER`],
+    /// [`zt_core::txn`]) with `validator`, binding each to its caller: the
+    /// token's requesting workload (`req_wl`) must be the JWT-SVID subject,
+    /// else the mTLS peer. A request without one proceeds without it unless
+    /// [`require_txn_token`](Self::require_txn_token). The verified
+    /// [`TxnToken`] goes into the request extensions and its `txn` into
+    /// the audit record.
+    #[must_use]
+    pub fn txn_token(mut self, validator: TxnTokenValidator) -> Self {
+        self.config.txn = Some(TxnConfig {
+            validator,
+            header: HeaderName::from_static(TXN_TOKEN_HEADER),
+            required: false,
+            bind: true,
+        });
+        self
+    }
+
+    /// Refuses requests without a Txn-Token (`401`). Needs
+    /// [`txn_token`](Self::txn_token).
+    #[must_use]
+    pub fn require_txn_token(mut self, required: bool) -> Self {
+        if let Some(txn) = &mut self.config.txn {
+            txn.required = required;
+        }
+        self
+    }
+
+    /// Whether the Txn-Token's `req_wl` must be the authenticated caller
+    /// (default `true`). Turn it off only where tokens are forwarded
+    /// unchanged through the call chain. Needs [`txn_token`](Self::txn_token).
+    #[must_use]
+    pub fn bind_txn_token_to_caller(mut self, bind: bool) -> Self {
+        if let Some(txn) = &mut self.config.txn {
+            txn.bind = bind;
+        }
         self
     }
 
@@ -646,6 +740,9 @@ where
                 }
                 if let Some(user) = found.user {
                     req.extensions_mut().insert(user);
+                }
+                if let Some(txn) = found.txn {
+                    req.extensions_mut().insert(txn);
                 }
                 ResponseFuture::inner(self.inner.call(req))
             }
