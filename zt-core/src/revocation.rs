@@ -475,7 +475,7 @@ impl Revocations {
     /// lift them. Bumps the [`version`](Self::version) when the token was
     /// not revoked already.
     pub fn revoke_token_id(&self, token_id: &str, expires: SystemTime) {
-        tracing::warn!(target: "zt::revocation", token_id, "token revoked");
+        tracing::info!(target: "zt::revocation", token_id, "token revoked");
         let _writer = self
             .inner
             .write

@@ -245,6 +245,14 @@ struct Config {
 ///   [`user_context`](JwtAuthBuilder::user_context): validated by a
 ///   [`UserContextValidator`]; by default its current actor must be the
 ///   authenticated caller (the JWT-SVID subject, else the mTLS peer).
+///   A user context whose `jti` is revoked in the layer's
+///   [`revocations`](JwtAuthBuilder::revocations) is refused (task
+///   credentials, [`zt_core::task`]).
+/// - **Transaction Token** (header [`TXN_TOKEN_HEADER`]), if configured
+///   with [`txn_token`](JwtAuthBuilder::txn_token): validated by a
+///   [`TxnTokenValidator`]; by default its requesting workload (`req_wl`)
+///   must be the authenticated caller. Its `txn` goes into the audit
+///   record.
 ///
 /// On success the request gets a [`VerifiedJwtSvid`] and a [`UserContext`]
 /// in its extensions ([`AuthorizeLayer`](crate::AuthorizeLayer) reads both;
