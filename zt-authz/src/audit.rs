@@ -26,6 +26,8 @@
 //! | `policy_version` | the version of the policy that decided |
 //! | `audit_rules` | audit-only rules that matched |
 //! | `eval_ns` | time to decide, in nanoseconds |
+//! | `task` | the task ID of a task-scoped credential the request carried ([`zt_core::task`]), or `-` |
+//! | `txn` | the transaction ID of a verified Transaction Token the request carried, or `-` |
 //!
 //! The JSON-lines writer writes the same fields, one object per line.
 //! Records never contain request bodies, headers or tokens: a user context
@@ -139,6 +141,12 @@ pub struct AuditEvent<'a> {
     pub tls_kx_group: Option<&'a str>,
     /// Whether that key exchange was post-quantum.
     pub tls_post_quantum: Option<bool>,
+    /// The task ID of the task-scoped credential (user context with a
+    /// `task_id`) the request carried.
+    pub task: Option<&'a str>,
+    /// The transaction ID (`txn`) of the request's verified Transaction
+    /// Token.
+    pub txn: Option<&'a str>,
 }
 
 fn ser_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -319,6 +327,8 @@ impl AuditEvent<'_> {
                     tls_cipher_suite = %OrDash(self.tls_cipher_suite),
                     tls_kx_group = %OrDash(self.tls_kx_group),
                     tls_post_quantum = %OrDash(self.tls_post_quantum),
+                    task = %OrDash(self.task),
+                    txn = %OrDash(self.txn),
                     "authorization decision"
                 )
             };

@@ -350,6 +350,8 @@ impl Authorizer {
             tls_cipher_suite: request.transport.map(|t| t.cipher_suite),
             tls_kx_group: request.transport.and_then(|t| t.kx_group),
             tls_post_quantum: request.transport.map(|t| t.post_quantum),
+            task: request.user.and_then(UserContext::task_id),
+            txn: request.txn,
         };
         event.emit();
         if let Some(decisions) = &inner.decisions {

@@ -740,3 +740,32 @@ fn decide_names_the_same_rule_as_evaluate() {
     let (allowed, rule) = policy.decide(&Request::new(None, "GET", "/health"));
     assert!(!allowed && rule.is_none(), "no caller, no rule");
 }
+
+#[test]
+fn the_task_and_txn_fields_are_known_to_the_reader() {
+    let good = line(ORDERS, "ledger", "GET", "/entries/1", None, "allow");
+    let with = good.replace(
+        "\"eval_ns\":120}",
+        "\"eval_ns\":120,\"task\":\"nightly-7\",\"txn\":\"txn-1001\"}",
+    );
+    assert_ne!(with, good);
+    let nulls = good.replace(
+        "\"eval_ns\":120}",
+        "\"eval_ns\":120,\"task\":null,\"txn\":null}",
+    );
+    let mut reader = AuditReader::new();
+    let mut lines = Vec::new();
+    reader
+        .read(
+            "audit.jsonl",
+            format!("{with}\n{nulls}\n").as_bytes(),
+            |r| lines.push(r.line),
+        )
+        .unwrap();
+    assert_eq!(lines, [1, 2]);
+    assert!(
+        reader.report().issues.is_empty(),
+        "{:?}",
+        reader.report().issues
+    );
+}

@@ -87,7 +87,9 @@ pub mod revocation;
 pub mod serial;
 pub mod source;
 pub mod svid;
+pub mod task;
 pub mod time;
+pub mod txn;
 pub mod user;
 pub mod x509;
 

@@ -49,11 +49,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
@@ -300,6 +300,10 @@ struct Inner {
     crl_errors: Mutex<BTreeMap<Arc<str>, CrlError>>,
     /// Stale CRLs already reported, by source and issuer.
     stale_reported: Mutex<HashSet<StaleKey>>,
+    /// Revoked token IDs (`jti`), each with the time after which the token
+    /// has expired anyway and the entry can go. Kept apart from the
+    /// deny-list, so a reload of the list file does not lift them.
+    token_ids: ArcSwap<HashMap<Box<str>, SystemTime>>,
 }
 
 impl Default for Inner {
@@ -316,6 +320,7 @@ impl Default for Inner {
             crl_errors: Mutex::new(BTreeMap::new()),
             clock: ArcSwap::from_pointee(system_clock()),
             stale_reported: Mutex::new(HashSet::new()),
+            token_ids: ArcSwap::default(),
         }
     }
 }
@@ -456,6 +461,56 @@ impl Revocations {
         self.update(|set| {
             set.serials.insert(canonical.into());
         });
+    }
+
+    /// Revokes one token by its token ID (the JWT `jti` claim), from the
+    /// next request on, in every validator that checks this list (the
+    /// user-context checks of `zt_server::JwtAuthLayer`). `expires` is the
+    /// token's `exp`: once it has passed (by the list's clock, plus
+    /// [`MAX_LEEWAY`](crate::jwt::MAX_LEEWAY)) the token is refused as
+    /// expired anyway, and the entry is dropped at a later revocation.
+    ///
+    /// Token revocations are kept apart from the ID and serial deny-list:
+    /// a [`reload`](Self::reload) or [`replace`](Self::replace) does not
+    /// lift them. Bumps the [`version`](Self::version) when the token was
+    /// not revoked already.
+    pub fn revoke_token_id(&self, token_id: &str, expires: SystemTime) {
+        tracing::info!(target: "zt::revocation", token_id, "token revoked");
+        let _writer = self
+            .inner
+            .write
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.inner.token_ids.load_full();
+        if current.contains_key(token_id) {
+            return;
+        }
+        let now = self.inner.now();
+        let mut next: HashMap<Box<str>, SystemTime> = current
+            .iter()
+            .filter(|(_, until)| {
+                until
+                    .checked_add(crate::jwt::MAX_LEEWAY)
+                    .is_none_or(|end| end >= now)
+            })
+            .map(|(id, until)| (id.clone(), *until))
+            .collect();
+        next.insert(token_id.into(), expires);
+        self.inner.token_ids.store(Arc::new(next));
+        self.inner.bump();
+    }
+
+    /// `true` if the token with ID `token_id` (its `jti`) is revoked.
+    /// Lock-free.
+    pub fn is_token_revoked(&self, token_id: &str) -> bool {
+        let ids = self.inner.token_ids.load();
+        !ids.is_empty() && ids.contains_key(token_id)
+    }
+
+    /// How many token IDs are held as revoked (expired entries are dropped
+    /// at the next revocation).
+    pub fn revoked_token_ids(&self) -> usize {
+        self.inner.token_ids.load().len()
     }
 
     /// Lifts the revocation of an ID.

@@ -15,6 +15,8 @@
 //! | `scope` | space-separated scopes (RFC 8693 §4.2) |
 //! | `exp`, `nbf` | validity, checked with bounded leeway; `exp` is required |
 //! | `act` | the actor chain (RFC 8693 §4.1): `{"sub": <SPIFFE ID of the current actor>, "act": {…previous actor…}}` |
+//! | `jti` | optional token ID (RFC 7519 §4.1.7), which [`Revocations::revoke_token_id`](crate::revocation::Revocations::revoke_token_id) revokes |
+//! | `task_id` | optional: the task the token was issued for (see [`crate::task`]); a token with a task ID must carry a `jti` |
 //!
 //! The JOSE `typ` header, when present, must be [`USER_CONTEXT_TYPES`]:
 //! `JWT`, or the JWT access-token type of RFC 9068 (`at+jwt`). Other typed
@@ -72,6 +74,9 @@ pub const MAX_ACT_DEPTH: usize = 16;
 
 /// The most scopes a token may carry.
 pub const MAX_SCOPES: usize = 64;
+
+/// The longest `jti` or `task_id` accepted, in bytes.
+pub const MAX_ID_LEN: usize = 256;
 
 /// The `typ` header values a user-context token may carry (when it has
 /// one): `JWT`, and RFC 9068's JWT access-token type in its short and full
@@ -195,6 +200,28 @@ pub enum UserContextError {
         /// The current actor the token names, if any.
         actor: Option<SpiffeId>,
     },
+    /// The `jti` claim is present but not a non-empty string of at most
+    /// [`MAX_ID_LEN`] bytes, or missing from a token with a `task_id`.
+    #[error("the user-context token's `jti` is invalid: {reason}")]
+    BadTokenId {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The `task_id` claim is present but not a non-empty string of at most
+    /// [`MAX_ID_LEN`] bytes.
+    #[error("the user-context token's `task_id` is invalid: {reason}")]
+    BadTaskId {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The token's ID is on the revocation list (its task completed).
+    #[error("the user-context token `{token_id}` is revoked")]
+    Revoked {
+        /// The `jti` claim.
+        token_id: String,
+        /// The `task_id` claim, if any.
+        task_id: Option<String>,
+    },
     /// A JWKS key cannot be used for validation.
     #[error("JWKS key {key_id:?} cannot be used: {reason}")]
     UnusableKey {
@@ -229,6 +256,9 @@ impl UserContextError {
             Self::ActChainTooLong => "user-context:act-too-long",
             Self::ActorMismatch { .. } => "user-context:actor-mismatch",
             Self::UnusableKey { .. } => "user-context:unusable-key",
+            Self::BadTokenId { .. } => "user-context:bad-jti",
+            Self::BadTaskId { .. } => "user-context:bad-task-id",
+            Self::Revoked { .. } => "user-context:revoked",
         }
     }
 }
@@ -249,6 +279,8 @@ struct Inner {
     actors: Box<[SpiffeId]>,
     issuer: String,
     expiry: SystemTime,
+    token_id: Option<Box<str>>,
+    task_id: Option<Box<str>>,
     token: String,
 }
 
@@ -293,6 +325,16 @@ impl UserContext {
         self.inner.expiry
     }
 
+    /// The token ID (`jti`), if the token has one.
+    pub fn token_id(&self) -> Option<&str> {
+        self.inner.token_id.as_deref()
+    }
+
+    /// The task the token was issued for (`task_id`), if any.
+    pub fn task_id(&self) -> Option<&str> {
+        self.inner.task_id.as_deref()
+    }
+
     /// The token, for forwarding it (after an [`ActorExchange`]) to the
     /// next hop. It is a bearer credential: never log it.
     pub fn token(&self) -> &str {
@@ -316,6 +358,8 @@ impl fmt::Debug for UserContext {
             )
             .field("issuer", &inner.issuer)
             .field("expiry", &Timestamp(inner.expiry))
+            .field("token_id", &inner.token_id)
+            .field("task_id", &inner.task_id)
             .field("token", &"<redacted>")
             .finish()
     }
@@ -372,9 +416,9 @@ pub enum ExchangeError {
 
 /// One trusted key.
 #[derive(Clone)]
-struct TrustedKey {
-    algorithm: JwsAlgorithm,
-    key: PublicKey,
+pub(crate) struct TrustedKey {
+    pub(crate) algorithm: JwsAlgorithm,
+    pub(crate) key: PublicKey,
 }
 
 /// Validates user-context tokens from one issuer.
@@ -392,6 +436,7 @@ struct ValidatorInner {
     audience: String,
     keys: HashMap<String, TrustedKey>,
     leeway: Duration,
+    revocations: Option<crate::revocation::Revocations>,
 }
 
 impl fmt::Debug for UserContextValidator {
@@ -409,7 +454,7 @@ impl fmt::Debug for UserContextValidator {
 
 /// The public key of `jwk` and the one algorithm it verifies: the JWK's
 /// `alg` member, or the one its curve implies; RSA keys must name theirs.
-fn trusted_key(jwk: &Jwk) -> Result<TrustedKey, String> {
+pub(crate) fn trusted_key(jwk: &Jwk) -> Result<TrustedKey, String> {
     let Ok(Value::Object(map)) = serde_json::to_value(jwk) else {
         return Err("the key does not serialize as a JSON object".to_owned());
     };
@@ -470,6 +515,7 @@ impl UserContextValidator {
                 audience: audience.into(),
                 keys,
                 leeway: Duration::from_secs(30),
+                revocations: None,
             }),
         })
     }
@@ -479,6 +525,15 @@ impl UserContextValidator {
     #[must_use]
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
         Arc::make_mut(&mut self.inner).leeway = leeway.min(MAX_LEEWAY);
+        self
+    }
+
+    /// Refuses tokens whose `jti` is revoked in `revocations`
+    /// ([`UserContextError::Revoked`]). Clones of the list share it, so a
+    /// revocation takes effect at the next validation.
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: crate::revocation::Revocations) -> Self {
+        Arc::make_mut(&mut self.inner).revocations = Some(revocations);
         self
     }
 
@@ -498,7 +553,7 @@ impl UserContextValidator {
     ///
     /// The [`UserContextError`] of the first rule the token breaks: shape,
     /// `alg`, `typ`, `kid`, signature, `iss`, `sub`, `exp`, `nbf`, `aud`,
-    /// `scope`, `act`.
+    /// `scope`, `act`, `jti`, `task_id`, then revocation of the `jti`.
     pub fn validate(&self, token: &str, now: SystemTime) -> Result<UserContext, UserContextError> {
         let inner = &*self.inner;
         let (jws, header) = split_header(token)?;
@@ -578,6 +633,24 @@ impl UserContextValidator {
         }
         let scopes = scopes_of(&claims)?;
         let actors = actors_of(&claims)?;
+        let token_id =
+            id_claim(&claims, "jti").map_err(|reason| UserContextError::BadTokenId { reason })?;
+        let task_id = id_claim(&claims, "task_id")
+            .map_err(|reason| UserContextError::BadTaskId { reason })?;
+        if task_id.is_some() && token_id.is_none() {
+            return Err(UserContextError::BadTokenId {
+                reason: "a token with a `task_id` must carry a `jti`, so it can be revoked"
+                    .to_owned(),
+            });
+        }
+        if let (Some(id), Some(revocations)) = (&token_id, &inner.revocations)
+            && revocations.is_token_revoked(id)
+        {
+            return Err(UserContextError::Revoked {
+                token_id: id.to_string(),
+                task_id: task_id.as_deref().map(str::to_owned),
+            });
+        }
         Ok(UserContext {
             inner: Arc::new(Inner {
                 subject,
@@ -585,6 +658,8 @@ impl UserContextValidator {
                 actors,
                 issuer: inner.issuer.clone(),
                 expiry,
+                token_id,
+                task_id,
                 token: token.to_owned(),
             }),
         })
@@ -658,6 +733,23 @@ fn audience_of(claims: &Map<String, Value>) -> Result<Vec<String>, UserContextEr
     crate::jwt::audience_claim(claims)
         .map_err(malformed)?
         .ok_or(UserContextError::MissingAudience)
+}
+
+/// An optional identifier claim: absent, or a non-empty string of at most
+/// [`MAX_ID_LEN`] bytes without control characters.
+fn id_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<Box<str>>, String> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Err(format!("`{name}` is empty")),
+        Some(Value::String(s)) if s.len() > MAX_ID_LEN => {
+            Err(format!("`{name}` is longer than {MAX_ID_LEN} bytes"))
+        }
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            Err(format!("`{name}` holds a control character"))
+        }
+        Some(Value::String(s)) => Ok(Some(s.as_str().into())),
+        Some(_) => Err(format!("`{name}` must be a string")),
+    }
 }
 
 /// `true` for an RFC 6749 scope-token: `%x21 / %x23-5B / %x5D-7E`, at

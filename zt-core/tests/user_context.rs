@@ -417,3 +417,65 @@ fn symmetric_and_kid_less_keys_are_refused_in_the_jwks() {
         Err(UserContextError::UnusableKey { key_id: None, .. })
     ));
 }
+
+#[test]
+fn token_and_task_ids_are_read_and_each_bad_one_has_its_own_error() {
+    let (issuer, validator, clock) = setup();
+    let mut c = claims(&clock);
+    c["jti"] = json!("tok-1");
+    c["task_id"] = json!("nightly-42");
+    let user = validator
+        .validate(&issuer.sign(&c).unwrap(), clock.now())
+        .unwrap();
+    assert_eq!(user.token_id(), Some("tok-1"));
+    assert_eq!(user.task_id(), Some("nightly-42"));
+
+    for bad in [json!(""), json!(7), json!("x".repeat(257)), json!("a\nb")] {
+        let err = reject_claims(|c| {
+            c.insert("jti".into(), bad.clone());
+        });
+        assert!(
+            matches!(err, UserContextError::BadTokenId { .. }),
+            "{bad}: {err:?}"
+        );
+        assert_eq!(err.kind(), "user-context:bad-jti");
+        let err = reject_claims(|c| {
+            c.insert("jti".into(), json!("t"));
+            c.insert("task_id".into(), bad.clone());
+        });
+        assert!(
+            matches!(err, UserContextError::BadTaskId { .. }),
+            "{bad}: {err:?}"
+        );
+        assert_eq!(err.kind(), "user-context:bad-task-id");
+    }
+    let err = reject_claims(|c| {
+        c.insert("task_id".into(), json!("nightly-42"));
+    });
+    assert!(
+        matches!(&err, UserContextError::BadTokenId { reason } if reason.contains("must carry a `jti`")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_validator_with_revocations_refuses_a_revoked_token_id_at_once() {
+    let (issuer, validator, clock) = setup();
+    let revocations = zt_core::revocation::Revocations::new();
+    let validator = validator.with_revocations(revocations.clone());
+    let mut c = claims(&clock);
+    c["jti"] = json!("tok-9");
+    c["task_id"] = json!("t-9");
+    let token = issuer.sign(&c).unwrap();
+    validator.validate(&token, clock.now()).unwrap();
+    revocations.revoke_token_id("tok-9", clock.now() + Duration::from_secs(60));
+    let err = validator.validate(&token, clock.now()).unwrap_err();
+    assert_eq!(
+        err,
+        UserContextError::Revoked {
+            token_id: "tok-9".into(),
+            task_id: Some("t-9".into())
+        }
+    );
+    assert_eq!(err.kind(), "user-context:revoked");
+}

@@ -12,8 +12,11 @@ use serde_json::{Map, Value, json};
 
 use super::{FakeCaError, cert_err};
 use zt_core::SpiffeId;
+use zt_core::revocation::Revocations;
 use zt_core::source::BoxFuture;
+use zt_core::task::{IssuedTaskToken, TaskTokenError, TaskTokenRequest, TaskTokenService};
 use zt_core::time::{SharedClock, Timestamp, system_clock};
+use zt_core::txn::{TXN_TOKEN_TYPE, TxnToken, TxnTokenError, TxnTokenValidator};
 use zt_core::user::{
     ActorExchange, ExchangeError, JwkSet, MAX_ACT_DEPTH, UserContext, UserContextError,
     UserContextValidator, act_claim, is_scope_token,
@@ -42,6 +45,7 @@ struct Inner {
     jwk: Jwk,
     clock: SharedClock,
     ttl: Duration,
+    revocations: Option<Revocations>,
 }
 
 impl fmt::Debug for DevUserIssuer {
@@ -99,6 +103,7 @@ impl DevUserIssuer {
                 jwk,
                 clock: system_clock(),
                 ttl: DEFAULT_USER_CONTEXT_TTL,
+                revocations: None,
             }),
         })
     }
@@ -115,6 +120,17 @@ impl DevUserIssuer {
     #[must_use]
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         Arc::make_mut(&mut self.inner).ttl = ttl;
+        self
+    }
+
+    /// Records the revocations of task tokens
+    /// ([`TaskTokenService::revoke`]) in `revocations`: share the list with
+    /// the services that accept the tokens (their validators'
+    /// [`with_revocations`](UserContextValidator::with_revocations) or
+    /// their `JwtAuthLayer`'s revocation list).
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        Arc::make_mut(&mut self.inner).revocations = Some(revocations);
         self
     }
 
@@ -191,6 +207,112 @@ impl DevUserIssuer {
             claims.insert("act".into(), act);
         }
         self.sign(&Value::Object(claims))
+    }
+
+    /// A Txn-Token validator trusting this issuer as a Txn-Token Service,
+    /// for its audience.
+    ///
+    /// # Errors
+    ///
+    /// [`TxnTokenError::UnusableKey`] (not expected for the issuer's own
+    /// key).
+    pub fn txn_validator(&self) -> Result<TxnTokenValidator, TxnTokenError> {
+        TxnTokenValidator::new(&self.inner.audience, &self.jwks())
+    }
+
+    /// Acts as a Txn-Token Service: mints a Txn-Token
+    /// ([`zt_core::txn`]) for transaction `txn` of `subject` with `scopes`,
+    /// requested by workload `requester`, with the transaction context
+    /// `tctx` and requester context `rctx` (JSON objects, if given), for
+    /// the issuer's audience, living the issuer's TTL.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] for an invalid scope or a signing failure.
+    pub fn mint_txn_token(
+        &self,
+        txn: &str,
+        subject: &str,
+        scopes: &[&str],
+        requester: &SpiffeId,
+        tctx: Option<Value>,
+        rctx: Option<Value>,
+    ) -> Result<String, FakeCaError> {
+        if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(FakeCaError::Jwt {
+                reason: format!("`{bad}` is not a scope token"),
+            });
+        }
+        let now = self.now_secs();
+        let mut claims = Map::new();
+        claims.insert("txn".into(), json!(txn));
+        claims.insert("sub".into(), json!(subject));
+        claims.insert("aud".into(), json!(self.inner.audience));
+        claims.insert("scope".into(), json!(scopes.join(" ")));
+        claims.insert("req_wl".into(), json!(requester.to_string()));
+        claims.insert("iat".into(), json!(now));
+        claims.insert(
+            "exp".into(),
+            json!(now.saturating_add(self.inner.ttl.as_secs())),
+        );
+        if let Some(tctx) = tctx {
+            claims.insert("tctx".into(), tctx);
+        }
+        if let Some(rctx) = rctx {
+            claims.insert("rctx".into(), rctx);
+        }
+        self.sign_typed(&Value::Object(claims), Some(TXN_TOKEN_TYPE))
+    }
+
+    /// Acts as a Txn-Token Service replacing `token` for the next hop: the
+    /// same `txn`, `sub`, scopes and contexts, `requester` as the
+    /// requesting workload, expiring no later than `token`. Like the rest
+    /// of this issuer, it does not authenticate `requester`.
+    ///
+    /// # Errors
+    ///
+    /// [`FakeCaError::Jwt`] if `token` has expired or signing fails.
+    pub fn replace_txn_token(
+        &self,
+        token: &TxnToken,
+        requester: &SpiffeId,
+    ) -> Result<String, FakeCaError> {
+        if self.inner.clock.now() > token.expiry() {
+            return Err(FakeCaError::Jwt {
+                reason: format!(
+                    "the Txn-Token expired at {}; it cannot be replaced",
+                    Timestamp(token.expiry())
+                ),
+            });
+        }
+        let now = self.now_secs();
+        let expiry = token
+            .expiry()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .min(now.saturating_add(self.inner.ttl.as_secs()));
+        let scopes: Vec<&str> = token.scopes().iter().map(|s| &**s).collect();
+        let mut claims = Map::new();
+        claims.insert("txn".into(), json!(token.txn()));
+        claims.insert("sub".into(), json!(token.subject()));
+        claims.insert("aud".into(), json!(self.inner.audience));
+        claims.insert("scope".into(), json!(scopes.join(" ")));
+        claims.insert("req_wl".into(), json!(requester.to_string()));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(expiry));
+        if !token.transaction_context().is_empty() {
+            claims.insert(
+                "tctx".into(),
+                Value::Object(token.transaction_context().clone()),
+            );
+        }
+        if !token.requester_context().is_empty() {
+            claims.insert(
+                "rctx".into(),
+                Value::Object(token.requester_context().clone()),
+            );
+        }
+        self.sign_typed(&Value::Object(claims), Some(TXN_TOKEN_TYPE))
     }
 
     /// Signs arbitrary claims with the issuer's key (ES256, its `kid`), for
@@ -272,5 +394,71 @@ impl ActorExchange for DevUserIssuer {
                     reason: e.to_string(),
                 })
         })
+    }
+}
+
+/// 16 random bytes, hex: a token ID.
+pub(crate) fn random_id() -> Result<String, String> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0_u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system random source failed".to_owned())?;
+    Ok(hex::encode(bytes))
+}
+
+/// Issues task tokens as user-context tokens: `sub` the request's subject,
+/// `act` naming the runner, `aud` the request's audiences, `scope` its
+/// scopes, `exp` its deadline, a random `jti` and the `task_id`. Revokes
+/// them in the list given to [`with_revocations`](DevUserIssuer::with_revocations);
+/// without one, revocation fails (and is audited as failed).
+impl TaskTokenService for DevUserIssuer {
+    fn issue<'a>(
+        &'a self,
+        request: &'a TaskTokenRequest,
+    ) -> BoxFuture<'a, Result<IssuedTaskToken, TaskTokenError>> {
+        Box::pin(async move {
+            let service = |reason: String| TaskTokenError::Service { reason };
+            request.check(self.inner.clock.now())?;
+            let token_id = random_id().map_err(service)?;
+            let expires = request
+                .deadline
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| service("the deadline is before 1970".to_owned()))?
+                .as_secs();
+            let mut claims = Map::new();
+            claims.insert("iss".into(), json!(self.inner.issuer));
+            claims.insert("sub".into(), json!(request.subject));
+            claims.insert("aud".into(), json!(request.audiences));
+            claims.insert("iat".into(), json!(self.now_secs()));
+            claims.insert("exp".into(), json!(expires));
+            claims.insert("scope".into(), json!(request.scopes.join(" ")));
+            claims.insert("jti".into(), json!(token_id));
+            claims.insert("task_id".into(), json!(request.task_id));
+            if let Some(act) = act_claim(std::slice::from_ref(&request.actor)) {
+                claims.insert("act".into(), act);
+            }
+            let token = self
+                .sign(&Value::Object(claims))
+                .map_err(|e| service(e.to_string()))?;
+            Ok(IssuedTaskToken::new(
+                token,
+                token_id,
+                UNIX_EPOCH + Duration::from_secs(expires),
+            ))
+        })
+    }
+
+    fn revoke(&self, token_id: &str, expires: std::time::SystemTime) -> Result<(), TaskTokenError> {
+        let revocations =
+            self.inner
+                .revocations
+                .as_ref()
+                .ok_or_else(|| TaskTokenError::Service {
+                    reason: "the development issuer has no revocation list to record it in"
+                        .to_owned(),
+                })?;
+        revocations.revoke_token_id(token_id, expires);
+        Ok(())
     }
 }

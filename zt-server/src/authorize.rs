@@ -202,6 +202,9 @@ where
             if let Some(user) = user {
                 request = request.with_user(user);
             }
+            if let Some(txn) = req.extensions().get::<zt_core::txn::TxnToken>() {
+                request = request.with_txn(txn.txn());
+            }
             if let Some(route) = matched_route(req.extensions()) {
                 request = request.with_route(route);
             }

@@ -15,6 +15,7 @@ use zt_core::jwt::{JwtError, JwtSvidCache, JwtSvidClaims, validate_jwt_svid};
 use zt_core::revocation::Revocations;
 use zt_core::source::{SourceError, SvidSource};
 use zt_core::time::{SharedClock, Timestamp, system_clock};
+use zt_core::txn::{TXN_TOKEN_HEADER, TxnToken, TxnTokenError, TxnTokenValidator};
 use zt_core::user::{USER_CONTEXT_HEADER, UserContext, UserContextError, UserContextValidator};
 
 use crate::authorize::{ResponseBody, ResponseFuture, is_grpc};
@@ -92,9 +93,30 @@ pub enum JwtAuthError {
     /// bind the user context to.
     #[error("a user context arrived without an authenticated caller to bind it to")]
     NoCallerForUserContext,
+    /// A Txn-Token is required and the request has none.
+    #[error("the request carries no Txn-Token in `{header}`")]
+    MissingTxnToken {
+        /// The header looked in.
+        header: String,
+    },
+    /// The Txn-Token was rejected.
+    #[error("the Txn-Token was rejected: {0}")]
+    TxnToken(#[from] TxnTokenError),
+    /// Binding is on, but the request has no authenticated caller to bind
+    /// the Txn-Token to.
+    #[error("a Txn-Token arrived without an authenticated caller to bind it to")]
+    NoCallerForTxnToken,
 }
 
 impl JwtAuthError {
+    /// The task ID of a refused task-scoped token, for the audit record.
+    pub fn task_id(&self) -> Option<&str> {
+        match self {
+            Self::UserContext(UserContextError::Revoked { task_id, .. }) => task_id.as_deref(),
+            _ => None,
+        }
+    }
+
     /// A short, stable name for logs and audit records, such as
     /// `jwt-svid:expired`.
     pub fn kind(&self) -> &'static str {
@@ -127,6 +149,9 @@ impl JwtAuthError {
             Self::MissingUserContext { .. } => "user-context:missing",
             Self::UserContext(e) => e.kind(),
             Self::NoCallerForUserContext => "user-context:no-caller",
+            Self::MissingTxnToken { .. } => "txn-token:missing",
+            Self::TxnToken(e) => e.kind(),
+            Self::NoCallerForTxnToken => "txn-token:no-caller",
         }
     }
 }
@@ -171,6 +196,15 @@ pub struct Authenticated {
     pub jwt_svid: Option<VerifiedJwtSvid>,
     /// The validated user context, if the request carried one.
     pub user: Option<UserContext>,
+    /// The validated Txn-Token, if the request carried one.
+    pub txn: Option<TxnToken>,
+}
+
+struct TxnConfig {
+    validator: TxnTokenValidator,
+    header: HeaderName,
+    required: bool,
+    bind: bool,
 }
 
 struct UserConfig {
@@ -190,6 +224,7 @@ struct Config {
     clock: SharedClock,
     revocations: Option<Revocations>,
     user: Option<UserConfig>,
+    txn: Option<TxnConfig>,
     target: Arc<str>,
     cache: Option<Arc<JwtSvidCache>>,
 }
@@ -210,6 +245,14 @@ struct Config {
 ///   [`user_context`](JwtAuthBuilder::user_context): validated by a
 ///   [`UserContextValidator`]; by default its current actor must be the
 ///   authenticated caller (the JWT-SVID subject, else the mTLS peer).
+///   A user context whose `jti` is revoked in the layer's
+///   [`revocations`](JwtAuthBuilder::revocations) is refused (task
+///   credentials, [`zt_core::task`]).
+/// - **Transaction Token** (header [`TXN_TOKEN_HEADER`]), if configured
+///   with [`txn_token`](JwtAuthBuilder::txn_token): validated by a
+///   [`TxnTokenValidator`]; by default its requesting workload (`req_wl`)
+///   must be the authenticated caller. Its `txn` goes into the audit
+///   record.
 ///
 /// On success the request gets a [`VerifiedJwtSvid`] and a [`UserContext`]
 /// in its extensions ([`AuthorizeLayer`](crate::AuthorizeLayer) reads both;
@@ -288,6 +331,7 @@ impl JwtAuthLayer {
                 clock: system_clock(),
                 revocations: None,
                 user: None,
+                txn: None,
                 target: Arc::from("-"),
                 cache: Some(Arc::new(JwtSvidCache::default())),
             },
@@ -401,11 +445,48 @@ impl JwtAuthLayer {
                     } else {
                         user.validator.validate(token, now)?
                     };
+                    if let (Some(token_id), Some(revocations)) =
+                        (context.token_id(), &c.revocations)
+                        && revocations.is_token_revoked(token_id)
+                    {
+                        return Err(UserContextError::Revoked {
+                            token_id: token_id.to_owned(),
+                            task_id: context.task_id().map(str::to_owned),
+                        }
+                        .into());
+                    }
                     out.user = Some(context);
                 }
                 None if user.required => {
                     return Err(JwtAuthError::MissingUserContext {
                         header: user.header.to_string(),
+                    });
+                }
+                None => {}
+            }
+        }
+        if let Some(txn) = &c.txn {
+            match headers.get(&txn.header) {
+                Some(value) => {
+                    let token = value
+                        .to_str()
+                        .map_err(|_| JwtAuthError::MalformedHeader {
+                            header: txn.header.to_string(),
+                        })?
+                        .trim();
+                    let now = c.clock.now();
+                    let caller = out.jwt_svid.as_ref().map(VerifiedJwtSvid::subject).or(peer);
+                    let verified = if txn.bind {
+                        let caller = caller.ok_or(JwtAuthError::NoCallerForTxnToken)?;
+                        txn.validator.validate_for_caller(token, now, caller)?
+                    } else {
+                        txn.validator.validate(token, now)?
+                    };
+                    out.txn = Some(verified);
+                }
+                None if txn.required => {
+                    return Err(JwtAuthError::MissingTxnToken {
+                        header: txn.header.to_string(),
                     });
                 }
                 None => {}
@@ -487,10 +568,51 @@ impl JwtAuthBuilder {
         self
     }
 
-    /// Refuses JWT-SVIDs whose subject is on `revocations`.
+    /// Refuses JWT-SVIDs whose subject is on `revocations`, and user-context
+    /// tokens whose `jti` is revoked there
+    /// ([`Revocations::revoke_token_id`]).
     #[must_use]
     pub fn revocations(mut self, revocations: Revocations) -> Self {
         self.config.revocations = Some(revocations);
+        self
+    }
+
+    /// Validates Transaction Tokens (header [`TXN_TOKEN_HEADER`],
+    /// [`zt_core::txn`]) with `validator`, binding each to its caller: the
+    /// token's requesting workload (`req_wl`) must be the JWT-SVID subject,
+    /// else the mTLS peer. A request without one proceeds without it unless
+    /// [`require_txn_token`](Self::require_txn_token). The verified
+    /// [`TxnToken`] goes into the request extensions and its `txn` into
+    /// the audit record.
+    #[must_use]
+    pub fn txn_token(mut self, validator: TxnTokenValidator) -> Self {
+        self.config.txn = Some(TxnConfig {
+            validator,
+            header: HeaderName::from_static(TXN_TOKEN_HEADER),
+            required: false,
+            bind: true,
+        });
+        self
+    }
+
+    /// Refuses requests without a Txn-Token (`401`). Needs
+    /// [`txn_token`](Self::txn_token).
+    #[must_use]
+    pub fn require_txn_token(mut self, required: bool) -> Self {
+        if let Some(txn) = &mut self.config.txn {
+            txn.required = required;
+        }
+        self
+    }
+
+    /// Whether the Txn-Token's `req_wl` must be the authenticated caller
+    /// (default `true`). Turn it off only where tokens are forwarded
+    /// unchanged through the call chain. Needs [`txn_token`](Self::txn_token).
+    #[must_use]
+    pub fn bind_txn_token_to_caller(mut self, bind: bool) -> Self {
+        if let Some(txn) = &mut self.config.txn {
+            txn.bind = bind;
+        }
         self
     }
 
@@ -627,6 +749,9 @@ where
                 if let Some(user) = found.user {
                     req.extensions_mut().insert(user);
                 }
+                if let Some(txn) = found.txn {
+                    req.extensions_mut().insert(txn);
+                }
                 ResponseFuture::inner(self.inner.call(req))
             }
             Err(error) => {
@@ -638,6 +763,7 @@ where
                     path = req.uri().path(),
                     decision = "deny",
                     reason = error.kind(),
+                    task = error.task_id().unwrap_or("-"),
                     detail = %error,
                     "request credentials rejected"
                 );

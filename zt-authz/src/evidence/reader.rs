@@ -516,7 +516,9 @@ enum Field {
 fn field(key: &str) -> Field {
     let k = key.as_bytes();
     match (k.len(), k.first()) {
+        (3, Some(b't')) if is(k, b"txn") => Field::Ignored,
         (4, Some(b't')) if is(k, b"time") => Field::Time,
+        (4, Some(b't')) if is(k, b"task") => Field::Ignored,
         (4, Some(b'p')) if is(k, b"path") => Field::Path,
         (4, Some(b'u')) if is(k, b"user") => Field::User,
         (4, Some(b'r')) if is(k, b"rule") => Field::Rule,

@@ -173,6 +173,10 @@ pub struct Request<'a> {
     /// How the connection that carried the request is protected; recorded
     /// in the audit event, not used by rules.
     pub transport: Option<Transport<'a>>,
+    /// The transaction ID (`txn`) of the verified Transaction Token the
+    /// request carries, if any; recorded in the audit event, not used by
+    /// rules.
+    pub txn: Option<&'a str>,
 }
 
 /// The protection of the connection a request came on, as the TLS layer
@@ -229,6 +233,7 @@ impl<'a> Request<'a> {
             grpc_method: None,
             user: None,
             transport: None,
+            txn: None,
         }
     }
 
@@ -247,6 +252,13 @@ impl<'a> Request<'a> {
     /// Sets the verified user context.
     pub fn with_user(mut self, user: &'a UserContext) -> Self {
         self.user = Some(user);
+        self
+    }
+
+    /// Sets the transaction ID of the request's verified Transaction Token,
+    /// for the audit record.
+    pub fn with_txn(mut self, txn: &'a str) -> Self {
+        self.txn = Some(txn);
         self
     }
 

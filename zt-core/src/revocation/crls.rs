@@ -230,8 +230,8 @@ impl Revocations {
         self.inner.update_crls(|_, _, default| *default = policy);
     }
 
-    /// Judges CRL staleness (and only that) by `clock` instead of the
-    /// system clock.
+    /// Judges CRL staleness, and when a revoked token ID has expired, by
+    /// `clock` instead of the system clock.
     pub fn set_clock(&self, clock: SharedClock) {
         self.inner.clock.store(Arc::new(clock));
     }

@@ -82,3 +82,30 @@ async fn changes_wakes_a_waiting_task_from_another_clone() {
         .expect("task ran");
     assert_eq!(version, 1);
 }
+
+#[test]
+fn a_revoked_token_id_is_refused_bumps_the_version_once_and_survives_a_replace() {
+    let revocations = Revocations::new();
+    let start = revocations.version();
+    let exp = SystemTime::now() + Duration::from_secs(600);
+    assert!(!revocations.is_token_revoked("t-1"));
+    revocations.revoke_token_id("t-1", exp);
+    assert!(revocations.is_token_revoked("t-1"));
+    assert!(!revocations.is_token_revoked("t-2"));
+    assert_eq!(revocations.version(), start + 1);
+    revocations.revoke_token_id("t-1", exp);
+    assert_eq!(revocations.version(), start + 1, "already revoked");
+    revocations.replace(RevocationSet::new().with_serial(&[7]));
+    assert!(revocations.is_token_revoked("t-1"), "a replace keeps it");
+}
+
+#[test]
+fn expired_token_ids_are_dropped_at_the_next_revocation() {
+    let revocations = Revocations::new();
+    let now = SystemTime::now();
+    revocations.revoke_token_id("old", now - crate::jwt::MAX_LEEWAY - Duration::from_secs(1));
+    revocations.revoke_token_id("fresh", now + Duration::from_secs(60));
+    assert!(!revocations.is_token_revoked("old"));
+    assert!(revocations.is_token_revoked("fresh"));
+    assert_eq!(revocations.revoked_token_ids(), 1);
+}

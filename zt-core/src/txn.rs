@@ -1,0 +1,612 @@
+//! Transaction Tokens (Txn-Tokens), as specified by the IETF OAuth working
+//! group's draft-ietf-oauth-transaction-tokens, revision **-06** (July
+//! 2025): its claim set with `req_wl` as a top-level claim, the
+//! `txntoken+jwt` type and the `Txn-Token` HTTP header.
+//!
+//! A Txn-Token Service (TTS) issues a short-lived, signed token when an
+//! external request enters the trust domain; the token travels with every
+//! internal call made for that request and tells each workload who the
+//! request is for and what it may do, immutably.
+//!
+//! | where | name | rule here |
+//! |---|---|---|
+//! | header | `typ` | required, exactly `txntoken+jwt` |
+//! | header | `alg`, `kid` | an asymmetric algorithm; a key of the TTS's JWKS made for it |
+//! | claim | `txn` | required: the transaction's unique ID (non-empty string, at most [`MAX_ID_LEN`] bytes) |
+//! | claim | `sub` | required: the subject the transaction is for |
+//! | claim | `aud` | required: must include the configured audience (the trust domain) |
+//! | claim | `scope` | required: space-separated scope tokens |
+//! | claim | `req_wl` | required: the requesting workload, a SPIFFE ID |
+//! | claim | `tctx` | optional: the transaction context, a JSON object |
+//! | claim | `rctx` | optional: the requester context, a JSON object |
+//! | claim | `iat` | required, not in the future (leeway allowed) |
+//! | claim | `exp` | required, not in the past (leeway allowed) |
+//!
+//! # Binding at every hop
+//!
+//! zt binds a Txn-Token to the connection it arrives on as it binds user
+//! contexts ([`crate::user`]): with
+//! [`validate_for_caller`](TxnTokenValidator::validate_for_caller), the
+//! requesting workload `req_wl` must be the authenticated caller (the mTLS
+//! peer or JWT-SVID subject). A token lifted from one workload cannot be
+//! replayed by another. A workload that calls the next one therefore asks
+//! the TTS for a replacement token naming itself as `req_wl` (the draft's
+//! Txn-Token replacement; the `txn`, `sub`, `scope` and contexts are kept),
+//! which the development TTS (`zt_dev::DevUserIssuer`) does with
+//! `replace_txn_token`. Turn binding off only where tokens are forwarded
+//! unchanged.
+//!
+//! Tokens are never logged: [`TxnToken`]'s `Debug` omits the token.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use crate::SpiffeId;
+use crate::id::parse_canonical;
+use crate::jose::{CompactJws, JwsAlgorithm};
+use crate::jwt::{MAX_LEEWAY, MAX_TOKEN_LEN};
+use crate::time::Timestamp;
+use crate::user::{JwkSet, MAX_ID_LEN, MAX_SCOPES, TrustedKey, is_scope_token, trusted_key};
+
+/// The HTTP header a Txn-Token travels in.
+pub const TXN_TOKEN_HEADER: &str = "txn-token";
+
+/// The JOSE `typ` of a Txn-Token.
+pub const TXN_TOKEN_TYPE: &str = "txntoken+jwt";
+
+/// Why a Txn-Token was rejected. One variant per rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxnTokenError {
+    /// The token is not a well-formed compact JWS with JSON header and
+    /// claims.
+    #[error("the Txn-Token is malformed: {reason}")]
+    Malformed {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The `alg` header is not an allowed asymmetric algorithm.
+    #[error("the Txn-Token's algorithm `{alg}` is not allowed")]
+    UnsupportedAlgorithm {
+        /// The `alg` header value.
+        alg: String,
+    },
+    /// The `typ` header is missing or not `txntoken+jwt`.
+    #[error("the Txn-Token's `typ` header is {typ}; it must be `txntoken+jwt`")]
+    BadType {
+        /// The `typ` value as JSON, or `none`.
+        typ: String,
+    },
+    /// The header has no `kid`.
+    #[error("the Txn-Token header has no `kid`")]
+    MissingKeyId,
+    /// The TTS's JWKS has no key with the token's `kid`.
+    #[error("the Txn-Token Service's JWKS has no key with ID `{key_id}`")]
+    UnknownKeyId {
+        /// The token's `kid`.
+        key_id: String,
+    },
+    /// The token's `alg` is not the algorithm of the key it names.
+    #[error("the Txn-Token says `{alg}` but key `{key_id}` is for another algorithm")]
+    AlgorithmMismatch {
+        /// The token's `alg`.
+        alg: String,
+        /// The key.
+        key_id: String,
+    },
+    /// The signature does not verify.
+    #[error("the Txn-Token's signature is invalid ({reason})")]
+    BadSignature {
+        /// What the verifier reported.
+        reason: String,
+    },
+    /// The `txn` claim is missing or not a valid transaction ID.
+    #[error("the Txn-Token's `txn` is invalid: {reason}")]
+    BadTransactionId {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The token has no `sub` claim (or an empty one).
+    #[error("the Txn-Token has no `sub` claim")]
+    MissingSubject,
+    /// The token has no `iat` claim.
+    #[error("the Txn-Token has no `iat` claim")]
+    MissingIssuedAt,
+    /// The token's `iat` is in the future.
+    #[error("the Txn-Token was issued at {issued_at}, in the future (now {now})")]
+    IssuedInFuture {
+        /// The `iat` claim.
+        issued_at: Timestamp,
+        /// The time used for the check.
+        now: Timestamp,
+    },
+    /// The token has no `exp` claim.
+    #[error("the Txn-Token has no `exp` claim")]
+    MissingExpiry,
+    /// The token has expired.
+    #[error("the Txn-Token expired at {expired_at} (now {now})")]
+    Expired {
+        /// The `exp` claim.
+        expired_at: Timestamp,
+        /// The time used for the check.
+        now: Timestamp,
+    },
+    /// The token has no `aud` claim.
+    #[error("the Txn-Token has no `aud` claim")]
+    MissingAudience,
+    /// The token's audience does not include the expected one.
+    #[error("the Txn-Token's audience {found:?} does not include `{expected}`")]
+    WrongAudience {
+        /// The audience required.
+        expected: String,
+        /// The audience found.
+        found: Vec<String>,
+    },
+    /// The `scope` claim is missing or not a list of scope tokens.
+    #[error("the Txn-Token's `scope` is invalid: {reason}")]
+    BadScope {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The `req_wl` claim is missing or not a SPIFFE ID.
+    #[error("the Txn-Token's `req_wl` is invalid: {reason}")]
+    BadRequestingWorkload {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The `tctx` claim is present but not a JSON object.
+    #[error("the Txn-Token's `tctx` must be a JSON object")]
+    BadTransactionContext,
+    /// The `rctx` claim is present but not a JSON object.
+    #[error("the Txn-Token's `rctx` must be a JSON object")]
+    BadRequesterContext,
+    /// The requesting workload is not the workload that sent the request.
+    #[error(
+        "the Txn-Token names `{requester}` as its requesting workload, but the request came \
+         from `{caller}`; a workload calling onward must obtain a replacement Txn-Token"
+    )]
+    RequesterMismatch {
+        /// The authenticated caller.
+        caller: SpiffeId,
+        /// The `req_wl` claim.
+        requester: SpiffeId,
+    },
+    /// A JWKS key cannot be used for validation.
+    #[error("JWKS key {key_id:?} cannot be used: {reason}")]
+    UnusableKey {
+        /// The key's `kid`, if any.
+        key_id: Option<String>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TxnTokenError {
+    /// A short, stable name for logs and audit records, such as
+    /// `txn-token:expired`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "txn-token:malformed",
+            Self::UnsupportedAlgorithm { .. } => "txn-token:unsupported-algorithm",
+            Self::BadType { .. } => "txn-token:bad-typ",
+            Self::MissingKeyId => "txn-token:missing-kid",
+            Self::UnknownKeyId { .. } => "txn-token:unknown-kid",
+            Self::AlgorithmMismatch { .. } => "txn-token:algorithm-mismatch",
+            Self::BadSignature { .. } => "txn-token:bad-signature",
+            Self::BadTransactionId { .. } => "txn-token:bad-txn",
+            Self::MissingSubject => "txn-token:missing-sub",
+            Self::MissingIssuedAt => "txn-token:missing-iat",
+            Self::IssuedInFuture { .. } => "txn-token:iat-in-future",
+            Self::MissingExpiry => "txn-token:missing-exp",
+            Self::Expired { .. } => "txn-token:expired",
+            Self::MissingAudience => "txn-token:missing-aud",
+            Self::WrongAudience { .. } => "txn-token:wrong-aud",
+            Self::BadScope { .. } => "txn-token:bad-scope",
+            Self::BadRequestingWorkload { .. } => "txn-token:bad-req-wl",
+            Self::BadTransactionContext => "txn-token:bad-tctx",
+            Self::BadRequesterContext => "txn-token:bad-rctx",
+            Self::RequesterMismatch { .. } => "txn-token:requester-mismatch",
+            Self::UnusableKey { .. } => "txn-token:unusable-key",
+        }
+    }
+}
+
+/// A verified Txn-Token. Cheap to clone; `Debug` omits the token.
+#[derive(Clone, PartialEq)]
+pub struct TxnToken {
+    inner: Arc<TxnInner>,
+}
+
+#[derive(PartialEq)]
+struct TxnInner {
+    txn: String,
+    subject: String,
+    audience: Vec<String>,
+    scopes: Box<[Box<str>]>,
+    requester: SpiffeId,
+    transaction_context: Map<String, Value>,
+    requester_context: Map<String, Value>,
+    issued_at: SystemTime,
+    expiry: SystemTime,
+    token: String,
+}
+
+impl TxnToken {
+    /// The transaction ID (`txn`).
+    pub fn txn(&self) -> &str {
+        &self.inner.txn
+    }
+
+    /// The subject (`sub`).
+    pub fn subject(&self) -> &str {
+        &self.inner.subject
+    }
+
+    /// The audience (`aud`).
+    pub fn audience(&self) -> &[String] {
+        &self.inner.audience
+    }
+
+    /// The scopes, sorted, without duplicates.
+    pub fn scopes(&self) -> &[Box<str>] {
+        &self.inner.scopes
+    }
+
+    /// `true` if the token carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.inner
+            .scopes
+            .binary_search_by(|s| (**s).cmp(scope))
+            .is_ok()
+    }
+
+    /// The requesting workload (`req_wl`).
+    pub fn requesting_workload(&self) -> &SpiffeId {
+        &self.inner.requester
+    }
+
+    /// The transaction context (`tctx`); empty without one.
+    pub fn transaction_context(&self) -> &Map<String, Value> {
+        &self.inner.transaction_context
+    }
+
+    /// The requester context (`rctx`); empty without one.
+    pub fn requester_context(&self) -> &Map<String, Value> {
+        &self.inner.requester_context
+    }
+
+    /// When the token was issued (`iat`).
+    pub fn issued_at(&self) -> SystemTime {
+        self.inner.issued_at
+    }
+
+    /// When the token expires (`exp`).
+    pub fn expiry(&self) -> SystemTime {
+        self.inner.expiry
+    }
+
+    /// The token (a bearer credential: never log it).
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+}
+
+impl fmt::Debug for TxnToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("TxnToken")
+            .field("txn", &inner.txn)
+            .field("subject", &inner.subject)
+            .field("scopes", &inner.scopes)
+            .field("requesting_workload", &inner.requester.to_string())
+            .field("expiry", &Timestamp(inner.expiry))
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Validates Txn-Tokens of one Txn-Token Service, by its JWKS. Immutable,
+/// cheap to clone; build a new one to follow a key rotation.
+#[derive(Clone)]
+pub struct TxnTokenValidator {
+    inner: Arc<ValidatorInner>,
+}
+
+#[derive(Clone)]
+struct ValidatorInner {
+    audience: String,
+    keys: HashMap<String, TrustedKey>,
+    leeway: Duration,
+}
+
+impl fmt::Debug for TxnTokenValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kids: Vec<&str> = self.inner.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        f.debug_struct("TxnTokenValidator")
+            .field("audience", &self.inner.audience)
+            .field("key_ids", &kids)
+            .field("leeway", &self.inner.leeway)
+            .finish()
+    }
+}
+
+impl TxnTokenValidator {
+    /// A validator for Txn-Tokens for `audience` (the trust domain, as the
+    /// TTS names it) signed by a key of `jwks`. Every key must have a `kid`
+    /// and be asymmetric; an RSA key must name its `alg`.
+    ///
+    /// # Errors
+    ///
+    /// [`TxnTokenError::UnusableKey`] for the first key that breaks these
+    /// rules.
+    pub fn new(audience: impl Into<String>, jwks: &JwkSet) -> Result<Self, TxnTokenError> {
+        let mut keys = HashMap::with_capacity(jwks.keys.len());
+        for jwk in &jwks.keys {
+            let key_id = jwk.common.key_id.clone();
+            let unusable = |reason: String| TxnTokenError::UnusableKey {
+                key_id: key_id.clone(),
+                reason,
+            };
+            let Some(kid) = key_id.clone().filter(|k| !k.is_empty()) else {
+                return Err(unusable("the key has no `kid`".to_owned()));
+            };
+            keys.insert(kid, trusted_key(jwk).map_err(&unusable)?);
+        }
+        Ok(Self {
+            inner: Arc::new(ValidatorInner {
+                audience: audience.into(),
+                keys,
+                leeway: Duration::from_secs(30),
+            }),
+        })
+    }
+
+    /// Sets the clock leeway for `exp` and `iat` (default 30 s), capped at
+    /// [`MAX_LEEWAY`].
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).leeway = leeway.min(MAX_LEEWAY);
+        self
+    }
+
+    /// The audience tokens must carry.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
+    }
+
+    /// Validates `token` at time `now`.
+    ///
+    /// # Errors
+    ///
+    /// The [`TxnTokenError`] of the first rule the token breaks, in the
+    /// order of the table in the [module docs](self) (header, signature,
+    /// then claims).
+    pub fn validate(&self, token: &str, now: SystemTime) -> Result<TxnToken, TxnTokenError> {
+        let inner = &*self.inner;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(malformed(format!(
+                "the token is {} bytes; at most {MAX_TOKEN_LEN} are accepted",
+                token.len()
+            )));
+        }
+        let jws = CompactJws::split(token)
+            .map_err(|_| malformed("a compact JWS has three dot-separated parts"))?;
+        let header = decode_object(jws.header(), "header")?;
+        let alg_name = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("the header has no `alg`"))?;
+        let alg = JwsAlgorithm::from_name(alg_name).ok_or_else(|| {
+            TxnTokenError::UnsupportedAlgorithm {
+                alg: alg_name.to_owned(),
+            }
+        })?;
+        match header.get("typ") {
+            Some(Value::String(typ)) if typ == TXN_TOKEN_TYPE => {}
+            Some(other) => {
+                return Err(TxnTokenError::BadType {
+                    typ: other.to_string(),
+                });
+            }
+            None => {
+                return Err(TxnTokenError::BadType {
+                    typ: "none".to_owned(),
+                });
+            }
+        }
+        let key_id = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+            .ok_or(TxnTokenError::MissingKeyId)?;
+        let trusted = inner
+            .keys
+            .get(key_id)
+            .ok_or_else(|| TxnTokenError::UnknownKeyId {
+                key_id: key_id.to_owned(),
+            })?;
+        if trusted.algorithm != alg {
+            return Err(TxnTokenError::AlgorithmMismatch {
+                alg: alg_name.to_owned(),
+                key_id: key_id.to_owned(),
+            });
+        }
+        jws.verify(&trusted.key, alg)
+            .map_err(|e| TxnTokenError::BadSignature {
+                reason: e.to_string(),
+            })?;
+        let claims = decode_object(jws.payload(), "payload")?;
+
+        let txn = match claims.get("txn") {
+            None => return Err(bad_txn("the token has no `txn`")),
+            Some(Value::String(s)) if s.is_empty() => return Err(bad_txn("`txn` is empty")),
+            Some(Value::String(s)) if s.len() > MAX_ID_LEN => {
+                return Err(bad_txn(format!("`txn` is longer than {MAX_ID_LEN} bytes")));
+            }
+            Some(Value::String(s)) if s.chars().any(char::is_control) => {
+                return Err(bad_txn("`txn` holds a control character"));
+            }
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(bad_txn("`txn` must be a string")),
+        };
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or(TxnTokenError::MissingSubject)?
+            .to_owned();
+        let issued_at = crate::jwt::numeric_date(&claims, "iat")
+            .map_err(malformed)?
+            .ok_or(TxnTokenError::MissingIssuedAt)?;
+        if issued_at > now + inner.leeway {
+            return Err(TxnTokenError::IssuedInFuture {
+                issued_at: Timestamp(issued_at),
+                now: Timestamp(now),
+            });
+        }
+        let expiry = crate::jwt::numeric_date(&claims, "exp")
+            .map_err(malformed)?
+            .ok_or(TxnTokenError::MissingExpiry)?;
+        if expiry
+            .checked_add(inner.leeway)
+            .is_some_and(|deadline| now > deadline)
+        {
+            return Err(TxnTokenError::Expired {
+                expired_at: Timestamp(expiry),
+                now: Timestamp(now),
+            });
+        }
+        let audience = crate::jwt::audience_claim(&claims)
+            .map_err(malformed)?
+            .ok_or(TxnTokenError::MissingAudience)?;
+        if !audience.contains(&inner.audience) {
+            return Err(TxnTokenError::WrongAudience {
+                expected: inner.audience.clone(),
+                found: audience,
+            });
+        }
+        let scopes = scopes_of(&claims)?;
+        let requester = match claims.get("req_wl") {
+            Some(Value::String(s)) => {
+                parse_canonical(s).map_err(|e| TxnTokenError::BadRequestingWorkload {
+                    reason: format!("not a SPIFFE ID: {e}"),
+                })?
+            }
+            Some(_) => {
+                return Err(TxnTokenError::BadRequestingWorkload {
+                    reason: "`req_wl` must be a string".to_owned(),
+                });
+            }
+            None => {
+                return Err(TxnTokenError::BadRequestingWorkload {
+                    reason: "the token has no `req_wl`".to_owned(),
+                });
+            }
+        };
+        let transaction_context = match claims.get("tctx") {
+            None => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(_) => return Err(TxnTokenError::BadTransactionContext),
+        };
+        let requester_context = match claims.get("rctx") {
+            None => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(_) => return Err(TxnTokenError::BadRequesterContext),
+        };
+        Ok(TxnToken {
+            inner: Arc::new(TxnInner {
+                txn,
+                subject,
+                audience,
+                scopes,
+                requester,
+                transaction_context,
+                requester_context,
+                issued_at,
+                expiry,
+                token: token.to_owned(),
+            }),
+        })
+    }
+
+    /// Validates `token` and checks binding: its requesting workload
+    /// (`req_wl`) must be `caller`, the workload that authenticated the
+    /// request.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`validate`](Self::validate), then
+    /// [`TxnTokenError::RequesterMismatch`].
+    pub fn validate_for_caller(
+        &self,
+        token: &str,
+        now: SystemTime,
+        caller: &SpiffeId,
+    ) -> Result<TxnToken, TxnTokenError> {
+        let verified = self.validate(token, now)?;
+        if verified.requesting_workload() != caller {
+            return Err(TxnTokenError::RequesterMismatch {
+                caller: caller.clone(),
+                requester: verified.requesting_workload().clone(),
+            });
+        }
+        Ok(verified)
+    }
+}
+
+fn malformed(reason: impl Into<String>) -> TxnTokenError {
+    TxnTokenError::Malformed {
+        reason: reason.into(),
+    }
+}
+
+fn bad_txn(reason: impl Into<String>) -> TxnTokenError {
+    TxnTokenError::BadTransactionId {
+        reason: reason.into(),
+    }
+}
+
+fn decode_object(segment: &str, what: &str) -> Result<Map<String, Value>, TxnTokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| malformed(format!("the {what} is not base64url")))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(malformed(format!("the {what} is not a JSON object"))),
+    }
+}
+
+fn scopes_of(claims: &Map<String, Value>) -> Result<Box<[Box<str>]>, TxnTokenError> {
+    let bad = |reason: &str| TxnTokenError::BadScope {
+        reason: reason.to_owned(),
+    };
+    let text = match claims.get("scope") {
+        None => return Err(bad("the token has no `scope`")),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(bad("`scope` must be a space-separated string")),
+    };
+    let mut scopes: Vec<Box<str>> = Vec::new();
+    for scope in text.split(' ').filter(|s| !s.is_empty()) {
+        if !is_scope_token(scope) {
+            return Err(bad(
+                "a scope holds a character outside the RFC 6749 scope-token set",
+            ));
+        }
+        scopes.push(scope.into());
+    }
+    if scopes.len() > MAX_SCOPES {
+        return Err(TxnTokenError::BadScope {
+            reason: format!("more than {MAX_SCOPES} scopes"),
+        });
+    }
+    scopes.sort_unstable();
+    scopes.dedup();
+    Ok(scopes.into_boxed_slice())
+}
