@@ -25,6 +25,7 @@
 //! | `rule` | the deciding rule id, if a rule decided |
 //! | `policy_version` | the version of the policy that decided |
 //! | `audit_rules` | audit-only rules that matched |
+//! | `condition` | for `condition-not-met`: the failed condition of `rule`, and whether its value was absent or different |
 //! | `eval_ns` | time to decide, in nanoseconds |
 //!
 //! The JSON-lines writer writes the same fields, one object per line.
@@ -139,6 +140,10 @@ pub struct AuditEvent<'a> {
     pub tls_kx_group: Option<&'a str>,
     /// Whether that key exchange was post-quantum.
     pub tls_post_quantum: Option<bool>,
+    /// For the reason `condition-not-met`: the condition of the named rule
+    /// that the request failed, and whether its value was absent or
+    /// different (never the value).
+    pub condition: Option<&'a str>,
 }
 
 fn ser_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -277,6 +282,7 @@ impl AuditEvent<'_> {
                     tls_cipher_suite = %OrDash(self.tls_cipher_suite),
                     tls_kx_group = %OrDash(self.tls_kx_group),
                     tls_post_quantum = %OrDash(self.tls_post_quantum),
+                    condition = %OrDash(self.condition),
                     "authorization decision"
                 )
             };

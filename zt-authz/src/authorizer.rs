@@ -311,6 +311,7 @@ impl Authorizer {
                 rule_id: None,
                 audit_only_matches: Vec::new(),
                 policy_version: inner.engine.version(),
+                condition: None,
             },
             None => inner.engine.evaluate(request),
         };
@@ -350,6 +351,7 @@ impl Authorizer {
             tls_cipher_suite: request.transport.map(|t| t.cipher_suite),
             tls_kx_group: request.transport.and_then(|t| t.kx_group),
             tls_post_quantum: request.transport.map(|t| t.post_quantum),
+            condition: decision.condition.as_deref(),
         };
         event.emit();
         if let Some(decisions) = &inner.decisions {

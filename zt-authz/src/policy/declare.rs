@@ -383,6 +383,7 @@ impl Declarations {
             rule_id,
             audit_only_matches: Vec::new(),
             policy_version: Arc::clone(version),
+            condition: None,
         })
     }
 
@@ -698,6 +699,7 @@ fn denial(reason: DecisionReason, rule_id: Option<Arc<str>>, version: &Arc<str>)
         rule_id,
         audit_only_matches: Vec::new(),
         policy_version: Arc::clone(version),
+        condition: None,
     }
 }
 
@@ -731,7 +733,8 @@ impl Combined {
     /// The effective policy as TOML: a header stating the combination, the
     /// combined version, every declaration as a `[[declared]]` table (with
     /// the source line that declares it), then the policy's rules as
-    /// `[[rule]]` tables in the policy file format, when the policy engine
+    /// `[[rule]]` tables in the policy file format (callers with their
+    /// `{name}` captures, actions and `when` conditions), when the policy engine
     /// can list them ([`PolicyEngine::rules_snapshot`]).
     pub fn export(&self) -> String {
         let mut out = String::from(
@@ -827,7 +830,11 @@ fn render_callers_and_actions(rule: &Rule, out: &mut String) {
         let callers: Vec<String> = rule
             .callers()
             .iter()
-            .map(|c| toml_string(&format!("{c:#}")))
+            .enumerate()
+            .map(|(i, c)| match rule.caller_text(i) {
+                Some(text) => toml_string(text),
+                None => toml_string(&format!("{c:#}")),
+            })
             .collect();
         let _ = writeln!(out, "callers = [{}]", callers.join(", "));
     }
@@ -848,6 +855,10 @@ fn render_callers_and_actions(rule: &Rule, out: &mut String) {
     }
     if !grpc.is_empty() {
         let _ = writeln!(out, "grpc = [{}]", grpc.join(", "));
+    }
+    if !rule.conditions().is_empty() {
+        let conditions: Vec<String> = rule.conditions().iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(out, "when = {{ {} }}", conditions.join(", "));
     }
 }
 
