@@ -25,7 +25,7 @@
 //! | `rule` | the deciding rule id, if a rule decided |
 //! | `policy_version` | the version of the policy that decided |
 //! | `audit_rules` | audit-only rules that matched |
-//! | `condition` | for `condition-not-met`: the failed condition of `rule`, and whether its value was absent or different |
+//! | `condition` | for `condition-not-met`: the failed condition of `rule`, and whether its value was absent or different (JSON lines: only then present) |
 //! | `eval_ns` | time to decide, in nanoseconds |
 //!
 //! The JSON-lines writer writes the same fields, one object per line.
@@ -142,7 +142,9 @@ pub struct AuditEvent<'a> {
     pub tls_post_quantum: Option<bool>,
     /// For the reason `condition-not-met`: the condition of the named rule
     /// that the request failed, and whether its value was absent or
-    /// different (never the value).
+    /// different (never the value). Left out of JSON lines when `None`, so
+    /// records of other decisions are as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub condition: Option<&'a str>,
 }
 
