@@ -19,7 +19,9 @@ pub(crate) enum PolicyCommand {
     /// with a service's declarations in code (--declared).
     ///
     /// Prints the decision (allow or deny), the reason, the deciding rule
-    /// (or `-`), the policy version and the audit-only rules that matched.
+    /// (or `-`), the condition that failed (reason condition-not-met), the
+    /// policy version and the audit-only rules that matched. --claim gives
+    /// the request a verified context for rules with `when` conditions.
     /// Exit 0 if allowed; exit 1 if denied; exit 2 for bad arguments, an
     /// unreadable file or a policy file with an error (shown with its
     /// file:line:column).
