@@ -379,6 +379,18 @@ impl Condition {
         }
     }
 
+    /// The conditions of a `when` table in the policy file syntax, written
+    /// alone: `{ ns = "prod", ref = { one_of = ["refs/heads/main"] } }`, in
+    /// the order written. The syntax `#[callers(when = "...")]` takes.
+    ///
+    /// # Errors
+    ///
+    /// The key of the bad condition (empty when the text is not a table)
+    /// and what is wrong with it.
+    pub fn parse_table(text: &str) -> Result<Vec<Self>, (String, String)> {
+        super::file::parse_when(text)
+    }
+
     /// The key: a capture name or a context key.
     pub fn key(&self) -> &str {
         &self.key

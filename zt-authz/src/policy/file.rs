@@ -172,6 +172,30 @@ fn caller_offset(text: &str, caller: &Spanned<String>, error: &PolicyError) -> R
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenDoc {
+    when: std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+/// The conditions of a `when` table written alone, `{ ns = "prod" }`: what
+/// `#[callers(when = "...")]` holds. Errors name the key and what is wrong.
+pub(super) fn parse_when(text: &str) -> Result<Vec<Condition>, (String, String)> {
+    let doc: WhenDoc = toml::from_str(&format!("when = {text}")).map_err(|e| {
+        (
+            String::new(),
+            format!("is not a TOML inline table: {}", e.message().trim_end()),
+        )
+    })?;
+    let mut when: Vec<_> = doc.when.into_iter().collect();
+    when.sort_by_key(|(key, _)| key.span().start);
+    when.into_iter()
+        .map(|(key, value)| {
+            condition(key.get_ref(), value.get_ref()).map_err(|e| (key.into_inner(), e))
+        })
+        .collect()
+}
+
 /// One `when` entry: `key = "v"`, `key = true`, or
 /// `key = { one_of = [..] | glob = ".." | present = bool | same_as = ".." }`.
 fn condition(key: &str, value: &toml::Value) -> Result<Condition, String> {
