@@ -25,6 +25,7 @@
 //! | `rule` | the deciding rule id, if a rule decided |
 //! | `policy_version` | the version of the policy that decided |
 //! | `audit_rules` | audit-only rules that matched |
+//! | `condition` | for `condition-not-met`: the failed condition of `rule`, and whether its value was absent or different (JSON lines: only then present) |
 //! | `eval_ns` | time to decide, in nanoseconds |
 //! | `task` | the task ID of a task-scoped credential the request carried ([`zt_core::task`]), or `-` |
 //! | `txn` | the transaction ID of a verified Transaction Token the request carried, or `-` |
@@ -147,6 +148,12 @@ pub struct AuditEvent<'a> {
     /// The transaction ID (`txn`) of the request's verified Transaction
     /// Token.
     pub txn: Option<&'a str>,
+    /// For the reason `condition-not-met`: the condition of the named rule
+    /// that the request failed, and whether its value was absent or
+    /// different (never the value). Left out of JSON lines when `None`, so
+    /// records of other decisions are as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<&'a str>,
 }
 
 fn ser_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -329,6 +336,7 @@ impl AuditEvent<'_> {
                     tls_post_quantum = %OrDash(self.tls_post_quantum),
                     task = %OrDash(self.task),
                     txn = %OrDash(self.txn),
+                    condition = %OrDash(self.condition),
                     "authorization decision"
                 )
             };

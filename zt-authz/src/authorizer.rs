@@ -311,6 +311,7 @@ impl Authorizer {
                 rule_id: None,
                 audit_only_matches: Vec::new(),
                 policy_version: inner.engine.version(),
+                condition: None,
             },
             None => inner.engine.evaluate(request),
         };
@@ -352,6 +353,7 @@ impl Authorizer {
             tls_post_quantum: request.transport.map(|t| t.post_quantum),
             task: request.user.and_then(UserContext::task_id),
             txn: request.txn,
+            condition: decision.condition.as_deref(),
         };
         event.emit();
         if let Some(decisions) = &inner.decisions {

@@ -11,7 +11,7 @@ use crate::audit::Verdict;
 use crate::policy::DecisionReason;
 
 const VERDICTS: usize = 3;
-const REASONS: usize = 8;
+const REASONS: usize = 9;
 
 /// `zt_authz_decisions_total` handles of one target, by verdict and reason.
 pub(crate) struct DecisionCounters {
@@ -65,5 +65,6 @@ fn reason_index(reason: DecisionReason) -> usize {
         DecisionReason::Expired => 5,
         DecisionReason::CallerNotDeclared => 6,
         DecisionReason::Undeclared => 7,
+        DecisionReason::ConditionNotMet => 8,
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use zt_authz::policy::{Policy, PolicyEngine as _, Request};
+use zt_authz::policy::{Context, ContextValue, Policy, PolicyEngine as _, Request};
 use zt_core::SpiffeId;
 
 use crate::args;
@@ -19,7 +19,9 @@ pub(crate) enum PolicyCommand {
     /// with a service's declarations in code (--declared).
     ///
     /// Prints the decision (allow or deny), the reason, the deciding rule
-    /// (or `-`), the policy version and the audit-only rules that matched.
+    /// (or `-`), the condition that failed (reason condition-not-met), the
+    /// policy version and the audit-only rules that matched. --claim gives
+    /// the request a verified context for rules with `when` conditions.
     /// Exit 0 if allowed; exit 1 if denied; exit 2 for bad arguments, an
     /// unreadable file or a policy file with an error (shown with its
     /// file:line:column).
@@ -34,8 +36,9 @@ pub(crate) enum PolicyCommand {
     /// Errors are shown as the server would report them, with
     /// file:line:column and the rule id (exit 2). Otherwise each warning is
     /// printed as `warning: ...`: a rule shadowed by an earlier rule of the
-    /// same effect, or an allow rule that a deny rule covers completely. A
-    /// summary line follows. Exit 0 without warnings; exit 1 with warnings.
+    /// same effect, an allow rule that a deny rule covers completely, or a
+    /// rule with a condition that can never hold. A conditioned rule never
+    /// covers one without conditions. A summary line follows. Exit 0 without warnings; exit 1 with warnings.
     Lint(LintArgs),
 }
 
@@ -85,6 +88,13 @@ pub(crate) struct CheckArgs {
     /// patterns match it as well as the path.
     #[arg(long, value_name = "TEMPLATE", value_parser = request_path)]
     route: Option<String>,
+    /// A claim of the request's verified context, which rule conditions
+    /// (`when`) read: `KEY=VALUE` sets a string (a nested claim is its dotted
+    /// path, `kubernetes.io.namespace=prod`), `KEY:=true` or `KEY:=false` a
+    /// boolean. Repeat for more claims; a key given more than once is a
+    /// list of its string values.
+    #[arg(long = "claim", value_name = "KEY=VALUE", value_parser = claim)]
+    claims: Vec<(String, ContextValue)>,
 }
 
 /// Arguments of `zt policy lint`.
@@ -138,6 +148,10 @@ fn check(a: &CheckArgs) -> CliResult {
     if let Some(route) = &a.route {
         request = request.with_route(route);
     }
+    let context = context_of(&a.claims)?;
+    if !a.claims.is_empty() {
+        request = request.with_context(&context);
+    }
     let decision = policy.evaluate(&request);
 
     let rule = match decision.rule_id.as_deref() {
@@ -165,6 +179,9 @@ fn check(a: &CheckArgs) -> CliResult {
     );
     let _ = writeln!(text, "reason:   {}", decision.reason);
     let _ = writeln!(text, "rule:     {rule}");
+    if let Some(condition) = &decision.condition {
+        let _ = writeln!(text, "failed:   {condition}");
+    }
     let _ = writeln!(text, "version:  {}", decision.policy_version);
     let _ = write!(text, "audit:    {audit}");
     emit(&text)?;
@@ -240,6 +257,55 @@ fn lint(a: &LintArgs) -> CliResult {
     } else {
         Err(CliError::answered_no())
     }
+}
+
+/// Parses `--claim KEY=VALUE` (a string) or `KEY:=true|false` (a boolean).
+fn claim(s: &str) -> Result<(String, ContextValue), String> {
+    if let Some((key, value)) = s.split_once(":=") {
+        let value = match value {
+            "true" => true,
+            "false" => false,
+            _ => {
+                return Err(format!(
+                    "`{value}` is not a boolean; write KEY:=true or KEY:=false"
+                ));
+            }
+        };
+        if key.is_empty() {
+            return Err("the claim key is empty; write KEY:=true".into());
+        }
+        return Ok((key.to_owned(), ContextValue::Bool(value)));
+    }
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.into())),
+        _ => Err(format!("`{s}` is not KEY=VALUE (or KEY:=true|false)")),
+    }
+}
+
+/// The context of the `--claim` arguments: a key given more than once is a
+/// list of its string values.
+fn context_of(claims: &[(String, ContextValue)]) -> CliResult<Context> {
+    let mut context = Context::new();
+    for (key, value) in claims {
+        let merged = match (context.get(key), value) {
+            (None, value) => value.clone(),
+            (Some(ContextValue::String(a)), ContextValue::String(b)) => {
+                ContextValue::List(vec![a.clone(), b.clone()])
+            }
+            (Some(ContextValue::List(items)), ContextValue::String(b)) => {
+                let mut items = items.clone();
+                items.push(b.clone());
+                ContextValue::List(items)
+            }
+            _ => {
+                return Err(CliError::usage(format!(
+                    "claim `{key}` is given as both a boolean and another value"
+                )));
+            }
+        };
+        context.insert(key, merged);
+    }
+    Ok(context)
 }
 
 /// Parses an HTTP method as a server would see it: an uppercase token.

@@ -375,3 +375,135 @@ fn policy_help_documents_exit_codes() {
         .success()
         .stdout(contains("zt policy check").and(contains("zt policy lint")));
 }
+
+/// A rule with context conditions and a caller capture; its id is on line 5.
+const CONDITIONED: &str = r#"
+version = "cond-1"
+
+[[rule]]
+id = "deploy-prod"
+effect = "allow"
+callers = ["spiffe://github.example/repo/{org}/app/**"]
+http = [{ method = "POST", path = "/deploy/prod" }]
+when = { org = "org", ref = { one_of = ["refs/heads/main", "refs/tags/v1"] }, environment = "prod", groups = "deployers", fork = false }
+"#;
+
+const CI: &str = "spiffe://github.example/repo/org/app/workflow/deploy";
+
+fn deploy(policy: &Path) -> assert_cmd::Command {
+    let mut cmd = check(policy, CI);
+    cmd.args(["--method", "POST", "--path", "/deploy/prod"]);
+    cmd
+}
+
+#[test]
+fn check_with_claims_decides_conditioned_rules() {
+    let tmp = TempDir::new().unwrap();
+    let policy = write(tmp.path(), "policy.toml", CONDITIONED);
+    let good = [
+        "--claim",
+        "ref=refs/heads/main",
+        "--claim",
+        "environment=prod",
+        "--claim",
+        "groups=readers",
+        "--claim",
+        "groups=deployers",
+        "--claim",
+        "fork:=false",
+    ];
+    deploy(&policy)
+        .args(good)
+        .assert()
+        .code(0)
+        .stdout(contains("decision: allow").and(contains("policy.toml:5:6)")));
+
+    let mut branch = good;
+    branch[1] = "ref=refs/heads/dev";
+    deploy(&policy).args(branch).assert().code(1).stdout(
+        contains("reason:   condition-not-met")
+            .and(contains("rule:     deploy-prod"))
+            .and(contains(
+                r#"failed:   ref = { one_of = ["refs/heads/main", "refs/tags/v1"] } (differs)"#,
+            )),
+    );
+
+    let mut string_fork = good;
+    string_fork[9] = "fork=false";
+    deploy(&policy)
+        .args(string_fork)
+        .assert()
+        .code(1)
+        .stdout(contains("failed:   fork = false (differs)"));
+
+    // Without claims, the first context condition is absent.
+    deploy(&policy).assert().code(1).stdout(contains(
+        r#"failed:   ref = { one_of = ["refs/heads/main", "refs/tags/v1"] } (absent)"#,
+    ));
+
+    // The capture of the caller's ID.
+    check(
+        &policy,
+        "spiffe://github.example/repo/fork/app/workflow/deploy",
+    )
+    .args(["--method", "POST", "--path", "/deploy/prod"])
+    .args(good)
+    .assert()
+    .code(1)
+    .stdout(contains(r#"failed:   org = "org" (differs)"#));
+}
+
+#[test]
+fn check_with_a_malformed_claim_exits_2() {
+    let tmp = TempDir::new().unwrap();
+    let policy = write(tmp.path(), "policy.toml", CONDITIONED);
+    for bad in ["noequals", "=value", "fork:=maybe", ":=true"] {
+        deploy(&policy)
+            .args(["--claim", bad])
+            .assert()
+            .code(2)
+            .stderr(contains("--claim"));
+    }
+    deploy(&policy)
+        .args(["--claim", "fork:=true", "--claim", "fork=x"])
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "claim `fork` is given as both a boolean and another value",
+        ));
+}
+
+#[test]
+fn lint_reports_a_condition_that_never_holds_and_never_lets_a_conditioned_rule_cover() {
+    let tmp = TempDir::new().unwrap();
+    let policy = write(
+        tmp.path(),
+        "policy.toml",
+        r#"
+[[rule]]
+id = "main-only"
+effect = "allow"
+when = { ref = "refs/heads/main" }
+
+[[rule]]
+id = "everyone"
+effect = "allow"
+
+[[rule]]
+id = "two-segments"
+effect = "allow"
+callers = ["spiffe://example.org/ns/{ns}"]
+when = { ns = "a/b" }
+"#,
+    );
+    zt().args(["policy", "lint"])
+        .arg(&policy)
+        .assert()
+        .code(1)
+        .stdout(
+            contains("policy.toml:12:6:")
+                .and(contains("rule `two-segments` never matches"))
+                .and(contains("shadowed").not())
+                .and(contains("1 warning")),
+        );
+}

@@ -51,6 +51,11 @@ use syn::{Attribute, Ident, ImplItem, Item, ItemFn, ItemImpl, LitStr, Token};
 /// | `http` | handler (required) | the route: `"GET /invoices/{id}"` (`*` for any method) |
 /// | `service` | service `impl` | the gRPC service, `"package.Service"` |
 /// | `method` | method in a service `impl` | the `.proto` method name, when it is not the method's name in UpperCamelCase |
+/// | `when` | everywhere | conditions, as a `when` table of a policy file: `"{ ns = \"prod\" }"` on a `{ns}` capture of a caller, or on a context key; all must hold |
+///
+/// Callers may capture path segments with `{name}`, as in policy files
+/// (`"spiffe://example.org/ns/{ns}/sa/{sa}"`); captures and `when` are
+/// checked at compile time with the policy's own parsers.
 ///
 /// # On an axum handler
 ///
@@ -246,6 +251,7 @@ struct Declaration {
     grpc: Option<LitStr>,
     service: Option<LitStr>,
     method: Option<LitStr>,
+    when: Option<LitStr>,
     /// The span of the whole argument list, for errors about it as a whole.
     span: Option<Span>,
 }
@@ -283,6 +289,7 @@ impl Declaration {
                         "http" => &mut out.http,
                         "grpc" => &mut out.grpc,
                         "service" => &mut out.service,
+                        "when" => &mut out.when,
                         _ => &mut out.method,
                     };
                     if slot.is_some() {
@@ -297,6 +304,7 @@ impl Declaration {
                         "http" => check_http(&value).map(drop),
                         "grpc" => check_grpc(&value).map(drop),
                         "service" => check_service(&value),
+                        "when" => check_when(&value),
                         _ => check_method(&value),
                     };
                     match checked {
@@ -329,6 +337,15 @@ impl Declaration {
         ))
     }
 
+    /// `.with_when("…")` after an `EndpointSpec` constructor, when the
+    /// declaration has conditions.
+    fn when_tokens(&self) -> TokenStream2 {
+        match &self.when {
+            Some(when) => quote!(.with_when(#when)),
+            None => TokenStream2::new(),
+        }
+    }
+
     /// `&["id", …], &["td"]` for an `EndpointSpec` constructor.
     fn caller_tokens(&self) -> (TokenStream2, TokenStream2) {
         let callers = &self.callers;
@@ -338,9 +355,33 @@ impl Declaration {
 }
 
 fn check_caller(lit: &LitStr) -> syn::Result<()> {
-    zt_core::matcher::IdMatcher::parse(&lit.value())
+    // The policy's own caller parser: `{name}` captures as in policy files.
+    zt_authz::policy::Rule::allow("callers")
+        .caller(&lit.value())
         .map(drop)
-        .map_err(|e| syn::Error::new_spanned(lit, format!("invalid caller: {e}")))
+        .map_err(|e| match e {
+            zt_authz::policy::PolicyError::BadCaller { source, .. } => {
+                syn::Error::new_spanned(lit, format!("invalid caller: {source}"))
+            }
+            zt_authz::policy::PolicyError::BadCapture { reason, .. } => {
+                syn::Error::new_spanned(lit, format!("invalid caller: {reason}"))
+            }
+            other => syn::Error::new_spanned(lit, format!("invalid caller: {other}")),
+        })
+}
+
+/// A `when` table in the policy file syntax: `"{ ns = \"prod\" }"`.
+fn check_when(lit: &LitStr) -> syn::Result<()> {
+    zt_authz::policy::Condition::parse_table(&lit.value())
+        .map(drop)
+        .map_err(|(key, reason)| {
+            let what = if key.is_empty() {
+                "`when`".to_owned()
+            } else {
+                format!("condition on `{key}`")
+            };
+            syn::Error::new_spanned(lit, format!("invalid {what}: {reason}"))
+        })
 }
 
 fn check_trust_domain(lit: &LitStr) -> syn::Result<()> {
@@ -420,7 +461,7 @@ fn handler(args: Args, function: ItemFn) -> syn::Result<TokenStream2> {
         ));
     }
     let span = function.sig.ident.span();
-    let declaration = Declaration::from_args(args, &["http", "trust_domain"], span)?;
+    let declaration = Declaration::from_args(args, &["http", "trust_domain", "when"], span)?;
     declaration.require_callers(&format!("handler `{}`", function.sig.ident))?;
     let Some(http) = &declaration.http else {
         return Err(syn::Error::new(
@@ -437,6 +478,7 @@ fn handler(args: Args, function: ItemFn) -> syn::Result<TokenStream2> {
     let vis = &function.vis;
     let name = ident.to_string();
     let (callers, trust_domains) = declaration.caller_tokens();
+    let when = declaration.when_tokens();
     let doc = format!(
         "The callers declared for the handler `{name}` (`#[callers]`): rule `code:{name}`."
     );
@@ -452,7 +494,7 @@ fn handler(args: Args, function: ItemFn) -> syn::Result<TokenStream2> {
                 ::zt_server::macros::EndpointSpec::http(
                     #name, #method, #path, #callers, #trust_domains,
                     ::core::file!(), ::core::line!(),
-                ),
+                )#when,
             ];
         }
     })
@@ -463,7 +505,7 @@ fn handler(args: Args, function: ItemFn) -> syn::Result<TokenStream2> {
 
 fn service(args: Args, mut block: ItemImpl) -> syn::Result<TokenStream2> {
     let span = block.impl_token.span;
-    let service_wide = Declaration::from_args(args, &["service", "trust_domain"], span)?;
+    let service_wide = Declaration::from_args(args, &["service", "trust_domain", "when"], span)?;
     let Some((_, trait_path, _)) = &block.trait_ else {
         return Err(syn::Error::new_spanned(
             block.self_ty.as_ref(),
@@ -506,7 +548,7 @@ fn service(args: Args, mut block: ItemImpl) -> syn::Result<TokenStream2> {
                     _ => attr.parse_args_with(Args::parse_terminated),
                 };
                 match parsed.and_then(|a| {
-                    Declaration::from_args(a, &["trust_domain", "method"], attr.span())
+                    Declaration::from_args(a, &["trust_domain", "method", "when"], attr.span())
                 }) {
                     Ok(d) => match d.require_callers(&format!("method `{fn_name}`")) {
                         Ok(()) => Some(d),
@@ -543,11 +585,12 @@ fn service(args: Args, mut block: ItemImpl) -> syn::Result<TokenStream2> {
         let spec = match effective {
             Some(d) => {
                 let (callers, trust_domains) = d.caller_tokens();
+                let when = d.when_tokens();
                 quote! {
                     ::zt_server::macros::EndpointSpec::grpc(
                         #name, #service_name, #rpc, #callers, #trust_domains,
                         ::core::file!(), ::core::line!(),
-                    )
+                    )#when
                 }
             }
             None => quote! {
@@ -662,7 +705,9 @@ fn derive(input: &syn::DeriveInput) -> syn::Result<TokenStream2> {
         let name = format!("{enum_ident}::{}", variant.ident);
         let declaration = match attr
             .parse_args_with(Args::parse_terminated)
-            .and_then(|a| Declaration::from_args(a, &["http", "grpc", "trust_domain"], attr.span()))
+            .and_then(|a| {
+                Declaration::from_args(a, &["http", "grpc", "trust_domain", "when"], attr.span())
+            })
             .and_then(|d| {
                 d.require_callers(&format!("endpoint `{name}`"))?;
                 Ok(d)
@@ -674,6 +719,7 @@ fn derive(input: &syn::DeriveInput) -> syn::Result<TokenStream2> {
             }
         };
         let (callers, trust_domains) = declaration.caller_tokens();
+        let when = declaration.when_tokens();
         let spec = match (&declaration.http, &declaration.grpc) {
             (Some(http), None) => {
                 let (method, path) = check_http(http)?;
@@ -681,7 +727,7 @@ fn derive(input: &syn::DeriveInput) -> syn::Result<TokenStream2> {
                     ::zt_server::macros::EndpointSpec::http(
                         #name, #method, #path, #callers, #trust_domains,
                         ::core::file!(), ::core::line!(),
-                    )
+                    )#when
                 }
             }
             (None, Some(grpc)) => {
@@ -690,7 +736,7 @@ fn derive(input: &syn::DeriveInput) -> syn::Result<TokenStream2> {
                     ::zt_server::macros::EndpointSpec::grpc(
                         #name, #service, #method, #callers, #trust_domains,
                         ::core::file!(), ::core::line!(),
-                    )
+                    )#when
                 }
             }
             _ => {

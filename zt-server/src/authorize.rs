@@ -31,7 +31,10 @@ use crate::peer::VerifiedPeer;
 /// is refused on its keep-alive connection whatever token it sends. A
 /// validated user context
 /// is passed to the policy (rules with `scopes`) and to the audit event
-/// (user and actor chain). One layer serves axum and tonic:
+/// (user and actor chain). A [`policy::Context`] in the request extensions
+/// (the claims of a token a layer in front verified) is passed to the
+/// policy for rules with `when` conditions; without one, every context key
+/// is absent. One layer serves axum and tonic:
 /// it works on `http::Request<B>`.
 ///
 /// | situation | HTTP | gRPC |
@@ -207,6 +210,9 @@ where
             }
             if let Some(route) = matched_route(req.extensions()) {
                 request = request.with_route(route);
+            }
+            if let Some(context) = req.extensions().get::<policy::Context>() {
+                request = request.with_context(context);
             }
             if grpc {
                 request = request.with_grpc_method(path);

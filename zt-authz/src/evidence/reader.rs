@@ -70,12 +70,12 @@ impl Record<'_> {
     }
 
     /// `true` if the policy (not identity checks or code declarations)
-    /// made this decision: the reason is `matched-allow`, `matched-deny` or
-    /// `no-matching-rule`.
+    /// made this decision: the reason is `matched-allow`, `matched-deny`,
+    /// `no-matching-rule` or `condition-not-met`.
     pub fn is_policy_decision(&self) -> bool {
         matches!(
             self.reason,
-            "matched-allow" | "matched-deny" | "no-matching-rule"
+            "matched-allow" | "matched-deny" | "no-matching-rule" | "condition-not-met"
         )
     }
 }
@@ -531,6 +531,7 @@ fn field(key: &str) -> Field {
         (7, Some(b'e')) if is(k, b"eval_ns") => Field::Ignored,
         (8, Some(b'd')) if is(k, b"decision") => Field::Decision,
         (9, Some(b'a')) if is(k, b"act_chain") => Field::Ignored,
+        (9, Some(b'c')) if is(k, b"condition") => Field::Ignored,
         (11, Some(b'g')) if is(k, b"grpc_method") => Field::GrpcMethod,
         (11, Some(b'a')) if is(k, b"audit_rules") => Field::Ignored,
         (11, Some(b't')) if is(k, b"tls_version") => Field::Ignored,

@@ -16,10 +16,12 @@ const KEPT_DISAGREEMENTS: usize = 100;
 /// what would change; see [`ReplayReport`].
 ///
 /// Only decisions the policy made are replayed (reasons `matched-allow`,
-/// `matched-deny`, `no-matching-rule`): refusals of unauthenticated or
+/// `matched-deny`, `no-matching-rule`, `condition-not-met`): refusals of unauthenticated or
 /// revoked callers and of callers a declaration in code does not accept do
 /// not depend on the policy file, and are counted apart. The log carries no
-/// user scopes, so candidate rules that require scopes never match.
+/// user scopes and no token claims, so candidate rules that require scopes
+/// never match, and context conditions see every claim as absent (captures
+/// of the caller's ID are still compared).
 #[derive(Debug)]
 pub struct Replayer {
     policy: Policy,

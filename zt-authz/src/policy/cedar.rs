@@ -239,6 +239,21 @@ impl CedarPolicy {
                     .to_owned(),
             });
         }
+        if let Some(condition) = rule.conditions().first() {
+            return Err(CedarError::Untranslatable {
+                rule_id: rule.id().to_owned(),
+                reason: format!(
+                    "context conditions (`when`, here `{condition}`) are not translated; the \
+                     Cedar request carries no token claims or caller captures"
+                ),
+            });
+        }
+        if rule.capture_names().next().is_some() {
+            return Err(CedarError::Untranslatable {
+                rule_id: rule.id().to_owned(),
+                reason: "caller captures (`{name}` segments) are not translated".to_owned(),
+            });
+        }
         let mut t = Translator {
             rule_id: rule.id(),
             id_positions: 0,
@@ -397,6 +412,7 @@ impl CedarPolicy {
             rule_id: rule.and_then(|i| self.rule_ids.get(i)).map(Arc::clone),
             audit_only_matches: audit,
             policy_version: Arc::clone(&self.version),
+            condition: None,
         }
     }
 }

@@ -14,7 +14,8 @@
 //! as policy rules (so an axum route template `/invoices/{id}` matches the
 //! declaration `GET /invoices/{id}`).
 //!
-//! - Covered, and the caller is accepted by **every** covering declaration:
+//! - Covered, and the caller is accepted by **every** covering declaration
+//!   (one of its callers matches and its `when` conditions, if any, hold):
 //!   the declarations allow.
 //! - Covered, and some covering declaration does not accept the caller:
 //!   denied, [`DecisionReason::CallerNotDeclared`], with the rule id
@@ -128,6 +129,7 @@ pub struct EndpointSpec {
     target: EndpointTarget,
     callers: &'static [&'static str],
     trust_domains: &'static [&'static str],
+    when: &'static str,
     declared: bool,
     file: &'static str,
     line: u32,
@@ -152,6 +154,7 @@ impl EndpointSpec {
             target: EndpointTarget::Http { method, path },
             callers,
             trust_domains,
+            when: "",
             declared: true,
             file,
             line,
@@ -175,6 +178,7 @@ impl EndpointSpec {
             target: EndpointTarget::Grpc { service, method },
             callers,
             trust_domains,
+            when: "",
             declared: true,
             file,
             line,
@@ -196,10 +200,26 @@ impl EndpointSpec {
             target: EndpointTarget::Grpc { service, method },
             callers: &[],
             trust_domains: &[],
+            when: "",
             declared: false,
             file,
             line,
         }
+    }
+
+    /// The declaration with conditions: a `when` table in the policy file
+    /// syntax (`{ ns = "prod" }`, on the `{ns}` capture of a caller
+    /// pattern or a context key); a caller is accepted only when they all
+    /// hold. Checked at compile time by the macros and again by
+    /// [`DeclarationsBuilder::build`].
+    pub const fn with_when(mut self, when: &'static str) -> Self {
+        self.when = when;
+        self
+    }
+
+    /// The conditions as written; empty for none.
+    pub const fn when(&self) -> &'static str {
+        self.when
     }
 
     /// The endpoint name (a handler, `Service::method`, `Enum::Variant`).
@@ -351,7 +371,7 @@ impl Declarations {
             .candidates(request)
             .into_iter()
             .filter_map(|i| inner.endpoints.get(i))
-            .filter(|e| e.rule.covers(request))
+            .filter(|e| e.rule.covers_unconditioned(request))
             .peekable();
         let Some(first) = covering.peek().map(|e| e.rule.id_arc()) else {
             return CodeVerdict::NotCovered;
@@ -361,7 +381,10 @@ impl Declarations {
             return CodeVerdict::Deny(first);
         };
         for endpoint in covering {
-            if !endpoint.rule.callers().iter().any(|m| m.matches(caller)) {
+            if !endpoint.rule.callers().iter().any(|m| m.matches(caller))
+                || (!endpoint.rule.conditions().is_empty()
+                    && endpoint.rule.failed_condition(request).is_some())
+            {
                 return CodeVerdict::Deny(Arc::clone(endpoint.rule.id_arc()));
             }
         }
@@ -383,6 +406,7 @@ impl Declarations {
             rule_id,
             audit_only_matches: Vec::new(),
             policy_version: Arc::clone(version),
+            condition: None,
         })
     }
 
@@ -552,6 +576,19 @@ fn compile(spec: &EndpointSpec) -> Result<Rule, PolicyError> {
         })?;
         rule = rule.caller_matcher(IdMatcher::in_trust_domain(td));
     }
+    if !spec.when.is_empty() {
+        let conditions = super::Condition::parse_table(spec.when).map_err(|(key, reason)| {
+            PolicyError::BadCondition {
+                origin: origin.clone(),
+                rule_id: rule.id().to_owned(),
+                key,
+                reason,
+            }
+        })?;
+        for condition in conditions {
+            rule = rule.when(condition);
+        }
+    }
     match spec.target {
         EndpointTarget::Http { method, path } => rule.http(method, path),
         EndpointTarget::Grpc { service, method } => rule.grpc(&format!("/{service}/{method}")),
@@ -698,6 +735,7 @@ fn denial(reason: DecisionReason, rule_id: Option<Arc<str>>, version: &Arc<str>)
         rule_id,
         audit_only_matches: Vec::new(),
         policy_version: Arc::clone(version),
+        condition: None,
     }
 }
 
@@ -731,7 +769,8 @@ impl Combined {
     /// The effective policy as TOML: a header stating the combination, the
     /// combined version, every declaration as a `[[declared]]` table (with
     /// the source line that declares it), then the policy's rules as
-    /// `[[rule]]` tables in the policy file format, when the policy engine
+    /// `[[rule]]` tables in the policy file format (callers with their
+    /// `{name}` captures, actions and `when` conditions), when the policy engine
     /// can list them ([`PolicyEngine::rules_snapshot`]).
     pub fn export(&self) -> String {
         let mut out = String::from(
@@ -827,7 +866,11 @@ fn render_callers_and_actions(rule: &Rule, out: &mut String) {
         let callers: Vec<String> = rule
             .callers()
             .iter()
-            .map(|c| toml_string(&format!("{c:#}")))
+            .enumerate()
+            .map(|(i, c)| match rule.caller_text(i) {
+                Some(text) => toml_string(text),
+                None => toml_string(&format!("{c:#}")),
+            })
             .collect();
         let _ = writeln!(out, "callers = [{}]", callers.join(", "));
     }
@@ -848,6 +891,10 @@ fn render_callers_and_actions(rule: &Rule, out: &mut String) {
     }
     if !grpc.is_empty() {
         let _ = writeln!(out, "grpc = [{}]", grpc.join(", "));
+    }
+    if !rule.conditions().is_empty() {
+        let conditions: Vec<String> = rule.conditions().iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(out, "when = {{ {} }}", conditions.join(", "));
     }
 }
 

@@ -30,6 +30,9 @@ use zt_core::{SpiffeId, TrustDomain};
 /// The index of a policy's rules.
 #[derive(Debug, Default)]
 pub(super) struct Index {
+    /// Some allow rule has conditions: a request no rule allows is checked
+    /// once more, for the condition that kept one from matching.
+    conditioned_allow: bool,
     deny: CallerIndex,
     allow: CallerIndex,
     audit: CallerIndex,
@@ -352,6 +355,40 @@ impl CallerIndex {
         best
     }
 
+    /// The lowest index of a rule that matches the request but for one of
+    /// its conditions, and that condition.
+    fn first_condition_failure(
+        &self,
+        rules: &[Rule],
+        caller: &SpiffeId,
+        keys: &RequestKeys<'_>,
+        request: &Request<'_>,
+    ) -> Option<(usize, String)> {
+        let mut best: Option<(usize, String)> = None;
+        let (lists, n) = self.lists(caller, keys);
+        for list in lists.iter().take(n) {
+            for c in list.iter() {
+                if best.as_ref().is_some_and(|(b, _)| c.rule >= *b) {
+                    break;
+                }
+                let Some(rule) = rules.get(c.rule) else {
+                    continue;
+                };
+                if rule.conditions().is_empty()
+                    || !c.check.passes(caller)
+                    || !rule.covers_unconditioned(request)
+                {
+                    continue;
+                }
+                if let Some(failed) = rule.failed_condition(request) {
+                    best = Some((c.rule, failed));
+                    break;
+                }
+            }
+        }
+        best
+    }
+
     /// The indexes of every rule that matches the request, in rule order.
     /// Allocates only when something matches.
     fn all_matches(
@@ -380,7 +417,12 @@ impl CallerIndex {
 
 impl Index {
     pub(super) fn build(rules: &[Rule]) -> Self {
-        let mut index = Self::default();
+        let mut index = Self {
+            conditioned_allow: rules
+                .iter()
+                .any(|r| r.effect() == Effect::Allow && !r.conditions().is_empty()),
+            ..Self::default()
+        };
         for (i, rule) in rules.iter().enumerate() {
             let target = match rule.effect() {
                 Effect::Allow => &mut index.allow,
@@ -426,6 +468,7 @@ impl Index {
                 .map(|r| Arc::clone(r.id_arc())),
             audit_only_matches: audit,
             policy_version: Arc::clone(version),
+            condition: None,
         };
         let Some(caller) = request.caller else {
             return decision(false, DecisionReason::Unauthenticated, None, Vec::new());
@@ -442,6 +485,15 @@ impl Index {
         }
         if let Some(i) = self.allow.first_match(rules, caller, &keys, request) {
             return decision(true, DecisionReason::MatchedAllow, Some(i), audit);
+        }
+        if self.conditioned_allow
+            && let Some((i, failed)) = self
+                .allow
+                .first_condition_failure(rules, caller, &keys, request)
+        {
+            let mut denied = decision(false, DecisionReason::ConditionNotMet, Some(i), audit);
+            denied.condition = Some(Arc::from(failed));
+            return denied;
         }
         decision(false, DecisionReason::NoMatchingRule, None, audit)
     }

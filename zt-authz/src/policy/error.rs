@@ -68,6 +68,30 @@ pub enum PolicyError {
         /// What is wrong with it.
         source: Box<PatternError>,
     },
+    /// A caller pattern's `{name}` capture is malformed.
+    #[error("{origin}: rule `{rule_id}`: caller `{pattern}` {reason}")]
+    BadCapture {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The caller as written.
+        pattern: String,
+        /// What is wrong with it and what to write instead.
+        reason: String,
+    },
+    /// A `when` condition is malformed.
+    #[error("{origin}: rule `{rule_id}`: condition on `{key}` {reason}")]
+    BadCondition {
+        /// Where.
+        origin: Origin,
+        /// The rule.
+        rule_id: String,
+        /// The condition's key.
+        key: String,
+        /// What is wrong with it and what to write instead.
+        reason: String,
+    },
     /// An HTTP method is neither `*` nor an uppercase method token.
     #[error("{origin}: rule `{rule_id}`: HTTP method `{method}` {reason}")]
     BadMethod {
@@ -199,6 +223,8 @@ impl PolicyError {
             | Self::DuplicateRuleId { origin, .. }
             | Self::UnknownEffect { origin, .. }
             | Self::BadCaller { origin, .. }
+            | Self::BadCapture { origin, .. }
+            | Self::BadCondition { origin, .. }
             | Self::BadMethod { origin, .. }
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }
@@ -224,6 +250,8 @@ impl PolicyError {
             Self::DuplicateRuleId { rule_id, .. }
             | Self::UnknownEffect { rule_id, .. }
             | Self::BadCaller { rule_id, .. }
+            | Self::BadCapture { rule_id, .. }
+            | Self::BadCondition { rule_id, .. }
             | Self::BadMethod { rule_id, .. }
             | Self::BadPath { rule_id, .. }
             | Self::BadGrpcMethod { rule_id, .. }
@@ -246,6 +274,8 @@ impl PolicyError {
             | Self::DuplicateRuleId { origin, .. }
             | Self::UnknownEffect { origin, .. }
             | Self::BadCaller { origin, .. }
+            | Self::BadCapture { origin, .. }
+            | Self::BadCondition { origin, .. }
             | Self::BadMethod { origin, .. }
             | Self::BadPath { origin, .. }
             | Self::BadGrpcMethod { origin, .. }

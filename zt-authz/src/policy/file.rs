@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Policy;
+use super::condition::{Condition, Test, ValueGlob};
 use super::error::{Origin, PolicyError};
 use super::rule::{Effect, Rule};
 
@@ -31,6 +32,8 @@ struct FileRule {
     grpc: Vec<Spanned<String>>,
     #[serde(default)]
     scopes: Vec<Spanned<String>>,
+    #[serde(default)]
+    when: std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +122,20 @@ pub(super) fn parse(text: &str, source_name: &str) -> Result<Policy, PolicyError
                 .scope(scope.get_ref())
                 .map_err(|e| e.at(at(scope.span())))?;
         }
+        // In file order: the first condition that fails is the one reported.
+        let mut when: Vec<_> = file_rule.when.into_iter().collect();
+        when.sort_by_key(|(key, _)| key.span().start);
+        for (key, value) in when {
+            let condition = condition(key.get_ref(), value.get_ref()).map_err(|reason| {
+                PolicyError::BadCondition {
+                    origin: at(value.span()),
+                    rule_id: id.clone(),
+                    key: key.get_ref().clone(),
+                    reason,
+                }
+            })?;
+            rule = rule.when(condition);
+        }
         builder = builder.rule(rule);
     }
     builder.build()
@@ -153,4 +170,99 @@ fn caller_offset(text: &str, caller: &Spanned<String>, error: &PolicyError) -> R
         }
         _ => span,
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenDoc {
+    when: std::collections::BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+}
+
+/// The conditions of a `when` table written alone, `{ ns = "prod" }`: what
+/// `#[callers(when = "...")]` holds. Errors name the key and what is wrong.
+pub(super) fn parse_when(text: &str) -> Result<Vec<Condition>, (String, String)> {
+    let doc: WhenDoc = toml::from_str(&format!("when = {text}")).map_err(|e| {
+        (
+            String::new(),
+            format!("is not a TOML inline table: {}", e.message().trim_end()),
+        )
+    })?;
+    let mut when: Vec<_> = doc.when.into_iter().collect();
+    when.sort_by_key(|(key, _)| key.span().start);
+    when.into_iter()
+        .map(|(key, value)| {
+            condition(key.get_ref(), value.get_ref()).map_err(|e| (key.into_inner(), e))
+        })
+        .collect()
+}
+
+/// One `when` entry: `key = "v"`, `key = true`, or
+/// `key = { one_of = [..] | glob = ".." | present = bool | same_as = ".." }`.
+fn condition(key: &str, value: &toml::Value) -> Result<Condition, String> {
+    use toml::Value;
+    if key.is_empty() {
+        return Err("has an empty key; name a context key or a caller capture".into());
+    }
+    let test = match value {
+        Value::String(s) => Test::Equals(s.as_str().into()),
+        Value::Boolean(b) => Test::IsBool(*b),
+        Value::Table(table) => {
+            let mut entries = table.iter();
+            let (Some((kind, arg)), None) = (entries.next(), entries.next()) else {
+                return Err(
+                    "must be a table with exactly one of `one_of`, `glob`, `present`, `same_as`"
+                        .into(),
+                );
+            };
+            match (kind.as_str(), arg) {
+                ("one_of", Value::Array(items)) => {
+                    if items.is_empty() {
+                        return Err("has an empty `one_of`, which no value satisfies; list at \
+                                    least one value"
+                            .into());
+                    }
+                    let options = items
+                        .iter()
+                        .map(|item| match item {
+                            Value::String(s) => Ok(s.as_str().into()),
+                            other => Err(format!(
+                                "has `one_of` with a {}; list strings",
+                                other.type_str()
+                            )),
+                        })
+                        .collect::<Result<Vec<Box<str>>, String>>()?;
+                    Test::OneOf(options)
+                }
+                ("glob", Value::String(s)) => {
+                    Test::Glob(ValueGlob::parse(s).map_err(|e| format!("has glob `{s}` that {e}"))?)
+                }
+                ("present", Value::Boolean(b)) => Test::Present(*b),
+                ("same_as", Value::String(s)) if !s.is_empty() => Test::SameAs(s.as_str().into()),
+                ("one_of" | "glob" | "present" | "same_as", other) => {
+                    return Err(format!(
+                        "has `{kind}` = a {}; write {}",
+                        other.type_str(),
+                        match kind.as_str() {
+                            "one_of" => "a list of strings",
+                            "present" => "true or false",
+                            _ => "a non-empty string",
+                        }
+                    ));
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "has unknown test `{other}`; write `one_of`, `glob`, `present` or `same_as` (a dotted claim key must be quoted: `\"kubernetes.io.namespace\" = ..`)"
+                    ));
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "is a {}; write a string, a boolean, or a table such as \
+                 {{ one_of = [\"a\", \"b\"] }}",
+                other.type_str()
+            ));
+        }
+    };
+    Ok(Condition::new(key, test))
 }

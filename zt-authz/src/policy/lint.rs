@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use super::Policy;
 use super::action::{Action, GrpcPattern, MethodMatch, PathPattern, Segment};
+use super::condition::{Condition, Test};
 use super::error::Origin;
 use super::rule::{Effect, Rule};
 use zt_core::matcher::{IdMatcher, MatcherKind, SegmentPattern};
@@ -35,6 +36,10 @@ pub enum LintKind {
     /// An allow rule whose every request a deny rule also matches: deny
     /// rules are checked first, so it never allows anything.
     NeverAllows,
+    /// A condition of the rule can never hold (a test on a caller capture
+    /// that no single path segment passes), so the rule never matches; the
+    /// other rule of the warning is the rule itself.
+    ConditionNeverHolds,
 }
 
 impl LintKind {
@@ -43,6 +48,7 @@ impl LintKind {
         match self {
             Self::Shadowed => "shadowed",
             Self::NeverAllows => "never-allows",
+            Self::ConditionNeverHolds => "condition-never-holds",
         }
     }
 }
@@ -96,6 +102,11 @@ impl fmt::Display for LintWarning {
                  ({other_origin}) matches every request it matches, and deny rules are checked \
                  first; remove one of them or narrow the deny rule"
             ),
+            LintKind::ConditionNeverHolds => write!(
+                f,
+                "{origin}: rule `{rule_id}` never matches: one of its conditions on a caller \
+                 capture can never hold (a capture is one non-empty path segment); fix or remove it"
+            ),
         }
     }
 }
@@ -111,8 +122,10 @@ impl Policy {
     /// the other's callers is covered by one of its own (no callers covers
     /// every caller; closures are never certain), each of the other's
     /// actions by one of its own (no actions covers every action; an HTTP
-    /// action never covers a gRPC one), and it requires no scope the other
-    /// does not (a rule with scopes never covers one without). Requests covered only by several
+    /// action never covers a gRPC one), it requires no scope the other
+    /// does not (a rule with scopes never covers one without), and each of
+    /// its conditions is one of the other's (a rule with conditions never
+    /// covers one without). Requests covered only by several
     /// rules together are not reported.
     ///
     /// # Examples
@@ -141,6 +154,16 @@ impl Policy {
             if rule.effect() == Effect::AuditOnly {
                 continue;
             }
+            if impossible_condition(rule).is_some() {
+                warnings.push(LintWarning {
+                    kind: LintKind::ConditionNeverHolds,
+                    rule_id: Arc::clone(rule.id_arc()),
+                    origin: rule.origin().clone(),
+                    other_rule_id: Arc::clone(rule.id_arc()),
+                    other_origin: rule.origin().clone(),
+                });
+                continue;
+            }
             index.candidates(rule_callers, &mut candidates);
             let covered_by = |j: usize| {
                 j != i
@@ -148,6 +171,7 @@ impl Policy {
                         c.covers(rule_callers)
                             && covers_actions(&rules[j], rule)
                             && covers_scopes(&rules[j], rule)
+                            && covers_conditions(&rules[j], rule)
                     })
             };
             let found = if rule.effect() == Effect::Allow {
@@ -188,6 +212,43 @@ fn covers_scopes(a: &Rule, b: &Rule) -> bool {
     a.scopes()
         .iter()
         .all(|s| b.scopes().binary_search(s).is_ok())
+}
+
+/// `true` if every request `b`'s conditions accept, `a`'s accept: each
+/// condition of `a` is also a condition of `b`, on a key that means the
+/// same in both (a capture in both or a context key in both). A rule with
+/// conditions therefore never covers one without.
+fn covers_conditions(a: &Rule, b: &Rule) -> bool {
+    // Captures of different caller patterns name different segments, so a
+    // condition on a capture is never certain to cover.
+    let is_capture = |rule: &Rule, key: &str| rule.capture_names().any(|n| n == key);
+    a.conditions()
+        .iter()
+        .all(|c| b.conditions().contains(c) && !is_capture(a, c.key()) && !is_capture(b, c.key()))
+}
+
+/// The first condition of `rule` that no request can satisfy, if one is
+/// certain: a test on a caller capture (always one non-empty segment,
+/// never a boolean) that such a segment cannot pass, or `present = false`
+/// on a capture every caller pattern declares.
+fn impossible_condition(rule: &Rule) -> Option<&Condition> {
+    let captured_by_all = |key: &str| {
+        !rule.callers().is_empty()
+            && (0..rule.callers().len()).all(|i| rule.caller_captures(i).any(|n| n == key))
+    };
+    let segment = |s: &str| !s.is_empty() && !s.contains('/');
+    rule.conditions().iter().find(|c| {
+        if !rule.capture_names().any(|n| n == c.key()) {
+            return false;
+        }
+        match c.test() {
+            Test::Equals(v) => !segment(v),
+            Test::OneOf(options) => !options.iter().any(|o| segment(o)),
+            Test::IsBool(_) => true,
+            Test::Present(false) => captured_by_all(c.key()),
+            _ => false,
+        }
+    })
 }
 
 // ---- callers ----

@@ -115,6 +115,7 @@ use zt_core::user::UserContext;
 mod action;
 #[cfg(feature = "cedar")]
 pub mod cedar;
+mod condition;
 pub mod declare;
 mod engine;
 mod error;
@@ -126,6 +127,7 @@ mod store;
 mod tests;
 
 pub use action::{Action, GrpcPattern, MethodMatch, PathPattern};
+pub use condition::{Condition, Context, ContextValue, Test, ValueGlob};
 pub use error::{Origin, PolicyError};
 pub use lint::{DeclaredFinding, DeclaredKind, LintKind, LintWarning};
 pub use rule::{Effect, Rule};
@@ -177,6 +179,10 @@ pub struct Request<'a> {
     /// request carries, if any; recorded in the audit event, not used by
     /// rules.
     pub txn: Option<&'a str>,
+    /// The verified context of the request (the claims of a verified
+    /// token), which rule conditions read; `None`: every context key is
+    /// absent.
+    pub context: Option<&'a Context>,
 }
 
 /// The protection of the connection a request came on, as the TLS layer
@@ -234,7 +240,14 @@ impl<'a> Request<'a> {
             user: None,
             transport: None,
             txn: None,
+            context: None,
         }
+    }
+
+    /// Sets the verified context that rule conditions read.
+    pub fn with_context(mut self, context: &'a Context) -> Self {
+        self.context = Some(context);
+        self
     }
 
     /// Sets the route template the router matched.
@@ -294,6 +307,10 @@ pub enum DecisionReason {
     /// No declaration in code covers the request, and declarations are
     /// required ([`declare::DeclarationsBuilder::require_declared`]).
     Undeclared,
+    /// No rule matched, and an allow rule would have but for one of its
+    /// conditions; the rule id names that rule and
+    /// [`Decision::condition`] the condition that failed.
+    ConditionNotMet,
 }
 
 impl DecisionReason {
@@ -308,6 +325,7 @@ impl DecisionReason {
             Self::Expired => "expired",
             Self::CallerNotDeclared => "caller-not-declared",
             Self::Undeclared => "undeclared-endpoint",
+            Self::ConditionNotMet => "condition-not-met",
         }
     }
 }
@@ -329,8 +347,13 @@ pub struct Decision {
     /// Why.
     pub reason: DecisionReason,
     /// The deciding rule, for [`DecisionReason::MatchedAllow`] and
-    /// [`DecisionReason::MatchedDeny`].
+    /// [`DecisionReason::MatchedDeny`]; for
+    /// [`DecisionReason::ConditionNotMet`], the rule whose condition failed.
     pub rule_id: Option<Arc<str>>,
+    /// For [`DecisionReason::ConditionNotMet`], the condition that failed,
+    /// in the file syntax, and whether the value was absent or different
+    /// (`environment = "prod" (differs)`); never the value itself.
+    pub condition: Option<Arc<str>>,
     /// Every audit-only rule that matched, in policy order.
     pub audit_only_matches: Vec<Arc<str>>,
     /// The version of the policy that decided.

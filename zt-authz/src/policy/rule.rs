@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::Request;
 use super::action::{Action, GrpcPattern, MethodMatch, PathPattern};
+use super::condition::{Captures, Condition, Subject, split_captures};
 use super::error::{Origin, PolicyError};
 use zt_core::matcher::IdMatcher;
 
@@ -57,6 +58,9 @@ impl fmt::Display for Effect {
 ///   `to`).
 /// - Scopes: the rule matches only requests whose verified user context
 ///   carries every one of them; none: no condition on the user.
+/// - Conditions ([`Rule::when`]): the rule matches only requests whose
+///   [`Context`](super::Context) and caller captures satisfy every one of
+///   them; none: no condition.
 ///
 /// # Examples
 ///
@@ -78,6 +82,10 @@ pub struct Rule {
     actions: Vec<Action>,
     /// Sorted, without duplicates.
     scopes: Vec<Arc<str>>,
+    /// The `{name}` captures of caller patterns that have them.
+    captures: Vec<Captures>,
+    /// In the order given; the first that fails is the one reported.
+    conditions: Vec<Condition>,
     origin: Origin,
 }
 
@@ -91,6 +99,8 @@ impl Rule {
             callers: Vec::new(),
             actions: Vec::new(),
             scopes: Vec::new(),
+            captures: Vec::new(),
+            conditions: Vec::new(),
             origin: Origin::code(),
         }
     }
@@ -111,20 +121,90 @@ impl Rule {
     }
 
     /// Adds a caller: a SPIFFE ID or an ID pattern (syntax on
-    /// [`IdMatcher`]).
+    /// [`IdMatcher`]). A path segment written `{name}` matches one whole
+    /// segment, as `*` does, and captures it under `name` for the rule's
+    /// conditions: `spiffe://example.org/ns/{ns}/sa/{sa}`.
     ///
     /// # Errors
     ///
-    /// [`PolicyError::BadCaller`] if `pattern` does not parse.
+    /// [`PolicyError::BadCaller`] if `pattern` does not parse, and
+    /// [`PolicyError::BadCapture`] for a malformed capture.
     pub fn caller(mut self, pattern: &str) -> Result<Self, PolicyError> {
-        let matcher = IdMatcher::parse(pattern).map_err(|source| PolicyError::BadCaller {
+        let captures = split_captures(pattern).map_err(|reason| PolicyError::BadCapture {
+            origin: self.origin.clone(),
+            rule_id: self.id.to_string(),
+            pattern: pattern.to_owned(),
+            reason,
+        })?;
+        let plain = captures
+            .as_ref()
+            .map_or(pattern, |(plain, _)| plain.as_str());
+        let matcher = IdMatcher::parse(plain).map_err(|source| PolicyError::BadCaller {
             origin: self.origin.clone(),
             rule_id: self.id.to_string(),
             pattern: pattern.to_owned(),
             source: Box::new(source),
         })?;
+        if let Some((_, names)) = captures {
+            self.captures.push(Captures {
+                caller: self.callers.len(),
+                pattern: Arc::from(pattern),
+                names,
+            });
+        }
         self.callers.push(matcher);
         Ok(self)
+    }
+
+    /// Adds a condition: the rule matches only requests that satisfy it
+    /// (and every other condition of the rule). See [`Condition`] for what
+    /// its key names.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use zt_authz::policy::{Condition, Rule, Test, ValueGlob};
+    ///
+    /// let rule = Rule::allow("deploy-prod")
+    ///     .caller("spiffe://github.example/repo/org/app/**")?
+    ///     .http("POST", "/deploy/prod")?
+    ///     .when(Condition::new("environment", Test::Equals("prod".into())))
+    ///     .when(Condition::new("ref", Test::Glob(ValueGlob::parse("refs/tags/v*")?)));
+    /// assert_eq!(rule.conditions().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn when(mut self, condition: Condition) -> Self {
+        self.conditions.push(condition);
+        self
+    }
+
+    /// The conditions, in the order given; empty means none.
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// The capture names declared by the caller patterns.
+    pub fn capture_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.captures
+            .iter()
+            .flat_map(|c| c.names.iter().map(|(n, _)| &**n))
+    }
+
+    /// The capture names of caller pattern `index`.
+    pub(crate) fn caller_captures(&self, index: usize) -> impl Iterator<Item = &str> + '_ {
+        self.captures
+            .iter()
+            .filter(move |c| c.caller == index)
+            .flat_map(|c| c.names.iter().map(|(n, _)| &**n))
+    }
+
+    /// The caller pattern `index` as written (with its `{name}`
+    /// captures), when it has captures.
+    pub(crate) fn caller_text(&self, index: usize) -> Option<&str> {
+        self.captures
+            .iter()
+            .find(|c| c.caller == index)
+            .map(|c| &*c.pattern)
     }
 
     /// Adds a caller matcher built in code (a closure, a set of IDs…).
@@ -241,8 +321,53 @@ impl Rule {
     /// `true` if the rule covers the request's action and its user context
     /// carries the rule's scopes (callers are checked by the index).
     pub(crate) fn covers(&self, request: &Request<'_>) -> bool {
+        self.covers_unconditioned(request)
+            && (self.conditions.is_empty() || self.failed_condition(request).is_none())
+    }
+
+    /// [`covers`](Self::covers) without the conditions.
+    pub(crate) fn covers_unconditioned(&self, request: &Request<'_>) -> bool {
         (self.actions.is_empty() || self.actions.iter().any(|a| a.matches(request)))
             && self.scopes_held(request)
+    }
+
+    /// The first condition the request fails, described for the audit
+    /// record (the condition, and whether the value was absent or
+    /// different).
+    pub(crate) fn failed_condition(&self, request: &Request<'_>) -> Option<String> {
+        let lookup = |key: &str| self.lookup(request, key);
+        self.conditions
+            .iter()
+            .find(|c| !c.holds(&lookup))
+            .map(|c| c.failure(&lookup))
+    }
+
+    /// The value a condition key names for this request: a capture of the
+    /// first caller pattern that declares it and matches the caller, or
+    /// else (when no pattern declares it) the context entry.
+    fn lookup<'a>(&self, request: &Request<'a>, key: &str) -> Option<Subject<'a>> {
+        let mut declared = false;
+        for captures in &self.captures {
+            if !captures.names.iter().any(|(n, _)| &**n == key) {
+                continue;
+            }
+            declared = true;
+            let Some(caller) = request.caller else {
+                continue;
+            };
+            if self
+                .callers
+                .get(captures.caller)
+                .is_some_and(|m| m.matches(caller))
+                && let Some(value) = captures.get(caller, key)
+            {
+                return Some(Subject::Str(value));
+            }
+        }
+        if declared {
+            return None;
+        }
+        request.context?.get(key).map(Subject::Value)
     }
 
     fn scopes_held(&self, request: &Request<'_>) -> bool {
@@ -257,14 +382,24 @@ impl Rule {
         use std::fmt::Write as _;
         // Writing to a String cannot fail.
         let _ = writeln!(out, "rule {:?} {}", &*self.id, self.effect);
-        for caller in &self.callers {
-            let _ = writeln!(out, "  caller {caller:#}");
+        for (i, caller) in self.callers.iter().enumerate() {
+            match self.caller_text(i) {
+                Some(text) => {
+                    let _ = writeln!(out, "  caller {text}");
+                }
+                None => {
+                    let _ = writeln!(out, "  caller {caller:#}");
+                }
+            }
         }
         for action in &self.actions {
             let _ = writeln!(out, "  {action}");
         }
         for scope in &self.scopes {
             let _ = writeln!(out, "  scope {:?}", &**scope);
+        }
+        for condition in &self.conditions {
+            let _ = writeln!(out, "  when {condition}");
         }
     }
 }
