@@ -43,16 +43,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::SpiffeId;
 use crate::id::parse_canonical;
-use crate::jose::{CompactJws, JwsAlgorithm};
-use crate::jwt::{MAX_LEEWAY, MAX_TOKEN_LEN};
+use crate::jwt::MAX_LEEWAY;
 use crate::time::Timestamp;
-use crate::user::{JwkSet, MAX_ID_LEN, MAX_SCOPES, TrustedKey, is_scope_token, trusted_key};
+use crate::user::{
+    JwkSet, KeyedJwsError, MAX_ID_LEN, MAX_SCOPES, TrustedKey, is_scope_token, trusted_key,
+    verify_keyed_jws,
+};
 
 /// The HTTP header a Txn-Token travels in.
 pub const TXN_TOKEN_HEADER: &str = "txn-token";
@@ -390,59 +390,11 @@ impl TxnTokenValidator {
     /// then claims).
     pub fn validate(&self, token: &str, now: SystemTime) -> Result<TxnToken, TxnTokenError> {
         let inner = &*self.inner;
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(malformed(format!(
-                "the token is {} bytes; at most {MAX_TOKEN_LEN} are accepted",
-                token.len()
-            )));
-        }
-        let jws = CompactJws::split(token)
-            .map_err(|_| malformed("a compact JWS has three dot-separated parts"))?;
-        let header = decode_object(jws.header(), "header")?;
-        let alg_name = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .ok_or_else(|| malformed("the header has no `alg`"))?;
-        let alg = JwsAlgorithm::from_name(alg_name).ok_or_else(|| {
-            TxnTokenError::UnsupportedAlgorithm {
-                alg: alg_name.to_owned(),
-            }
+        let claims = verify_keyed_jws(token, &inner.keys, |header| match header.get("typ") {
+            Some(Value::String(typ)) if typ == TXN_TOKEN_TYPE => Ok(()),
+            Some(other) => Err(other.to_string()),
+            None => Err("none".to_owned()),
         })?;
-        match header.get("typ") {
-            Some(Value::String(typ)) if typ == TXN_TOKEN_TYPE => {}
-            Some(other) => {
-                return Err(TxnTokenError::BadType {
-                    typ: other.to_string(),
-                });
-            }
-            None => {
-                return Err(TxnTokenError::BadType {
-                    typ: "none".to_owned(),
-                });
-            }
-        }
-        let key_id = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
-            .ok_or(TxnTokenError::MissingKeyId)?;
-        let trusted = inner
-            .keys
-            .get(key_id)
-            .ok_or_else(|| TxnTokenError::UnknownKeyId {
-                key_id: key_id.to_owned(),
-            })?;
-        if trusted.algorithm != alg {
-            return Err(TxnTokenError::AlgorithmMismatch {
-                alg: alg_name.to_owned(),
-                key_id: key_id.to_owned(),
-            });
-        }
-        jws.verify(&trusted.key, alg)
-            .map_err(|e| TxnTokenError::BadSignature {
-                reason: e.to_string(),
-            })?;
-        let claims = decode_object(jws.payload(), "payload")?;
 
         let txn = match claims.get("txn") {
             None => return Err(bad_txn("the token has no `txn`")),
@@ -573,13 +525,19 @@ fn bad_txn(reason: impl Into<String>) -> TxnTokenError {
     }
 }
 
-fn decode_object(segment: &str, what: &str) -> Result<Map<String, Value>, TxnTokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| malformed(format!("the {what} is not base64url")))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(malformed(format!("the {what} is not a JSON object"))),
+impl From<KeyedJwsError> for TxnTokenError {
+    fn from(e: KeyedJwsError) -> Self {
+        match e {
+            KeyedJwsError::Malformed(reason) => Self::Malformed { reason },
+            KeyedJwsError::UnsupportedAlgorithm(alg) => Self::UnsupportedAlgorithm { alg },
+            KeyedJwsError::BadType(typ) => Self::BadType { typ },
+            KeyedJwsError::MissingKeyId => Self::MissingKeyId,
+            KeyedJwsError::UnknownKeyId(key_id) => Self::UnknownKeyId { key_id },
+            KeyedJwsError::AlgorithmMismatch { alg, key_id } => {
+                Self::AlgorithmMismatch { alg, key_id }
+            }
+            KeyedJwsError::BadSignature(reason) => Self::BadSignature { reason },
+        }
     }
 }
 

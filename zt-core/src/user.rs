@@ -556,42 +556,9 @@ impl UserContextValidator {
     /// `scope`, `act`, `jti`, `task_id`, then revocation of the `jti`.
     pub fn validate(&self, token: &str, now: SystemTime) -> Result<UserContext, UserContextError> {
         let inner = &*self.inner;
-        let (jws, header) = split_header(token)?;
-        let alg_name = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .ok_or_else(|| malformed("the header has no `alg`"))?;
-        let alg = asymmetric_algorithm(alg_name).ok_or_else(|| {
-            UserContextError::UnsupportedAlgorithm {
-                alg: alg_name.to_owned(),
-            }
+        let claims = verify_keyed_jws(token, &inner.keys, |header| {
+            crate::jwt::check_type(header, USER_CONTEXT_TYPES)
         })?;
-        crate::jwt::check_type(&header, USER_CONTEXT_TYPES)
-            .map_err(|typ| UserContextError::BadType { typ })?;
-        let key_id = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
-            .ok_or(UserContextError::MissingKeyId)?;
-        let trusted = inner
-            .keys
-            .get(key_id)
-            .ok_or_else(|| UserContextError::UnknownKeyId {
-                key_id: key_id.to_owned(),
-            })?;
-        if trusted.algorithm != alg {
-            return Err(UserContextError::AlgorithmMismatch {
-                alg: alg_name.to_owned(),
-                key_id: key_id.to_owned(),
-            });
-        }
-        // Signature first; the claims are checked below with the injected
-        // clock and typed errors.
-        jws.verify(&trusted.key, alg)
-            .map_err(|e| UserContextError::BadSignature {
-                reason: e.to_string(),
-            })?;
-        let claims = decode_object(jws.payload(), "payload")?;
 
         let issuer = claims.get("iss").and_then(Value::as_str);
         if issuer != Some(inner.issuer.as_str()) {
@@ -695,31 +662,104 @@ fn malformed(reason: impl Into<String>) -> UserContextError {
     }
 }
 
-fn split_header(token: &str) -> Result<(CompactJws<'_>, Map<String, Value>), UserContextError> {
+/// Why a JWS signed by a JWKS-trusted key was refused before its claims
+/// were read; each validator turns it into its own error type.
+#[derive(Debug)]
+pub(crate) enum KeyedJwsError {
+    /// Not a compact JWS of JSON objects, or too long.
+    Malformed(String),
+    /// `alg` is not an asymmetric algorithm zt verifies.
+    UnsupportedAlgorithm(String),
+    /// `typ` is not one the validator accepts (`none` when required and
+    /// absent).
+    BadType(String),
+    /// No `kid`.
+    MissingKeyId,
+    /// A `kid` the JWKS does not hold.
+    UnknownKeyId(String),
+    /// `alg` is not the algorithm of the key `kid` names.
+    AlgorithmMismatch {
+        /// The token's `alg`.
+        alg: String,
+        /// The key it names.
+        key_id: String,
+    },
+    /// The signature does not verify.
+    BadSignature(String),
+}
+
+/// Verifies a compact JWS signed by one of `keys` and returns its payload:
+/// size bound, shape, `alg` among the asymmetric algorithms, `typ` (by
+/// `check_type`, which returns the refused `typ`), `kid` in `keys` with that
+/// key's algorithm, then the signature. The claims are the caller's to
+/// check.
+pub(crate) fn verify_keyed_jws(
+    token: &str,
+    keys: &HashMap<String, TrustedKey>,
+    check_type: impl FnOnce(&Map<String, Value>) -> Result<(), String>,
+) -> Result<Map<String, Value>, KeyedJwsError> {
     if token.len() > MAX_TOKEN_LEN {
-        return Err(malformed(format!(
+        return Err(KeyedJwsError::Malformed(format!(
             "the token is {} bytes; at most {MAX_TOKEN_LEN} are accepted",
             token.len()
         )));
     }
-    let jws = CompactJws::split(token)
-        .map_err(|_| malformed("a compact JWS has three dot-separated parts"))?;
-    let header = decode_object(jws.header(), "header")?;
-    Ok((jws, header))
+    let jws = CompactJws::split(token).map_err(|_| {
+        KeyedJwsError::Malformed("a compact JWS has three dot-separated parts".into())
+    })?;
+    let header = decode_object(jws.header(), "header").map_err(KeyedJwsError::Malformed)?;
+    let alg_name = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or_else(|| KeyedJwsError::Malformed("the header has no `alg`".into()))?;
+    let alg = JwsAlgorithm::from_name(alg_name)
+        .ok_or_else(|| KeyedJwsError::UnsupportedAlgorithm(alg_name.to_owned()))?;
+    check_type(&header).map_err(KeyedJwsError::BadType)?;
+    let key_id = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .filter(|k| !k.is_empty())
+        .ok_or(KeyedJwsError::MissingKeyId)?;
+    let trusted = keys
+        .get(key_id)
+        .ok_or_else(|| KeyedJwsError::UnknownKeyId(key_id.to_owned()))?;
+    if trusted.algorithm != alg {
+        return Err(KeyedJwsError::AlgorithmMismatch {
+            alg: alg_name.to_owned(),
+            key_id: key_id.to_owned(),
+        });
+    }
+    jws.verify(&trusted.key, alg)
+        .map_err(|e| KeyedJwsError::BadSignature(e.to_string()))?;
+    decode_object(jws.payload(), "payload").map_err(KeyedJwsError::Malformed)
 }
 
-fn decode_object(segment: &str, what: &str) -> Result<Map<String, Value>, UserContextError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| malformed(format!("the {what} is not base64url")))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(malformed(format!("the {what} is not a JSON object"))),
+impl From<KeyedJwsError> for UserContextError {
+    fn from(e: KeyedJwsError) -> Self {
+        match e {
+            KeyedJwsError::Malformed(reason) => Self::Malformed { reason },
+            KeyedJwsError::UnsupportedAlgorithm(alg) => Self::UnsupportedAlgorithm { alg },
+            KeyedJwsError::BadType(typ) => Self::BadType { typ },
+            KeyedJwsError::MissingKeyId => Self::MissingKeyId,
+            KeyedJwsError::UnknownKeyId(key_id) => Self::UnknownKeyId { key_id },
+            KeyedJwsError::AlgorithmMismatch { alg, key_id } => {
+                Self::AlgorithmMismatch { alg, key_id }
+            }
+            KeyedJwsError::BadSignature(reason) => Self::BadSignature { reason },
+        }
     }
 }
 
-fn asymmetric_algorithm(alg: &str) -> Option<JwsAlgorithm> {
-    JwsAlgorithm::from_name(alg)
+/// A base64url segment holding a JSON object; the error says which
+/// (`what`) and why.
+pub(crate) fn decode_object(segment: &str, what: &str) -> Result<Map<String, Value>, String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| format!("the {what} is not base64url"))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(format!("the {what} is not a JSON object")),
+    }
 }
 
 fn time_claim(
