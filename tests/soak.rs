@@ -584,6 +584,29 @@ async fn run_stream_worker(
     }
 }
 
+/// Records, as examples, why the server refused a steady caller (which
+/// must never happen): the client sees only the status.
+struct SteadyDenials(Arc<Tally>);
+
+impl zt_authz::audit::AuditSink for SteadyDenials {
+    fn record(&self, event: &zt_authz::audit::AuditEvent<'_>) {
+        if event.decision == zt_authz::audit::Verdict::Deny
+            && event
+                .caller
+                .is_some_and(|c| c.path().starts_with("/steady/"))
+        {
+            self.0.example(format!(
+                "server refused {}: reason {}, rule {:?}, caller not after {:?}, at {:?}",
+                event.caller.map(ToString::to_string).unwrap_or_default(),
+                event.reason,
+                event.rule,
+                event.caller_not_after,
+                event.time,
+            ));
+        }
+    }
+}
+
 /// Feeds each caller an invoice every 20 ms, naming the caller the TLS
 /// layer verified, and counts what it sends to a caller revoked for longer
 /// than [`STREAM_END_BOUND`].
@@ -656,10 +679,6 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
     let store = PolicyStore::new(policy(1, true));
     let mut versions = store.subscribe();
     let revocations = Revocations::new();
-    let authorizer = Authorizer::builder(store.clone())
-        .target("items")
-        .revocations(revocations.clone())
-        .build();
     let plan = Arc::new(Plan {
         sequence: AtomicU64::new(0),
         flip_allowed: AtomicBool::new(true),
@@ -667,6 +686,11 @@ async fn soak_under_rotation_reloads_and_revocations_fails_nothing_allows_nothin
         revoked_at: (0..clients).map(|_| Mutex::new(None)).collect(),
     });
     let tally = Arc::new(Tally::default());
+    let authorizer = Authorizer::builder(store.clone())
+        .target("items")
+        .revocations(revocations.clone())
+        .audit_sink(Arc::new(SteadyDenials(tally.clone())))
+        .build();
     let feed = InvoiceFeedServer::new(Feed {
         plan: plan.clone(),
         tally: tally.clone(),
