@@ -158,9 +158,13 @@ impl FakeCaSource {
             .unwrap_or_else(PoisonError::into_inner) = fraction.clamp(0.1, 0.9);
     }
 
-    /// Starts a task that re-issues the SVID every `ttl × fraction`.
-    /// Stops when [`FakeCaSource::stop_rotation`] is called or the source is
-    /// dropped. Must be called within a Tokio runtime.
+    /// Starts a task that re-issues the SVID when `fraction` of the current
+    /// one's lifetime has passed, measured on the certificate's own
+    /// `notBefore`/`notAfter` (which X.509 keeps to whole seconds, so a
+    /// nominal 2 s SVID issued at 0.9 s is valid from 0 s to 2 s, and is
+    /// replaced at 1 s, not at 1.9 s). Stops when
+    /// [`FakeCaSource::stop_rotation`] is called or the source is dropped.
+    /// Must be called within a Tokio runtime.
     pub fn start_rotation(self: &Arc<Self>) {
         let fraction = *self
             .rotate_fraction
@@ -169,12 +173,18 @@ impl FakeCaSource {
         let period = self.ttl.mul_f64(fraction);
         let weak = Arc::downgrade(self);
         let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
-                ticker.tick().await;
+                let wait = match weak.upgrade() {
+                    Some(source) => source.until_rotation(fraction).unwrap_or(period),
+                    None => break,
+                };
+                tokio::time::sleep(wait).await;
                 let Some(source) = weak.upgrade() else { break };
-                // A failure is recorded in the source's health.
-                let _ = source.rotate_now();
+                // A failure is recorded in the source's health; the next
+                // attempt comes a period later.
+                if source.rotate_now().is_err() {
+                    tokio::time::sleep(period).await;
+                }
             }
         });
         if let Some(old) = self
@@ -185,6 +195,22 @@ impl FakeCaSource {
         {
             old.abort();
         }
+    }
+
+    /// How long until `fraction` of the current SVID's validity has passed,
+    /// on the CA's clock; `None` without a current SVID.
+    fn until_rotation(&self, fraction: f64) -> Option<Duration> {
+        let snapshot = self.state.latest()?;
+        let leaf = zt_core::x509::inspect_leaf(snapshot.svid().leaf()).ok()?;
+        let lifetime = leaf
+            .not_after()
+            .duration_since(leaf.not_before())
+            .unwrap_or_default();
+        let due = leaf.not_before() + lifetime.mul_f64(fraction);
+        Some(
+            due.duration_since(self.ca.clock().now())
+                .unwrap_or_default(),
+        )
     }
 
     /// Stops the rotation task, if running.
