@@ -21,8 +21,10 @@ const GRPC_UNAUTHENTICATED: &str = "16";
 pin_project_lite::pin_project! {
     /// A response body that ends when its connection's trust ends.
     ///
-    /// Frames pass through unchanged while the peer is trusted. Once the
-    /// connection's [`EndSignal`] fires, a gRPC response ends with trailers
+    /// Frames pass through unchanged while the peer is trusted, and frames
+    /// the service has ready are delivered. Once the connection's
+    /// [`EndSignal`] has fired and the body would wait for more, a gRPC
+    /// response ends with trailers
     /// carrying `PERMISSION_DENIED` (peer revoked, or no longer accepted by
     /// the pin) or `UNAUTHENTICATED` (its chain expired or no longer
     /// verifies), and any other response ends with a [`TrustEnded`](zt_core::live::TrustEnded) error,
@@ -113,13 +115,16 @@ where
         if *this.done {
             return Poll::Ready(None);
         }
-        if this.signal.is_ended() {
-            *this.done = true;
-            return Poll::Ready(Some(end_frame(this.signal, *this.grpc)));
-        }
+        // What the service has ready is delivered (a refusal the
+        // authorization layer wrote, the last message of a stream); the end
+        // of trust is acted on when the body would wait for more.
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(Into::into))),
             Poll::Pending => {
+                if this.signal.is_ended() {
+                    *this.done = true;
+                    return Poll::Ready(Some(end_frame(this.signal, *this.grpc)));
+                }
                 let wait = this
                     .wait
                     .get_or_insert_with(|| Box::pin(this.signal.cancelled()));
