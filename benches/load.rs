@@ -23,6 +23,10 @@
 use std::time::{Duration, Instant};
 
 #[path = "stack.rs"]
+#[allow(
+    dead_code,
+    reason = "the in-process helpers of the stacks serve the request bench"
+)]
 mod stack;
 
 use stack::{Env, Stack};

@@ -31,6 +31,112 @@ mod stack;
 
 use stack::{Env, Stack};
 
+/// Rounds and units per round of the in-process request path.
+const ROUNDS: usize = 101;
+const PER_ROUND: u32 = 51;
+/// Requests per unit.
+const BATCH: u32 = 200;
+
+/// Polls a future that must complete at once (the router's handler does
+/// not wait on anything).
+fn now<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the router's future waited"),
+    }
+}
+
+/// Reads a body to its end; the number of data bytes.
+fn drain<B: http_body::Body + Unpin>(mut body: B) -> usize {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut bytes = 0;
+    while let std::task::Poll::Ready(Some(frame)) =
+        std::pin::Pin::new(&mut body).poll_frame(&mut cx)
+    {
+        bytes += frame
+            .ok()
+            .and_then(|f| f.into_data().ok())
+            .map_or(0, |d| bytes::Buf::remaining(&d));
+    }
+    bytes
+}
+
+/// One request through a router in process, as the servers run it:
+/// `GET /invoices/7`, with the connection's `VerifiedPeer` and the
+/// response body bound to the connection's trust when `zt` is given
+/// (what `ZtServer` does per request), or as plain hyper hands it to axum.
+fn in_process(
+    app: &axum::Router,
+    zt: Option<(&zt_server::VerifiedPeer, &zt_core::live::EndSignal)>,
+) -> usize {
+    use tower::ServiceExt as _;
+    let mut req = http::Request::get("/invoices/7")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    match zt {
+        Some((peer, signal)) => {
+            req.extensions_mut().insert(peer.clone());
+            let response = now(app.clone().oneshot(req)).unwrap();
+            assert_eq!(response.status(), 200);
+            drain(zt_server::TrustBoundBody::new(
+                response.into_body(),
+                signal.clone(),
+                false,
+            ))
+        }
+        None => {
+            let response = now(app.clone().oneshot(req)).unwrap();
+            assert_eq!(response.status(), 200);
+            drain(response.into_body())
+        }
+    }
+}
+
+/// The request path without the network: the same router with and without
+/// zt's per-request work, in paired rounds. Returns the rounds.
+fn request_path_in_process(
+    env: &Env,
+    runtime: &tokio::runtime::Runtime,
+) -> zt_benches::paired::Rounds {
+    use zt_benches::paired;
+    let peer = runtime.block_on(env.orders_peer());
+    // The trust binding of a real connection's guard, as `ZtServer` holds
+    // it.
+    let (_monitor, guard) = env.orders_guard(runtime);
+    let signal = guard.signal();
+    let plain = stack::router();
+    let bare = stack::router();
+    let no_audit =
+        stack::router().route_layer(zt_server::AuthorizeLayer::new(Env::authorizer(false)));
+    let audited =
+        stack::router().route_layer(zt_server::AuthorizeLayer::new(Env::authorizer(true)));
+    let zt = Some((&peer, &signal));
+    for (app, zt) in [(&plain, None), (&bare, zt), (&no_audit, zt), (&audited, zt)] {
+        assert_eq!(in_process(app, zt), b"invoice 7".len());
+    }
+    let job = |app: &axum::Router, zt| {
+        paired::timed(&mut || {
+            for _ in 0..BATCH {
+                std::hint::black_box(in_process(app, zt));
+            }
+        })
+    };
+    paired::run(
+        ROUNDS,
+        PER_ROUND,
+        &mut [
+            ("plain", &mut || job(&plain, None)),
+            ("zt-bare", &mut || job(&bare, zt)),
+            ("zt-no-audit", &mut || job(&no_audit, zt)),
+            ("zt", &mut || job(&audited, zt)),
+        ],
+    )
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -73,6 +179,9 @@ fn main() {
         writer.written(),
         writer.dropped()
     );
+
+    let path = request_path_in_process(&env, &runtime);
+    let per = |ns: f64| ns / f64::from(BATCH);
 
     let mut group = criterion.benchmark_group("request");
     for (name, stack) in [
@@ -120,6 +229,19 @@ fn main() {
     println!(
         "audit on the request path: {:.0} ns (decision {decision:.0} ns, with the JSON-lines record {audited:.0} ns)",
         audited - decision
+    );
+    let plain_ns = per(path.median_ns("plain"));
+    let added = per(path.median(|ns| ns("zt") - ns("plain")));
+    println!(
+        "request path in process: plain axum {plain_ns:.0} ns, zt {:.0} ns per request",
+        per(path.median_ns("zt"))
+    );
+    println!(
+        "request path zt/plain (in process) = {:.3} (zt adds {added:.0} ns per request, audit included: ZtServer's per-request work {:+.0} ns, AuthorizeLayer {:+.0} ns, JSON-lines audit {:+.0} ns)",
+        path.median(|ns| ns("zt") / ns("plain")),
+        per(path.median(|ns| ns("zt-bare") - ns("plain"))),
+        per(path.median(|ns| ns("zt-no-audit") - ns("zt-bare"))),
+        per(path.median(|ns| ns("zt") - ns("zt-no-audit"))),
     );
     println!(
         "request breakdown: ZtServer alone {:+.0} ns, + AuthorizeLayer without audit sink {:+.0} ns, + JSON-lines audit {:+.0} ns",

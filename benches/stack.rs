@@ -24,17 +24,22 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use zt_authz::Authorizer;
 use zt_authz::audit::JsonLinesAuditWriter;
 use zt_authz::policy::Policy;
 use zt_client::ZtClient;
+use zt_core::live::{ConnectionGuard, TrustMonitor};
 use zt_core::matcher::IdMatcher;
+use zt_core::peer::PeerVerifier;
+use zt_core::revocation::Revocations;
 use zt_core::source::SvidSource;
+use zt_core::x509::Usage;
 use zt_core::{SpiffeId, TrustDomain};
 use zt_dev::{FakeCa, FakeCaSource};
-use zt_server::{AuthorizeLayer, JwtAuthLayer, ZtServer};
+use zt_server::{AuthorizeLayer, JwtAuthLayer, VerifiedPeer, ZtServer};
 
 const TTL: Duration = Duration::from_secs(3600);
 pub(crate) const BILLING: &str = "spiffe://example.org/billing";
@@ -52,7 +57,7 @@ async fn invoice(Path(id): Path<u32>) -> String {
     format!("invoice {id}")
 }
 
-fn router() -> Router {
+pub(crate) fn router() -> Router {
     Router::new().route("/invoices/{id}", get(invoice))
 }
 
@@ -116,17 +121,12 @@ impl Env {
         let addr = listener.local_addr().unwrap();
         match stack {
             Stack::Zt | Stack::ZtJwt | Stack::ZtNoAudit | Stack::ZtBare => {
-                let mut authorizer =
-                    Authorizer::builder(Policy::from_toml_str(POLICY, "policy.toml").unwrap())
-                        .target("billing");
-                if stack != Stack::ZtNoAudit {
-                    let audit = JsonLinesAuditWriter::new(std::io::sink(), 1 << 16).unwrap();
-                    authorizer = authorizer.audit_sink(Arc::new(audit));
-                }
                 let mut app = if stack == Stack::ZtBare {
                     router()
                 } else {
-                    router().route_layer(AuthorizeLayer::new(authorizer.build()))
+                    router().route_layer(AuthorizeLayer::new(Self::authorizer(
+                        stack != Stack::ZtNoAudit,
+                    )))
                 };
                 if stack == Stack::ZtJwt {
                     app = app.layer(JwtAuthLayer::builder(self.billing.clone(), BILLING).build());
@@ -163,6 +163,72 @@ impl Env {
             }
         }
         addr
+    }
+
+    /// The `VerifiedPeer` a `ZtServer` puts on the requests of `orders`:
+    /// taken from a real request over a real handshake, for benches that
+    /// drive the router in process.
+    pub(crate) async fn orders_peer(&self) -> VerifiedPeer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let app = Router::new().route(
+            "/invoices/{id}",
+            get(
+                move |axum::Extension(peer): axum::Extension<VerifiedPeer>, id: Path<u32>| {
+                    tx.send(peer).unwrap();
+                    invoice(id)
+                },
+            ),
+        );
+        let server = ZtServer::builder(self.billing.clone()).build().unwrap();
+        let serving = tokio::spawn(async move {
+            server
+                .serve(listener, app, std::future::pending())
+                .await
+                .unwrap();
+        });
+        self.connect(Stack::ZtBare, addr).await.request().await;
+        let peer = rx.recv().await.unwrap();
+        serving.abort();
+        peer
+    }
+
+    /// A connection of `orders` admitted to a `TrustMonitor` of billing's
+    /// (the monitor `ZtServer` keeps), whose guard binds response bodies to
+    /// the connection's trust. Enters `runtime` for the monitor's task.
+    pub(crate) fn orders_guard(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+    ) -> (TrustMonitor, ConnectionGuard) {
+        let _entered = runtime.enter();
+        let verifier = Arc::new(
+            PeerVerifier::new(
+                self.billing.clone(),
+                zt_core::time::system_clock(),
+                Usage::ClientAuth,
+                None,
+            )
+            .with_revocations(Revocations::new()),
+        );
+        let monitor = TrustMonitor::new(verifier);
+        let chain: Arc<[CertificateDer<'static>]> =
+            self.orders.current().unwrap().svid().chain().into();
+        let guard = monitor.admit(chain).unwrap();
+        (monitor, guard)
+    }
+
+    /// An `Authorizer` on [`POLICY`], auditing to a JSON-lines writer (to
+    /// `io::sink()`) when `audit` is set.
+    pub(crate) fn authorizer(audit: bool) -> Authorizer {
+        let mut authorizer =
+            Authorizer::builder(Policy::from_toml_str(POLICY, "policy.toml").unwrap())
+                .target("billing");
+        if audit {
+            let writer = JsonLinesAuditWriter::new(std::io::sink(), 1 << 16).unwrap();
+            authorizer = authorizer.audit_sink(Arc::new(writer));
+        }
+        authorizer.build()
     }
 
     fn roots(&self) -> Arc<RootCertStore> {

@@ -34,6 +34,7 @@
 //! Records never contain request bodies, headers or tokens: a user context
 //! contributes its subject and actor chain, never the token.
 
+use std::cell::Cell;
 use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -349,16 +350,203 @@ impl AuditEvent<'_> {
 
     /// The event as one line of JSON, with a trailing newline.
     pub fn to_json_line(&self) -> Vec<u8> {
-        let mut line = Vec::with_capacity(384);
-        // Serialising these field types into a Vec cannot fail: every
-        // field is a string, number, bool, null or list of strings.
-        if serde_json::to_writer(&mut line, self).is_err() {
-            line.clear();
-            line.extend_from_slice(b"{\"error\":\"unserialisable audit event\"}");
-        }
-        line.push(b'\n');
+        let mut line = Vec::with_capacity(512);
+        self.write_json_line(&mut line);
         line
     }
+
+    /// Appends the event to `out` as one line of JSON with a trailing
+    /// newline: the object its [`Serialize`] implementation produces, with
+    /// the same fields in the same order and the same string escapes,
+    /// written directly (no serializer state, no formatting machinery,
+    /// nothing allocated but `out`'s growth).
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        let mut json = JsonObject::open(out);
+        json.key("format").uint(u64::from(self.format));
+        json.key("time").time(self.time);
+        match self.caller {
+            Some(id) => json.key("caller").id(id),
+            None => json.key("caller").null(),
+        }
+        match self.caller_serial {
+            Some(serial) => json.key("caller_serial").hex(serial),
+            None => json.key("caller_serial").null(),
+        }
+        json.key("target").str(self.target);
+        json.key("method").str(self.method);
+        json.key("path").str(self.path);
+        json.key("route").opt_str(self.route);
+        json.key("grpc_method").opt_str(self.grpc_method);
+        json.key("user").opt_str(self.user);
+        json.key("act_chain").ids(self.act_chain);
+        json.key("decision").str(self.decision.as_str());
+        json.key("reason").str(self.reason);
+        json.key("rule").opt_str(self.rule);
+        json.key("policy_version").str(self.policy_version);
+        json.key("audit_rules").list(self.audit_rules);
+        json.key("eval_ns").uint(self.eval_ns);
+        match self.caller_not_after {
+            Some(t) => json.key("caller_not_after").time(t),
+            None => json.key("caller_not_after").null(),
+        }
+        json.key("tls_version").opt_str(self.tls_version);
+        json.key("tls_cipher_suite").opt_str(self.tls_cipher_suite);
+        json.key("tls_kx_group").opt_str(self.tls_kx_group);
+        match self.tls_post_quantum {
+            Some(pq) => json.key("tls_post_quantum").bool(pq),
+            None => json.key("tls_post_quantum").null(),
+        }
+        json.key("task").opt_str(self.task);
+        json.key("txn").opt_str(self.txn);
+        if let Some(condition) = self.condition {
+            json.key("condition").str(condition);
+        }
+        json.close();
+    }
+}
+
+/// Writes one JSON object into a byte buffer, field by field.
+struct JsonObject<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    fn open(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        Self { out, first: true }
+    }
+
+    /// Writes `"name":` (after a comma unless it is the first field);
+    /// `name` is a field name of this module, plain ASCII.
+    fn key(&mut self, name: &str) -> &mut Self {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\":");
+        self
+    }
+
+    fn null(&mut self) {
+        self.out.extend_from_slice(b"null");
+    }
+
+    fn bool(&mut self, value: bool) {
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    fn uint(&mut self, value: u64) {
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn str(&mut self, value: &str) {
+        self.out.push(b'"');
+        escape_into(self.out, value);
+        self.out.push(b'"');
+    }
+
+    fn opt_str(&mut self, value: Option<&str>) {
+        match value {
+            Some(value) => self.str(value),
+            None => self.null(),
+        }
+    }
+
+    fn id(&mut self, id: &SpiffeId) {
+        self.out.extend_from_slice(b"\"spiffe://");
+        escape_into(self.out, id.trust_domain_name());
+        escape_into(self.out, id.path());
+        self.out.push(b'"');
+    }
+
+    fn ids(&mut self, ids: &[SpiffeId]) {
+        self.out.push(b'[');
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.id(id);
+        }
+        self.out.push(b']');
+    }
+
+    fn list(&mut self, items: &[Arc<str>]) {
+        self.out.push(b'[');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.str(item);
+        }
+        self.out.push(b']');
+    }
+
+    fn hex(&mut self, bytes: &[u8]) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        self.out.reserve(bytes.len() * 2 + 2);
+        self.out.push(b'"');
+        for b in bytes {
+            self.out.push(DIGITS[usize::from(b >> 4)]);
+            self.out.push(DIGITS[usize::from(b & 0x0f)]);
+        }
+        self.out.push(b'"');
+    }
+
+    /// As [`ser_time`]: RFC 3339 text, or seconds since the epoch past
+    /// year 9999.
+    fn time(&mut self, t: SystemTime) {
+        let since_epoch = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        match rfc3339_millis(since_epoch) {
+            Some(text) => {
+                self.out.push(b'"');
+                self.out.extend_from_slice(&text);
+                self.out.push(b'"');
+            }
+            None => self.uint(since_epoch.as_secs()),
+        }
+    }
+
+    fn close(self) {
+        self.out.extend_from_slice(b"}\n");
+    }
+}
+
+/// Appends `value` with JSON's string escapes, the ones `serde_json`
+/// writes: `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, and `\u00XX` (lowercase
+/// hex) for the other control characters; everything else, non-ASCII
+/// included, is copied as it is.
+fn escape_into(out: &mut Vec<u8>, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x00..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
+        out.push(b'\\');
+        out.push(short);
+        if short == b'u' {
+            out.extend_from_slice(b"00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0x0f)]);
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 /// Somewhere audit events go besides `tracing`. Called on the request path,
@@ -375,7 +563,12 @@ pub const DEFAULT_AUDIT_QUEUE: usize = 8192;
 /// [`JsonLinesAuditWriter::flush`] waiting for them to be written.
 #[derive(Default)]
 struct Queue {
-    lines: Vec<Vec<u8>>,
+    /// The queued lines, end to end. The writer thread swaps it for its
+    /// own emptied buffer, so neither side allocates once both have grown
+    /// to a batch's size, and no line is freed by another thread.
+    buf: Vec<u8>,
+    /// How many lines `buf` holds.
+    lines: usize,
     flushes: Vec<SyncSender<()>>,
     /// Whether the writer was already woken early for this batch.
     woken: bool,
@@ -400,8 +593,9 @@ struct Counters {
 /// An [`AuditSink`] writing one JSON object per line, from a background
 /// thread.
 ///
-/// The request path only serialises the event and puts the line on a
-/// bounded queue; it never waits for I/O and makes no system call: the
+/// The request path only serialises the event (into a buffer of its
+/// thread, reused) and appends the line to a bounded queue; it never
+/// allocates once warm, never waits for I/O and makes no system call: the
 /// writer thread is not woken per line but wakes every
 /// [`AUDIT_BATCH_INTERVAL`] (or when the queue is half full) and writes
 /// the batch. When the queue is full the line
@@ -511,40 +705,75 @@ impl Drop for JsonLinesAuditWriter {
 
 impl AuditSink for JsonLinesAuditWriter {
     fn record(&self, event: &AuditEvent<'_>) {
-        let line = event.to_json_line();
+        // The thread's line buffer is taken out while in use, so a record
+        // made from inside another (a sink calling a sink) gets a fresh one.
+        let mut line = LINE.try_with(Cell::take).unwrap_or_default();
+        line.clear();
+        event.write_json_line(&mut line);
         let mut queue = self.lock();
-        if queue.lines.len() >= self.capacity || queue.closed {
-            drop(queue);
+        let accepted = queue.lines < self.capacity && !queue.closed;
+        let mut wake = false;
+        if accepted {
+            queue.buf.extend_from_slice(&line);
+            queue.lines += 1;
+            wake = !queue.woken && queue.lines * 2 >= self.capacity;
+            queue.woken |= wake;
+        }
+        drop(queue);
+        if line.capacity() <= KEPT_LINE_CAPACITY {
+            // Err only while the thread is being torn down: the buffer is
+            // then freed here.
+            let _ = LINE.try_with(|kept| kept.set(line));
+        }
+        if !accepted {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             zt_core::metrics::audit_dropped("json_lines");
-            return;
-        }
-        queue.lines.push(line);
-        let wake = !queue.woken && queue.lines.len() * 2 >= self.capacity;
-        queue.woken |= wake;
-        drop(queue);
-        if wake {
+        } else if wake {
             self.writer.unpark();
         }
     }
 }
 
+thread_local! {
+    /// Each thread's buffer for serialising a line before it is queued.
+    static LINE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A thread keeps its line buffer between records up to this capacity (a
+/// record with an unusually long path does not pin a large buffer).
+const KEPT_LINE_CAPACITY: usize = 16 * 1024;
+
+/// The writer thread keeps its batch buffer between batches up to this
+/// capacity; a burst's larger buffer is released once written.
+const KEPT_BATCH_CAPACITY: usize = 4 * 1024 * 1024;
+
 fn write_lines<W: Write>(mut out: W, queue: &Mutex<Queue>, counters: &Counters) {
     let mut reported_drops = 0;
-    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch: Vec<u8> = Vec::new();
     loop {
-        let (flushes, closed) = {
+        let (lines, flushes, closed) = {
             let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
-            std::mem::swap(&mut q.lines, &mut batch);
+            std::mem::swap(&mut q.buf, &mut batch);
             q.woken = false;
-            (std::mem::take(&mut q.flushes), q.closed)
+            (
+                std::mem::take(&mut q.lines),
+                std::mem::take(&mut q.flushes),
+                q.closed,
+            )
         };
-        for line in batch.drain(..) {
-            if out.write_all(&line).is_ok() {
-                counters.written.fetch_add(1, Ordering::Relaxed);
+        if lines > 0 {
+            // One write for the whole batch; a failed write loses (and
+            // counts) the batch's lines.
+            let counter = if out.write_all(&batch).is_ok() {
+                &counters.written
             } else {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
-            }
+                &counters.failed
+            };
+            counter.fetch_add(u64::try_from(lines).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+        batch.clear();
+        if batch.capacity() > KEPT_BATCH_CAPACITY {
+            batch = Vec::new();
         }
         // Flushed after every batch, so a buffered output never holds
         // lines while idle.
@@ -573,9 +802,12 @@ fn write_lines<W: Write>(mut out: W, queue: &Mutex<Queue>, counters: &Counters) 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use super::{Hex, rfc3339_millis};
+    use zt_core::SpiffeId;
+
+    use super::{AUDIT_FORMAT, AuditEvent, Hex, Verdict, rfc3339_millis};
 
     fn text(since_epoch: Duration) -> String {
         String::from_utf8(rfc3339_millis(since_epoch).unwrap().to_vec()).unwrap()
@@ -620,6 +852,85 @@ mod tests {
                 .format(&format)
                 .unwrap()
         );
+    }
+
+    /// Every string a record can carry, including each control character,
+    /// quotes, backslashes, DEL and non-ASCII text.
+    fn awkward_strings() -> Vec<String> {
+        let mut all: String = (0u8..0x20).map(char::from).collect();
+        all.push_str("\"\\/\u{7f}é→𝄞");
+        vec![
+            String::new(),
+            "plain".to_owned(),
+            all,
+            "\"quoted\" and \\back\\slashed".to_owned(),
+            "line\nbreak\ttab\r\u{8}\u{c}".to_owned(),
+            "/invoices/7?q=a&b=\u{1}".to_owned(),
+        ]
+    }
+
+    #[test]
+    fn written_lines_are_byte_for_byte_what_serde_json_writes() {
+        let caller = SpiffeId::new("spiffe://example.org/ns/prod/sa/billing").unwrap();
+        let chain = vec![
+            SpiffeId::new("spiffe://example.org/gateway").unwrap(),
+            SpiffeId::new("spiffe://other.example/a/b.c-d_e").unwrap(),
+        ];
+        let rules: Vec<Arc<str>> = vec![Arc::from("watch \"all\""), Arc::from("r\u{1}")];
+        let times = [
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::from_millis(1_764_694_212_345),
+            // Past year 9999: written as seconds.
+            UNIX_EPOCH + Duration::from_secs(253_402_300_800),
+            // Before the epoch: written as the epoch.
+            UNIX_EPOCH - Duration::from_secs(5),
+        ];
+        let mut checked = 0;
+        for (i, text) in awkward_strings().iter().enumerate() {
+            for (j, time) in times.iter().enumerate() {
+                let full = (i + j) % 2 == 0;
+                let event = AuditEvent {
+                    format: AUDIT_FORMAT,
+                    time: *time,
+                    caller: full.then_some(&caller),
+                    caller_serial: full.then_some(&[0x00, 0x8f, 0xab][..]),
+                    target: text,
+                    method: "GET",
+                    path: text,
+                    route: full.then_some(text.as_str()),
+                    grpc_method: (!full).then_some(text.as_str()),
+                    user: full.then_some(text.as_str()),
+                    act_chain: if full { &chain } else { &[] },
+                    decision: [Verdict::Allow, Verdict::Deny, Verdict::WouldDeny][j % 3],
+                    reason: "matched-allow",
+                    rule: full.then_some(text.as_str()),
+                    policy_version: text,
+                    audit_rules: if full { &rules } else { &[] },
+                    eval_ns: [0, 1, 4_294_967_296, u64::MAX][j],
+                    caller_not_after: full.then_some(*time),
+                    tls_version: full.then_some("TLSv1.3"),
+                    tls_cipher_suite: full.then_some(text.as_str()),
+                    tls_kx_group: (!full).then_some(text.as_str()),
+                    tls_post_quantum: [Some(true), Some(false), None, Some(true)][j],
+                    task: full.then_some(text.as_str()),
+                    txn: (!full).then_some(text.as_str()),
+                    condition: (j % 2 == 1).then_some(text.as_str()),
+                };
+                let mut expected = serde_json::to_vec(&event).unwrap();
+                expected.push(b'\n');
+                let written = event.to_json_line();
+                assert_eq!(
+                    String::from_utf8_lossy(&written),
+                    String::from_utf8_lossy(&expected)
+                );
+                assert_eq!(written, expected);
+                let mut appended = b"previous line\n".to_vec();
+                event.write_json_line(&mut appended);
+                assert_eq!(&appended[14..], &expected[..]);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 24);
     }
 
     #[test]
