@@ -630,6 +630,17 @@ impl OidcValidator {
         result
     }
 
+    /// Verifies `token` as [`validate`](Self::validate) does, without
+    /// recording the outcome: for a caller that writes its own audit
+    /// record, naming the request the token came with.
+    ///
+    /// # Errors
+    ///
+    /// As [`validate`](Self::validate).
+    pub async fn verify(&self, token: &str) -> Result<VerifiedWorkloadToken, OidcError> {
+        self.validate_inner(token).await
+    }
+
     async fn validate_inner(&self, token: &str) -> Result<VerifiedWorkloadToken, OidcError> {
         let malformed = |reason: &str| OidcError::Malformed {
             reason: reason.to_owned(),
