@@ -66,6 +66,7 @@ mod metrics;
 mod options;
 mod provider;
 mod resolve;
+mod token_caller;
 mod verify;
 
 pub use error::{PeerRejected, Side};
@@ -75,3 +76,4 @@ pub use provider::{
     ConfigError, Posture, default_provider, group_name, is_post_quantum, post_quantum_only,
 };
 pub use resolve::SvidResolver;
+pub use token_caller::token_caller_client_config;
