@@ -760,9 +760,14 @@ impl Inner {
             return Ok(key.clone());
         }
         // Unknown kid, no keys yet, or keys too old: one fetch if allowed.
+        // Otherwise a fetch under way (the background refresh's, or another
+        // request's) is waited for, within the timeout, so a token that
+        // arrives while the first keys are being fetched is not refused
+        // for want of keys the fetch is about to store.
         let fetched = if may_fetch {
             Some(self.refresh(issuer, true).await)
         } else {
+            let _ = tokio::time::timeout(self.options.timeout, issuer.fetching.lock()).await;
             None
         };
         let (keys, age) = {
