@@ -452,3 +452,89 @@ async fn mtls_callers_are_served_as_before_next_to_token_callers() {
     );
     assert!(audit.take().is_empty());
 }
+
+#[tokio::test]
+async fn on_an_mtls_route_a_token_names_the_caller_and_the_peer_is_still_checked() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+    let github = DevOidcIssuer::start().await.unwrap();
+    let validator = OidcValidator::new(
+        vec![
+            IssuerConfig::new(github.issuer(), AUD, IdentityTemplate::new(GITHUB).unwrap())
+                .unwrap(),
+        ],
+        FetchOptions {
+            roots: vec![github.root_der()],
+            ..FetchOptions::default()
+        },
+    )
+    .unwrap();
+    let revocations = Revocations::new();
+    let authorizer = Authorizer::builder(
+        zt_authz::policy::Policy::from_toml_str(POLICY, "policy.toml").unwrap(),
+    )
+    .target("deploy-gate")
+    .revocations(revocations.clone())
+    .build();
+    // An ordinary mTLS server (no token callers); the OIDC layer on the
+    // routes, tokens optional for mTLS callers.
+    let app = Router::new()
+        .route("/deploy", post(|| async { "deploying" }))
+        .route("/status", get(|| async { "ok" }))
+        .route_layer(AuthorizeLayer::new(authorizer))
+        .route_layer(
+            OidcAuthLayer::builder(validator)
+                .require_token(false)
+                .revocations(revocations.clone())
+                .target("deploy-gate")
+                .build(),
+        );
+    let source = FakeCaSource::new(ca.clone(), id(GATE), TTL).unwrap();
+    let running = serve(ZtServer::builder(source).build().unwrap(), app).await;
+    let client = |name: &str| {
+        let source =
+            FakeCaSource::new(ca.clone(), id(&format!("spiffe://example.org/{name}")), TTL)
+                .unwrap();
+        ZtClient::builder(source)
+            .pin_server(GATE.parse().unwrap())
+            .build()
+            .unwrap()
+            .reqwest_client()
+            .unwrap()
+    };
+
+    // A runner with an SVID and the job's token: the token's identity is
+    // the caller, its claims the context.
+    let runner = client("ci/runner");
+    let token = github.mint_github(AUD, "org/app", "prod").unwrap();
+    assert_eq!(deploy(&runner, running.addr, Some(&token)).await.0, 200);
+    let event = single(&audit);
+    assert_eq!(field(&event, "rule"), "deploy-prod");
+    assert_eq!(
+        field(&event, "caller"),
+        "spiffe://github.example/repo/org/app/env/prod"
+    );
+
+    // Without a token the runner is itself: no rule lets it deploy.
+    assert_eq!(deploy(&runner, running.addr, None).await.0, 403);
+    let event = single(&audit);
+    assert_eq!(field(&event, "caller"), "spiffe://example.org/ci/runner");
+    assert_eq!(field(&event, "reason"), "no-matching-rule");
+
+    // A token that is present must be valid, even where tokens are
+    // optional.
+    let mut claims = github_actions_claims("org/app", "prod");
+    claims.insert("exp".into(), json!(now() - 600));
+    claims.insert("iat".into(), json!(now() - 900));
+    claims.insert("nbf".into(), json!(now() - 900));
+    let expired = github.mint(AUD, claims).unwrap();
+    assert_eq!(deploy(&runner, running.addr, Some(&expired)).await.0, 401);
+    let event = single(&audit);
+    assert_eq!(field(&event, "reason"), "oidc:expired");
+    assert_eq!(field(&event, "caller"), "spiffe://example.org/ci/runner");
+
+    // A revoked peer gets nothing through with a valid token.
+    revocations.revoke_id(id("spiffe://example.org/ci/runner"));
+    assert_eq!(deploy(&runner, running.addr, Some(&token)).await.0, 401);
+    assert_eq!(field(&single(&audit), "reason"), "peer:revoked");
+}
