@@ -25,8 +25,8 @@ use crate::peer::VerifiedPeer;
 /// policy, dry-run, audit — for a decision. When a
 /// [`JwtAuthLayer`](crate::JwtAuthLayer) in front of it validated a
 /// JWT-SVID, the caller is the JWT-SVID's subject; when an
-/// [`OidcAuthLayer`](crate::OidcAuthLayer) (feature `oidc`) verified an
-/// OIDC workload token, the caller is the token's identity. Every identity on the
+/// `OidcAuthLayer` (feature `oidc`) verified an OIDC workload token, the
+/// caller is the token's identity. Every identity on the
 /// request — the mTLS peer (ID, leaf serial, certificate expiry), the
 /// JWT-SVID subject (ID, token expiry) and the actors of a user context —
 /// is checked against the revocation list and the clock on every request,
