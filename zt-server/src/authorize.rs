@@ -28,7 +28,8 @@ use crate::peer::VerifiedPeer;
 /// `OidcAuthLayer` (feature `oidc`) verified an OIDC workload token, the
 /// caller is the token's identity. Every identity on the
 /// request — the mTLS peer (ID, leaf serial, certificate expiry), the
-/// JWT-SVID subject (ID, token expiry) and the actors of a user context —
+/// JWT-SVID subject (ID, token expiry), the OIDC token's identity (ID,
+/// token expiry) and the actors of a user context —
 /// is checked against the revocation list and the clock on every request,
 /// not only at the handshake: a peer revoked or expired after it connected
 /// is refused on its keep-alive connection whatever token it sends. A

@@ -23,6 +23,11 @@
 //! `zt-client` and `zt-server` build on it; use it directly to put zt's
 //! verification under another TLS stack built on rustls.
 //!
+//! A caller that holds no SVID (a CI job authenticating with an OIDC token
+//! to a server with token callers) verifies the server the same way, from
+//! a fixed trust bundle and the server's SPIFFE ID, with
+//! [`token_caller_client_config`].
+//!
 //! # Quick start
 //!
 //! ```
