@@ -538,3 +538,59 @@ async fn on_an_mtls_route_a_token_names_the_caller_and_the_peer_is_still_checked
     assert_eq!(deploy(&runner, running.addr, Some(&token)).await.0, 401);
     assert_eq!(field(&single(&audit), "reason"), "peer:revoked");
 }
+
+#[tokio::test]
+async fn a_token_caller_refuses_a_server_outside_its_pin_or_bundle() {
+    let gate = Gate::start().await;
+    let token = gate.github.mint_github(AUD, "org/app", "prod").unwrap();
+    let client = |bundles: BundleSet, pin: &str| {
+        let mut config = zt_tls::token_caller_client_config(
+            bundles,
+            pin.parse().unwrap(),
+            Arc::new(zt_tls::default_provider()),
+            system_clock(),
+        )
+        .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .no_proxy()
+            .build()
+            .unwrap()
+    };
+    let refusal = |client: reqwest::Client| {
+        let token = token.clone();
+        let addr = gate.addr();
+        async move {
+            let err = client
+                .post(format!("https://{addr}/deploy"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap_err();
+            zt_tls::PeerRejected::find(&err)
+                .unwrap_or_else(|| panic!("not a PeerRejected: {err:?}"))
+                .error()
+                .to_string()
+        }
+    };
+
+    let wrong_pin = client(
+        BundleSet::new().with(gate.ca.bundle()),
+        "spiffe://example.org/other",
+    );
+    let reason = refusal(wrong_pin).await;
+    assert!(
+        reason.contains(GATE) && reason.contains("spiffe://example.org/other"),
+        "{reason}"
+    );
+
+    let other_ca = FakeCa::new(TrustDomain::new("example.org").unwrap()).unwrap();
+    let wrong_bundle = client(BundleSet::new().with(other_ca.bundle()), GATE);
+    let reason = refusal(wrong_bundle).await;
+    assert!(reason.contains("X.509-SVID was rejected"), "{reason}");
+
+    // The right pin and bundle: served.
+    let right = client(BundleSet::new().with(gate.ca.bundle()), GATE);
+    assert_eq!(deploy(&right, gate.addr(), Some(&token)).await.0, 200);
+}
