@@ -96,6 +96,8 @@ pub enum IdentityRole {
     JwtSubject,
     /// A workload in the actor chain of a delegated user context.
     Actor,
+    /// The identity made from a verified OIDC workload token's claims.
+    OidcToken,
 }
 
 impl IdentityRole {
@@ -105,6 +107,7 @@ impl IdentityRole {
             Self::Peer => "peer",
             Self::JwtSubject => "jwt-svid-subject",
             Self::Actor => "actor",
+            Self::OidcToken => "oidc-token",
         }
     }
 }

@@ -253,6 +253,13 @@ impl EndSignal {
         }
     }
 
+    /// A signal no [`TrustMonitor`] watches, which never ends: for a
+    /// connection without a verified peer whose trust could end (a
+    /// server's token-only callers, authenticated per request).
+    pub fn unmonitored() -> Self {
+        Self::new()
+    }
+
     /// Whether the connection's trust has ended.
     pub fn is_ended(&self) -> bool {
         self.state.token.is_cancelled()

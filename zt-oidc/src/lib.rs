@@ -630,6 +630,17 @@ impl OidcValidator {
         result
     }
 
+    /// Verifies `token` as [`validate`](Self::validate) does, without
+    /// recording the outcome: for a caller that writes its own audit
+    /// record, naming the request the token came with.
+    ///
+    /// # Errors
+    ///
+    /// As [`validate`](Self::validate).
+    pub async fn verify(&self, token: &str) -> Result<VerifiedWorkloadToken, OidcError> {
+        self.validate_inner(token).await
+    }
+
     async fn validate_inner(&self, token: &str) -> Result<VerifiedWorkloadToken, OidcError> {
         let malformed = |reason: &str| OidcError::Malformed {
             reason: reason.to_owned(),
@@ -749,9 +760,14 @@ impl Inner {
             return Ok(key.clone());
         }
         // Unknown kid, no keys yet, or keys too old: one fetch if allowed.
+        // Otherwise a fetch under way (the background refresh's, or another
+        // request's) is waited for, within the timeout, so a token that
+        // arrives while the first keys are being fetched is not refused
+        // for want of keys the fetch is about to store.
         let fetched = if may_fetch {
             Some(self.refresh(issuer, true).await)
         } else {
+            let _ = tokio::time::timeout(self.options.timeout, issuer.fetching.lock()).await;
             None
         };
         let (keys, age) = {

@@ -509,6 +509,28 @@ async fn background_refresh_honours_max_age_bounds() {
     drop(validator);
 }
 
+#[tokio::test]
+async fn a_token_arriving_during_the_first_background_fetch_waits_for_it() {
+    let (issuer, validator, _) = setup(GITHUB).await;
+    // The JWKS answers after 300 ms: long enough to be asked mid-fetch.
+    issuer.set_fault(JwksFault::Slow(Duration::from_millis(300)));
+    validator.spawn_refresh();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while issuer.jwks_fetches() == 0 {
+        assert!(Instant::now() < deadline, "background refresh did not run");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The background fetch is under way and the refetch rate limit forbids
+    // a second one: the token waits for the keys instead of being refused.
+    let token = issuer.mint_github(AUD, "org/app", "prod").unwrap();
+    let verified = validator.validate(&token).await.unwrap();
+    assert_eq!(
+        verified.identity().to_string(),
+        "spiffe://github.example/repo/org/app/env/prod"
+    );
+    assert_eq!(issuer.jwks_fetches(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_flood_of_unknown_kids_is_one_fetch() {
     let (issuer, validator, clock) = setup(GITHUB).await;

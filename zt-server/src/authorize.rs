@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -23,9 +24,12 @@ use crate::peer::VerifiedPeer;
 /// the request extensions and asks an [`Authorizer`] — revocation list,
 /// policy, dry-run, audit — for a decision. When a
 /// [`JwtAuthLayer`](crate::JwtAuthLayer) in front of it validated a
-/// JWT-SVID, the caller is the JWT-SVID's subject. Every identity on the
+/// JWT-SVID, the caller is the JWT-SVID's subject; when an
+/// `OidcAuthLayer` (feature `oidc`) verified an OIDC workload token, the
+/// caller is the token's identity. Every identity on the
 /// request — the mTLS peer (ID, leaf serial, certificate expiry), the
-/// JWT-SVID subject (ID, token expiry) and the actors of a user context —
+/// JWT-SVID subject (ID, token expiry), the OIDC token's identity (ID,
+/// token expiry) and the actors of a user context —
 /// is checked against the revocation list and the clock on every request,
 /// not only at the handshake: a peer revoked or expired after it connected
 /// is refused on its keep-alive connection whatever token it sends. A
@@ -157,6 +161,18 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
         })
 }
 
+/// The identity and expiry of the OIDC workload token an
+/// [`OidcAuthLayer`](crate::OidcAuthLayer) verified, if any.
+#[cfg(feature = "oidc")]
+fn oidc_caller(extensions: &http::Extensions) -> Option<(&zt_core::SpiffeId, SystemTime)> {
+    crate::oidc::VerifiedOidcToken::from_extensions(extensions).map(|t| (t.identity(), t.expiry()))
+}
+
+#[cfg(not(feature = "oidc"))]
+fn oidc_caller(_: &http::Extensions) -> Option<(&zt_core::SpiffeId, SystemTime)> {
+    None
+}
+
 #[cfg(feature = "axum")]
 fn matched_route(extensions: &http::Extensions) -> Option<&str> {
     extensions
@@ -188,18 +204,26 @@ where
             let peer = VerifiedPeer::from_extensions(req.extensions());
             let jwt = VerifiedJwtSvid::from_extensions(req.extensions());
             let user = req.extensions().get::<UserContext>();
-            // The caller is the JWT-SVID subject when the request carried
-            // one, else the mTLS peer. Every identity on the request is
-            // checked for revocation and expiry, so a revoked peer gets
-            // nothing through with another workload's JWT-SVID.
-            let caller = jwt
-                .map(VerifiedJwtSvid::subject)
-                .or(peer.map(VerifiedPeer::id));
+            let token = oidc_caller(req.extensions());
+            // The caller is the JWT-SVID subject or the OIDC token's
+            // identity when the request carried one, else the mTLS peer; a
+            // request carrying both kinds of token has no single caller and
+            // is refused as unauthenticated. Every identity on the request
+            // is checked for revocation and expiry, so a revoked peer gets
+            // nothing through with another workload's token.
+            let caller = match (jwt, token) {
+                (Some(jwt), None) => Some(jwt.subject()),
+                (None, Some((id, _))) => Some(id),
+                (None, None) => peer.map(VerifiedPeer::id),
+                (Some(_), Some(_)) => None,
+            };
             let peer_identity = peer
                 .map(|p| Identity::peer(p.id(), p.serial(), p.not_after()).issued_by(p.issuer()));
             let jwt_identity = jwt.map(|j| {
                 Identity::new(IdentityRole::JwtSubject, j.subject()).expiring(j.claims().expiry())
             });
+            let token_identity = token
+                .map(|(id, expiry)| Identity::new(IdentityRole::OidcToken, id).expiring(expiry));
             let path = req.uri().path();
             let mut request = policy::Request::new(caller, req.method().as_str(), path);
             if let Some(user) = user {
@@ -233,12 +257,15 @@ where
             let actors = user.map_or(&[][..], UserContext::actors);
             // Without a delegation chain (the common case) the identities
             // stay on the stack.
-            match ([peer_identity, jwt_identity], actors) {
-                ([Some(a), Some(b)], []) => self.authorizer.authorize_identities(&request, &[a, b]),
-                ([Some(a), None] | [None, Some(a)], []) => {
+            match ([peer_identity, jwt_identity, token_identity], actors) {
+                (
+                    [Some(a), Some(b), None] | [Some(a), None, Some(b)] | [None, Some(a), Some(b)],
+                    [],
+                ) => self.authorizer.authorize_identities(&request, &[a, b]),
+                ([Some(a), None, None] | [None, Some(a), None] | [None, None, Some(a)], []) => {
                     self.authorizer.authorize_identities(&request, &[a])
                 }
-                ([None, None], []) => self.authorizer.authorize_identities(&request, &[]),
+                ([None, None, None], []) => self.authorizer.authorize_identities(&request, &[]),
                 (head, actors) => {
                     let expiry = user.map(UserContext::expiry);
                     let all: Vec<Identity<'_>> = head
@@ -407,13 +434,13 @@ pin_project_lite::pin_project! {
 }
 
 impl<B> ResponseBody<B> {
-    fn inner(body: B) -> Self {
+    pub(crate) fn inner(body: B) -> Self {
         Self {
             kind: BodyKind::Inner { body },
         }
     }
 
-    fn denied(bytes: Bytes) -> Self {
+    pub(crate) fn denied(bytes: Bytes) -> Self {
         Self {
             kind: BodyKind::Denied {
                 bytes: Some(bytes).filter(|b| !b.is_empty()),

@@ -32,6 +32,7 @@ pub struct ServerBuilder {
     handshake_timeout: Duration,
     max_handshakes: usize,
     trust_end_grace: Duration,
+    token_callers: TokenCallers,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -52,7 +53,37 @@ impl ServerBuilder {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_handshakes: DEFAULT_MAX_CONCURRENT_HANDSHAKES,
             trust_end_grace: DEFAULT_TRUST_END_GRACE,
+            token_callers: TokenCallers::default(),
         }
+    }
+
+    /// Lets callers that hold no SVID — a CI job with its platform's OIDC
+    /// token — connect, and authenticates each of their requests with
+    /// `layer`.
+    ///
+    /// The server still presents its SVID, asks every client for a
+    /// certificate, and verifies one that is presented in full (a bad
+    /// certificate is refused at the handshake, as without this option).
+    /// A client that presents none is let in, but every request on its
+    /// connection passes through `layer` before the service sees it: it
+    /// must carry a valid token (whatever the layer's
+    /// [`require_token`](crate::OidcAuthBuilder::require_token)), or it is
+    /// refused with `401` / `UNAUTHENTICATED` and the reason goes to the
+    /// audit log. Such a request has no [`VerifiedPeer`](crate::VerifiedPeer):
+    /// its caller is the token's identity
+    /// ([`VerifiedOidcToken`](crate::VerifiedOidcToken)), which
+    /// [`AuthorizeLayer`](crate::AuthorizeLayer) decides on like any other
+    /// caller, and handlers that extract a `VerifiedPeer` refuse it.
+    ///
+    /// Requests over mutual TLS are served as without this option; put the
+    /// layer on routes too (`route_layer`) to have mTLS callers present
+    /// tokens there.
+    #[cfg(feature = "oidc")]
+    #[must_use]
+    pub fn token_callers(mut self, layer: crate::OidcAuthLayer) -> Self {
+        self.options = self.options.client_certificate_optional(true);
+        self.token_callers = TokenCallers { layer: Some(layer) };
+        self
     }
 
     /// Refuse, at the handshake, callers whose SPIFFE ID or leaf serial is
@@ -150,7 +181,59 @@ impl ServerBuilder {
             handshake_timeout: self.handshake_timeout,
             max_handshakes: self.max_handshakes,
             trust_end_grace: self.trust_end_grace,
+            token_callers: self.token_callers,
         })
+    }
+}
+
+/// How requests on a connection without a client certificate are
+/// authenticated: by the OIDC layer given to
+/// [`ServerBuilder::token_callers`], or not at all (such connections are
+/// then refused at the handshake, and a request that reached the service
+/// without a peer would be refused).
+#[derive(Clone, Default)]
+pub(crate) struct TokenCallers {
+    #[cfg(feature = "oidc")]
+    layer: Option<crate::OidcAuthLayer>,
+}
+
+impl TokenCallers {
+    /// Whether connections without a client certificate are let in.
+    pub(crate) fn enabled(&self) -> bool {
+        #[cfg(feature = "oidc")]
+        {
+            self.layer.is_some()
+        }
+        #[cfg(not(feature = "oidc"))]
+        {
+            false
+        }
+    }
+
+    /// Authenticates a request that came without an mTLS peer: `Err` holds
+    /// the refusal to send.
+    #[cfg_attr(not(feature = "oidc"), allow(clippy::unused_async))]
+    pub(crate) async fn admit<B>(
+        &self,
+        req: &mut http::Request<B>,
+    ) -> Result<(), http::Response<bytes::Bytes>> {
+        #[cfg(feature = "oidc")]
+        if let Some(layer) = &self.layer {
+            return match layer.admit(req).await {
+                // A token, whatever the layer's setting for mTLS callers:
+                // a request without a peer has no other caller.
+                Ok(()) if crate::VerifiedOidcToken::from_extensions(req.extensions()).is_some() => {
+                    Ok(())
+                }
+                Ok(()) => Err(crate::jwt::unauthenticated(crate::authorize::is_grpc(
+                    req.headers(),
+                ))),
+                Err(denied) => Err(denied),
+            };
+        }
+        Err(crate::jwt::unauthenticated(crate::authorize::is_grpc(
+            req.headers(),
+        )))
     }
 }
 
@@ -162,6 +245,7 @@ pub struct ZtServer {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
     pub(crate) trust_end_grace: Duration,
+    pub(crate) token_callers: TokenCallers,
 }
 
 impl fmt::Debug for ZtServer {
@@ -172,6 +256,7 @@ impl fmt::Debug for ZtServer {
                 &self.monitor.verifier().pin().map(|pin| pin.to_string()),
             )
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("token_callers", &self.token_callers.enabled())
             .finish_non_exhaustive()
     }
 }

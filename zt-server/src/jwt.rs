@@ -499,23 +499,25 @@ impl JwtAuthLayer {
 /// The token of `Authorization: Bearer <token>`, or the whole value of a
 /// custom header.
 fn bearer<'a>(value: &'a HeaderValue, name: &HeaderName) -> Result<&'a str, JwtAuthError> {
-    let malformed = || JwtAuthError::MalformedHeader {
+    bearer_token(value, name).ok_or_else(|| JwtAuthError::MalformedHeader {
         header: name.to_string(),
-    };
-    let text = value.to_str().map_err(|_| malformed())?.trim();
+    })
+}
+
+/// The token of `Authorization: Bearer <token>`, or the whole value of a
+/// custom header; `None` if the value is not that (or empty).
+pub(crate) fn bearer_token<'a>(value: &'a HeaderValue, name: &HeaderName) -> Option<&'a str> {
+    let text = value.to_str().ok()?.trim();
     let token = if *name == header::AUTHORIZATION {
-        let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
+        let (scheme, token) = text.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(malformed());
+            return None;
         }
         token.trim()
     } else {
         text
     };
-    if token.is_empty() {
-        return Err(malformed());
-    }
-    Ok(token)
+    (!token.is_empty()).then_some(token)
 }
 
 impl JwtAuthBuilder {
@@ -774,7 +776,7 @@ where
 }
 
 /// `401` (or gRPC `UNAUTHENTICATED`) with no detail.
-fn unauthenticated(grpc: bool) -> Response<Bytes> {
+pub(crate) fn unauthenticated(grpc: bool) -> Response<Bytes> {
     let mut response = if grpc {
         let mut response = Response::new(Bytes::new());
         let headers = response.headers_mut();

@@ -25,6 +25,12 @@
 //! and delegated user-context tokens, and hands them to `AuthorizeLayer`
 //! and to handlers ([`VerifiedUser`]); refusals are `401` with no detail.
 //!
+//! `OidcAuthLayer` (feature `oidc`) verifies OIDC workload tokens — a CI
+//! job's, a Kubernetes service account's — and makes the identity made from
+//! the token's claims the caller, with the claims available to rules'
+//! `when` conditions. `ServerBuilder::token_callers` lets callers without
+//! an SVID connect, and passes every request of theirs through that layer.
+//!
 //! # Quick start
 //!
 //! ```no_run
@@ -85,6 +91,7 @@
 //! | `axum` (default) | `VerifiedPeer` as an axum extractor |
 //! | `tonic` (default) | [`PeerExt::verified_peer`] on `tonic::Request` |
 //! | `macros` (default) | [`callers`] and [`derive@Declared`]: callers declared next to each endpoint ([`macros`]) |
+//! | `oidc` | `OidcAuthLayer`: OIDC workload tokens as callers, and `ServerBuilder::token_callers` for callers without an SVID |
 //!
 //! # Hostile clients
 //!
@@ -102,6 +109,8 @@ mod builder;
 mod error;
 pub mod health;
 mod jwt;
+#[cfg(feature = "oidc")]
+mod oidc;
 mod peer;
 mod serve;
 mod trust;
@@ -115,6 +124,11 @@ pub use error::Error;
 pub use jwt::{
     Authenticated, DEFAULT_JWT_LEEWAY, JwtAuth, JwtAuthBuilder, JwtAuthError, JwtAuthLayer,
     MissingUserContext, VerifiedJwtSvid, VerifiedUser,
+};
+#[cfg(feature = "oidc")]
+pub use oidc::{
+    DEFAULT_OIDC_VALIDATION_TIMEOUT, OidcAuth, OidcAuthBuilder, OidcAuthError, OidcAuthFuture,
+    OidcAuthLayer, VerifiedOidcToken,
 };
 pub use peer::{MissingPeer, PeerExt, VerifiedPeer};
 pub use serve::{EXPIRY_MARGIN, SHUTDOWN_GRACE};

@@ -2,8 +2,13 @@
 //! every request, graceful shutdown.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -14,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::server::TlsStream;
 use tower::{Service, ServiceExt as _};
-use zt_core::live::{ConnectionGuard, TrustEnded, TrustMonitor};
+use zt_core::live::{ConnectionGuard, EndSignal, TrustEnded, TrustMonitor};
 use zt_core::x509::inspect_leaf;
 use zt_tls::{PeerRejected, Posture, Side, record_handshake, record_handshake_timeout};
 
@@ -62,7 +67,12 @@ impl ZtServer {
     ///
     /// `service` is any tower HTTP service: an axum `Router`, tonic
     /// `Routes`, or a stack of layers over them. Every request it sees
-    /// carries the connection's [`VerifiedPeer`] in its extensions.
+    /// carries the connection's [`VerifiedPeer`] in its extensions — except,
+    /// on a server with token callers (`ServerBuilder::token_callers`,
+    /// feature `oidc`), a request on a connection without a client
+    /// certificate: that one reaches the service only once its OIDC token
+    /// is verified, and carries the token instead; without a valid token it
+    /// is refused with `401` / `UNAUTHENTICATED`.
     ///
     /// No connection outlives the trust it was opened on. Each one is
     /// registered with the server's [`TrustMonitor`] and ends when
@@ -116,6 +126,7 @@ impl ZtServer {
         let handshake_timeout = self.handshake_timeout;
         let trust_end_grace = self.trust_end_grace;
         let monitor = self.monitor.clone();
+        let token_callers = self.token_callers.clone();
         tokio::pin!(shutdown);
 
         loop {
@@ -146,6 +157,7 @@ impl ZtServer {
             let mut stop = stop_rx.clone();
             let open = open_tx.clone();
             let monitor = monitor.clone();
+            let token_callers = token_callers.clone();
             tokio::spawn(async move {
                 let _open = open;
                 let started = std::time::Instant::now();
@@ -176,25 +188,52 @@ impl ZtServer {
                     }
                 };
                 drop(permit);
-                let (peer, guard) = match admit(&monitor, &tls) {
-                    Ok(admitted) => admitted,
-                    Err(reason) => {
-                        tracing::info!(target: "zt::server", %remote, %reason, "peer refused after the handshake; closing");
-                        return;
+                // Without a client certificate (only possible with token
+                // callers) the connection has no peer and no trust to
+                // monitor; each request is authenticated by its token.
+                let token_only =
+                    token_callers.enabled() && tls.get_ref().1.peer_certificates().is_none();
+                let (peer, guard) = if token_only {
+                    tracing::debug!(target: "zt::server", %remote, "connection without a client certificate accepted for token callers");
+                    (None, None)
+                } else {
+                    match admit(&monitor, &tls) {
+                        Ok((peer, guard)) => {
+                            tracing::debug!(target: "zt::server", %remote, peer = %peer.id(), serial = %peer.serial_hex(), "connection accepted");
+                            (Some(peer), Some(guard))
+                        }
+                        Err(reason) => {
+                            tracing::info!(target: "zt::server", %remote, %reason, "peer refused after the handshake; closing");
+                            return;
+                        }
                     }
                 };
-                tracing::debug!(target: "zt::server", %remote, peer = %peer.id(), serial = %peer.serial_hex(), "connection accepted");
-                let signal = guard.signal();
+                let signal = guard
+                    .as_ref()
+                    .map_or_else(EndSignal::unmonitored, ConnectionGuard::signal);
+                let token_callers = token_callers.clone();
                 let hyper_service =
                     hyper::service::service_fn(move |mut req: Request<Incoming>| {
                         let grpc = is_grpc(&req);
-                        req.extensions_mut().insert(peer.clone());
                         let signal = signal.clone();
-                        let call = service.clone().oneshot(req);
+                        let service = service.clone();
+                        let admitted = match &peer {
+                            Some(peer) => {
+                                req.extensions_mut().insert(peer.clone());
+                                None
+                            }
+                            None => Some(token_callers.clone()),
+                        };
                         async move {
-                            let response = call.await?;
+                            let body = match admitted {
+                                None => service.oneshot(req).await?.map(ServeBody::inner),
+                                Some(token_callers) => match token_callers.admit(&mut req).await {
+                                    Ok(()) => service.oneshot(req).await?.map(ServeBody::inner),
+                                    Err(refused) => refused.map(ServeBody::refused),
+                                },
+                            };
                             Ok::<_, S::Error>(
-                                response.map(|body| TrustBoundBody::new(body, signal, grpc)),
+                                body.map(|body| TrustBoundBody::new(body, signal, grpc)),
                             )
                         }
                     });
@@ -212,8 +251,8 @@ impl ZtServer {
                 let event = tokio::select! {
                     ended = conn.as_mut() => Event::Ended(ended),
                     _ = stop.wait_for(|stopped| *stopped) => Event::Shutdown,
-                    () = guard.expiring() => Event::Expiring,
-                    ended = guard.ended() => Event::Untrusted(ended),
+                    () = expiring(guard.as_ref()) => Event::Expiring,
+                    ended = trust_ended(guard.as_ref()) => Event::Untrusted(ended),
                 };
                 let ended = match event {
                     Event::Ended(ended) => ended,
@@ -229,7 +268,7 @@ impl ZtServer {
                         conn.as_mut().graceful_shutdown();
                         tokio::select! {
                             ended = conn.as_mut() => ended,
-                            _ = guard.ended() => {
+                            _ = trust_ended(guard.as_ref()) => {
                                 match tokio::time::timeout(trust_end_grace, conn.as_mut()).await {
                                     Ok(ended) => ended,
                                     Err(_) => return,
@@ -265,6 +304,126 @@ impl ZtServer {
             }
         }
         Ok(())
+    }
+}
+
+/// Completes when the peer's certificate is about to expire; never for a
+/// connection without a peer.
+async fn expiring(guard: Option<&ConnectionGuard>) {
+    match guard {
+        Some(guard) => guard.expiring().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when the peer is no longer trusted; never for a connection
+/// without a peer.
+async fn trust_ended(guard: Option<&ConnectionGuard>) -> TrustEnded {
+    match guard {
+        Some(guard) => guard.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The body of a response [`ZtServer::serve`] sends: the service's,
+    /// or the refusal of a token caller's request.
+    struct ServeBody<B> {
+        #[pin]
+        kind: ServeBodyKind<B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = ServeBodyProj]
+    enum ServeBodyKind<B> {
+        Inner {
+            #[pin]
+            body: B,
+        },
+        Refused {
+            bytes: Option<Bytes>,
+        },
+    }
+}
+
+impl<B> ServeBody<B> {
+    fn inner(body: B) -> Self {
+        Self {
+            kind: ServeBodyKind::Inner { body },
+        }
+    }
+
+    fn refused(bytes: Bytes) -> Self {
+        Self {
+            kind: ServeBodyKind::Refused {
+                bytes: Some(bytes).filter(|b| !b.is_empty()),
+            },
+        }
+    }
+}
+
+/// A data chunk of a [`ServeBody`].
+enum ServeData<D> {
+    Inner(D),
+    Refused(Bytes),
+}
+
+impl<D: Buf> Buf for ServeData<D> {
+    fn remaining(&self) -> usize {
+        match self {
+            Self::Inner(d) => d.remaining(),
+            Self::Refused(b) => b.remaining(),
+        }
+    }
+
+    fn chunk(&self) -> &[u8] {
+        match self {
+            Self::Inner(d) => d.chunk(),
+            Self::Refused(b) => b.chunk(),
+        }
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        match self {
+            Self::Inner(d) => d.advance(cnt),
+            Self::Refused(b) => b.advance(cnt),
+        }
+    }
+}
+
+impl<B: Body> Body for ServeBody<B> {
+    type Data = ServeData<B::Data>;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        match self.project().kind.project() {
+            ServeBodyProj::Inner { body } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map(|f| f.map_data(ServeData::Inner)))),
+            ServeBodyProj::Refused { bytes } => {
+                Poll::Ready(bytes.take().map(|b| Ok(Frame::data(ServeData::Refused(b)))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            ServeBodyKind::Inner { body } => body.is_end_stream(),
+            ServeBodyKind::Refused { bytes } => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            ServeBodyKind::Inner { body } => body.size_hint(),
+            ServeBodyKind::Refused { bytes } => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
     }
 }
 

@@ -23,6 +23,11 @@
 //! `zt-client` and `zt-server` build on it; use it directly to put zt's
 //! verification under another TLS stack built on rustls.
 //!
+//! A caller that holds no SVID (a CI job authenticating with an OIDC token
+//! to a server with token callers) verifies the server the same way, from
+//! a fixed trust bundle and the server's SPIFFE ID, with
+//! [`token_caller_client_config`].
+//!
 //! # Quick start
 //!
 //! ```
@@ -66,6 +71,7 @@ mod metrics;
 mod options;
 mod provider;
 mod resolve;
+mod token_caller;
 mod verify;
 
 pub use error::{PeerRejected, Side};
@@ -75,3 +81,4 @@ pub use provider::{
     ConfigError, Posture, default_provider, group_name, is_post_quantum, post_quantum_only,
 };
 pub use resolve::SvidResolver;
+pub use token_caller::token_caller_client_config;

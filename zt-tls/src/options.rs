@@ -38,6 +38,7 @@ pub struct TlsOptions {
     chain_cache: usize,
     revocations: Option<Revocations>,
     require_post_quantum: bool,
+    client_certificate_optional: bool,
 }
 
 impl fmt::Debug for TlsOptions {
@@ -47,6 +48,10 @@ impl fmt::Debug for TlsOptions {
             .field("chain_cache", &self.chain_cache)
             .field("revocations", &self.revocations.is_some())
             .field("require_post_quantum", &self.require_post_quantum)
+            .field(
+                "client_certificate_optional",
+                &self.client_certificate_optional,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -64,6 +69,7 @@ impl TlsOptions {
             chain_cache: DEFAULT_CHAIN_CACHE_CAPACITY,
             revocations: None,
             require_post_quantum: false,
+            client_certificate_optional: false,
         }
     }
 
@@ -104,6 +110,26 @@ impl TlsOptions {
     pub fn require_post_quantum(mut self, required: bool) -> Self {
         self.require_post_quantum = required;
         self
+    }
+
+    /// Whether a server built from these options lets a client connect
+    /// without a certificate (default `false`: a client certificate is
+    /// required). A client that presents a certificate is verified in full
+    /// either way, and refused at the handshake if it fails.
+    ///
+    /// A connection without a client certificate has no verified peer:
+    /// whatever serves it must authenticate every request by other means
+    /// (zt-server's token callers do, and refuse a request that carries no
+    /// valid token). No effect on client configs.
+    #[must_use]
+    pub fn client_certificate_optional(mut self, optional: bool) -> Self {
+        self.client_certificate_optional = optional;
+        self
+    }
+
+    /// Whether a client certificate is optional on the server side.
+    pub fn is_client_certificate_optional(&self) -> bool {
+        self.client_certificate_optional
     }
 
     /// Whether post-quantum key exchange is required.
@@ -208,7 +234,9 @@ impl TlsOptions {
     }
 
     /// A server config: presents the current SVID, requires a client
-    /// certificate and verifies its X.509-SVID (and pin, if set), no
+    /// certificate (unless
+    /// [`client_certificate_optional`](Self::client_certificate_optional))
+    /// and verifies its X.509-SVID (and pin, if set), no
     /// session storage, no tickets, no early data, no ALPN.
     ///
     /// # Errors
@@ -232,7 +260,12 @@ impl TlsOptions {
         let provider = self.effective_provider()?;
         let peers = self.peer_verifier(Usage::ClientAuth);
         let monitor = TrustMonitor::new(peers.clone());
-        let verifier = Arc::new(SpiffeVerifier::new(peers, provider.clone(), Side::Server));
+        let verifier = SpiffeVerifier::new(peers, provider.clone(), Side::Server);
+        let verifier = Arc::new(if self.client_certificate_optional {
+            verifier.client_certificate_optional()
+        } else {
+            verifier
+        });
         let resolver = Arc::new(SvidResolver::new(
             self.source.clone(),
             provider.clone(),

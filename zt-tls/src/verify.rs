@@ -24,6 +24,10 @@ pub(crate) struct SpiffeVerifier {
     peers: Arc<PeerVerifier>,
     provider: Arc<CryptoProvider>,
     side: Side,
+    /// On the server side: whether a client without a certificate is
+    /// refused at the handshake. A certificate that is presented is always
+    /// verified.
+    client_auth_mandatory: bool,
 }
 
 impl fmt::Debug for SpiffeVerifier {
@@ -41,7 +45,16 @@ impl SpiffeVerifier {
             peers,
             provider,
             side,
+            client_auth_mandatory: true,
         }
+    }
+
+    /// The verifier, accepting on the server side a client that presents
+    /// no certificate (one that presents a certificate is still verified
+    /// in full).
+    pub(crate) fn client_certificate_optional(mut self) -> Self {
+        self.client_auth_mandatory = false;
+        self
     }
 
     fn verify(
@@ -160,7 +173,7 @@ impl ClientCertVerifier for SpiffeVerifier {
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        true
+        self.client_auth_mandatory
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
