@@ -217,6 +217,37 @@ fn rfc3339_millis(since_epoch: std::time::Duration) -> Option<[u8; 24]> {
     Some(out)
 }
 
+thread_local! {
+    /// The last second each thread formatted, and its text.
+    static LAST_SECOND: Cell<Option<(u64, [u8; 24])>> = const { Cell::new(None) };
+}
+
+/// [`rfc3339_millis`], reusing the date and time of the thread's previous
+/// call when it fell in the same second (records of one second differ
+/// only in their milliseconds).
+fn rfc3339_millis_cached(since_epoch: std::time::Duration) -> Option<[u8; 24]> {
+    let secs = since_epoch.as_secs();
+    let mut text = match LAST_SECOND.try_with(Cell::get).ok().flatten() {
+        Some((last, text)) if last == secs => text,
+        _ => {
+            let text = rfc3339_millis(since_epoch)?;
+            // Err only while the thread is being torn down.
+            let _ = LAST_SECOND.try_with(|last| last.set(Some((secs, text))));
+            text
+        }
+    };
+    let millis = since_epoch.subsec_millis();
+    for (at, value) in [
+        (20, millis / 100),
+        (21, millis / 10 % 10),
+        (22, millis % 10),
+    ] {
+        // Each value is a single digit: `millis` < 1000.
+        text[at] = b'0' + u8::try_from(value).unwrap_or(0);
+    }
+    Some(text)
+}
+
 fn ser_list<S: Serializer>(list: &&[Arc<str>], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(list.iter().map(|item| &**item))
 }
@@ -361,72 +392,69 @@ impl AuditEvent<'_> {
     /// written directly (no serializer state, no formatting machinery,
     /// nothing allocated but `out`'s growth).
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        let mut json = JsonObject::open(out);
-        json.key("format").uint(u64::from(self.format));
-        json.key("time").time(self.time);
+        // `,"name":` as one literal per field.
+        macro_rules! key {
+            ($json:ident, $name:literal) => {
+                $json.raw(concat!(",\"", $name, "\":"))
+            };
+        }
+        out.reserve(LINE_ESTIMATE + self.path.len());
+        let mut json = JsonObject { out };
+        json.raw("{\"format\":").uint(u64::from(self.format));
+        key!(json, "time").time(self.time);
         match self.caller {
-            Some(id) => json.key("caller").id(id),
-            None => json.key("caller").null(),
+            Some(id) => key!(json, "caller").id(id),
+            None => key!(json, "caller").null(),
         }
         match self.caller_serial {
-            Some(serial) => json.key("caller_serial").hex(serial),
-            None => json.key("caller_serial").null(),
+            Some(serial) => key!(json, "caller_serial").hex(serial),
+            None => key!(json, "caller_serial").null(),
         }
-        json.key("target").str(self.target);
-        json.key("method").str(self.method);
-        json.key("path").str(self.path);
-        json.key("route").opt_str(self.route);
-        json.key("grpc_method").opt_str(self.grpc_method);
-        json.key("user").opt_str(self.user);
-        json.key("act_chain").ids(self.act_chain);
-        json.key("decision").str(self.decision.as_str());
-        json.key("reason").str(self.reason);
-        json.key("rule").opt_str(self.rule);
-        json.key("policy_version").str(self.policy_version);
-        json.key("audit_rules").list(self.audit_rules);
-        json.key("eval_ns").uint(self.eval_ns);
+        key!(json, "target").str(self.target);
+        key!(json, "method").str(self.method);
+        key!(json, "path").str(self.path);
+        key!(json, "route").opt_str(self.route);
+        key!(json, "grpc_method").opt_str(self.grpc_method);
+        key!(json, "user").opt_str(self.user);
+        key!(json, "act_chain").ids(self.act_chain);
+        key!(json, "decision").str(self.decision.as_str());
+        key!(json, "reason").str(self.reason);
+        key!(json, "rule").opt_str(self.rule);
+        key!(json, "policy_version").str(self.policy_version);
+        key!(json, "audit_rules").list(self.audit_rules);
+        key!(json, "eval_ns").uint(self.eval_ns);
         match self.caller_not_after {
-            Some(t) => json.key("caller_not_after").time(t),
-            None => json.key("caller_not_after").null(),
+            Some(t) => key!(json, "caller_not_after").time(t),
+            None => key!(json, "caller_not_after").null(),
         }
-        json.key("tls_version").opt_str(self.tls_version);
-        json.key("tls_cipher_suite").opt_str(self.tls_cipher_suite);
-        json.key("tls_kx_group").opt_str(self.tls_kx_group);
+        key!(json, "tls_version").opt_str(self.tls_version);
+        key!(json, "tls_cipher_suite").opt_str(self.tls_cipher_suite);
+        key!(json, "tls_kx_group").opt_str(self.tls_kx_group);
         match self.tls_post_quantum {
-            Some(pq) => json.key("tls_post_quantum").bool(pq),
-            None => json.key("tls_post_quantum").null(),
+            Some(pq) => key!(json, "tls_post_quantum").bool(pq),
+            None => key!(json, "tls_post_quantum").null(),
         }
-        json.key("task").opt_str(self.task);
-        json.key("txn").opt_str(self.txn);
+        key!(json, "task").opt_str(self.task);
+        key!(json, "txn").opt_str(self.txn);
         if let Some(condition) = self.condition {
-            json.key("condition").str(condition);
+            key!(json, "condition").str(condition);
         }
-        json.close();
+        json.raw("}\n");
     }
 }
 
-/// Writes one JSON object into a byte buffer, field by field.
+/// Bytes of a typical record besides its path, reserved up front.
+const LINE_ESTIMATE: usize = 512;
+
+/// Writes one JSON object into a byte buffer, piece by piece.
 struct JsonObject<'a> {
     out: &'a mut Vec<u8>,
-    first: bool,
 }
 
-impl<'a> JsonObject<'a> {
-    fn open(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Self { out, first: true }
-    }
-
-    /// Writes `"name":` (after a comma unless it is the first field);
-    /// `name` is a field name of this module, plain ASCII.
-    fn key(&mut self, name: &str) -> &mut Self {
-        if !self.first {
-            self.out.push(b',');
-        }
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.extend_from_slice(b"\":");
+impl JsonObject<'_> {
+    /// Writes `text` as it is: JSON syntax and field names of this module.
+    fn raw(&mut self, text: &str) -> &mut Self {
+        self.out.extend_from_slice(text.as_bytes());
         self
     }
 
@@ -501,7 +529,7 @@ impl<'a> JsonObject<'a> {
     /// year 9999.
     fn time(&mut self, t: SystemTime) {
         let since_epoch = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        match rfc3339_millis(since_epoch) {
+        match rfc3339_millis_cached(since_epoch) {
             Some(text) => {
                 self.out.push(b'"');
                 self.out.extend_from_slice(&text);
@@ -510,10 +538,19 @@ impl<'a> JsonObject<'a> {
             None => self.uint(since_epoch.as_secs()),
         }
     }
+}
 
-    fn close(self) {
-        self.out.extend_from_slice(b"}\n");
-    }
+/// Whether any of the eight bytes of `word` is a control character, `"`
+/// or `\\` (exact: the bit tricks find "a byte below 0x20" and "a zero
+/// byte" without false positives or misses when only existence is asked).
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+    below_space | quote | backslash != 0
 }
 
 /// Appends `value` with JSON's string escapes, the ones `serde_json`
@@ -523,19 +560,16 @@ impl<'a> JsonObject<'a> {
 fn escape_into(out: &mut Vec<u8>, value: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = value.as_bytes();
+    if !any_needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let short = match b {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            0x08 => b'b',
-            0x0c => b'f',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x00..=0x1f => b'u',
-            _ => continue,
-        };
+        let short = ESCAPES[usize::from(b)];
+        if short == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
         start = i + 1;
         out.push(b'\\');
@@ -547,6 +581,46 @@ fn escape_into(out: &mut Vec<u8>, value: &str) {
         }
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// For each byte, the letter of its escape (`u` for `\u00XX`), or 0 if it
+/// is written as it is.
+const ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Whether any byte of `bytes` needs an escape, eight at a time (the last
+/// few padded with spaces, which need none).
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if needs_escape(u64::from_le_bytes(word)) {
+            return true;
+        }
+    }
+    let tail = chunks.remainder();
+    if tail.is_empty() {
+        return false;
+    }
+    let mut word = [b' '; 8];
+    // `tail` is shorter than 8 bytes: the remainder of `chunks_exact(8)`.
+    word[..tail.len()].copy_from_slice(tail);
+    needs_escape(u64::from_le_bytes(word))
 }
 
 /// Somewhere audit events go besides `tracing`. Called on the request path,
@@ -931,6 +1005,51 @@ mod tests {
             }
         }
         assert_eq!(checked, 24);
+    }
+
+    #[test]
+    fn the_word_scan_flags_exactly_the_bytes_that_need_an_escape() {
+        let needs = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        let fillers = [b'a', 0xff, 0x20, 0x80, 0x7f, b'!', b'#', b'['];
+        for filler in fillers {
+            for lane in 0..8 {
+                for b in 0..=255u8 {
+                    let mut word = [filler; 8];
+                    word[lane] = b;
+                    assert_eq!(
+                        super::needs_escape(u64::from_le_bytes(word)),
+                        needs(b),
+                        "byte {b:#04x} in lane {lane} among {filler:#04x}"
+                    );
+                }
+            }
+        }
+        // Every pair of bytes side by side.
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                let word = [b'x', a, b, b'x', b'x', b'x', b'x', b'x'];
+                assert_eq!(
+                    super::needs_escape(u64::from_le_bytes(word)),
+                    needs(a) || needs(b)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_cached_second_gives_the_same_text_as_formatting_afresh() {
+        let mut t = Duration::from_millis(1_764_694_211_990);
+        for _ in 0..2_500 {
+            assert_eq!(super::rfc3339_millis_cached(t), rfc3339_millis(t), "{t:?}");
+            t += Duration::from_micros(1_337);
+        }
+        // Back in time, and past the last year written as text.
+        let earlier = Duration::from_millis(951_782_400_123);
+        assert_eq!(
+            super::rfc3339_millis_cached(earlier),
+            rfc3339_millis(earlier)
+        );
+        assert!(super::rfc3339_millis_cached(Duration::from_secs(253_402_300_800)).is_none());
     }
 
     #[test]

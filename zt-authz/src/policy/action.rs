@@ -268,14 +268,15 @@ impl PathPattern {
                     // `/**`
                     return true;
                 }
-                let mut parts = rest.split('/');
+                // Split on the byte `/` (ASCII, so never inside a character).
+                let mut parts = rest.as_bytes().split(|&b| b == b'/');
                 for want in segments.iter() {
                     let Some(got) = parts.next() else {
                         return false;
                     };
                     let ok = match want {
-                        Segment::Literal(lit) => **lit == *got,
-                        Segment::Param => !(got.is_empty() || (route && got.starts_with("{*"))),
+                        Segment::Literal(lit) => lit.as_bytes() == got,
+                        Segment::Param => !(got.is_empty() || (route && got.starts_with(b"{*"))),
                     };
                     if !ok {
                         return false;

@@ -107,16 +107,20 @@ impl RouteKeys {
 
 /// `pkg.Svc` of `/pkg.Svc/Method`.
 fn grpc_service(method: &str) -> Option<&str> {
-    method
-        .strip_prefix('/')?
-        .split_once('/')
-        .map(|(service, _)| service)
+    let rest = method.strip_prefix('/')?;
+    rest.get(..slash(rest)?)
 }
 
 /// `invoices` of `/invoices/42`.
 fn first_segment(path: &str) -> Option<&str> {
     let rest = path.strip_prefix('/')?;
-    Some(rest.split_once('/').map_or(rest, |(first, _)| first))
+    Some(slash(rest).and_then(|at| rest.get(..at)).unwrap_or(rest))
+}
+
+/// The byte offset of the first `/` (a byte search: `/` is ASCII, so the
+/// offset is a character boundary).
+fn slash(text: &str) -> Option<usize> {
+    text.bytes().position(|b| b == b'/')
 }
 
 /// The route keys of a request.
@@ -140,9 +144,6 @@ impl<'a> RequestKeys<'a> {
         }
     }
 }
-
-/// Up to four candidate lists per bucket, three buckets per caller.
-const MAX_LISTS: usize = 12;
 
 impl Bucket {
     fn push(&mut self, rule: usize, check: CallerCheck) {
@@ -178,19 +179,11 @@ impl Bucket {
         self.any = any;
     }
 
-    /// Appends the lists that can hold rules matching `keys`.
-    fn lists<'a>(
-        &'a self,
-        keys: &RequestKeys<'_>,
-        out: &mut [&'a [Candidate]; MAX_LISTS],
-        n: &mut usize,
-    ) {
+    /// Visits the lists that can hold rules matching `keys`.
+    fn lists<'a>(&'a self, keys: &RequestKeys<'_>, visit: &mut impl FnMut(&'a [Candidate])) {
         let mut add = |list: &'a [Candidate]| {
-            if !list.is_empty()
-                && let Some(slot) = out.get_mut(*n)
-            {
-                *slot = list;
-                *n += 1;
+            if !list.is_empty() {
+                visit(list);
             }
         };
         add(&self.any);
@@ -309,26 +302,24 @@ impl CallerIndex {
         }
     }
 
-    /// The candidate lists for `caller` and the request's route, each in
-    /// rule order; the first `n` entries are filled.
+    /// Visits the candidate lists for `caller` and the request's route,
+    /// each in rule order (nothing is collected: this runs per request).
     fn lists<'a>(
         &'a self,
         caller: &SpiffeId,
         keys: &RequestKeys<'_>,
-    ) -> ([&'a [Candidate]; MAX_LISTS], usize) {
-        let mut out: [&[Candidate]; MAX_LISTS] = [&[]; MAX_LISTS];
-        let mut n = 0;
+        mut visit: impl FnMut(&'a [Candidate]),
+    ) {
         if self.len == 0 {
-            return (out, n);
+            return;
         }
         if let Some(bucket) = self.by_id.get(caller) {
-            bucket.lists(keys, &mut out, &mut n);
+            bucket.lists(keys, &mut visit);
         }
         if let Some(bucket) = self.by_trust_domain.get(caller.trust_domain()) {
-            bucket.lists(keys, &mut out, &mut n);
+            bucket.lists(keys, &mut visit);
         }
-        self.other.lists(keys, &mut out, &mut n);
-        (out, n)
+        self.other.lists(keys, &mut visit);
     }
 
     /// The lowest index of a rule that matches the request.
@@ -340,9 +331,8 @@ impl CallerIndex {
         request: &Request<'_>,
     ) -> Option<usize> {
         let mut best: Option<usize> = None;
-        let (lists, n) = self.lists(caller, keys);
-        for list in lists.iter().take(n) {
-            for c in list.iter() {
+        self.lists(caller, keys, |list| {
+            for c in list {
                 if best.is_some_and(|b| c.rule >= b) {
                     break;
                 }
@@ -351,7 +341,7 @@ impl CallerIndex {
                     break;
                 }
             }
-        }
+        });
         best
     }
 
@@ -365,9 +355,8 @@ impl CallerIndex {
         request: &Request<'_>,
     ) -> Option<(usize, String)> {
         let mut best: Option<(usize, String)> = None;
-        let (lists, n) = self.lists(caller, keys);
-        for list in lists.iter().take(n) {
-            for c in list.iter() {
+        self.lists(caller, keys, |list| {
+            for c in list {
                 if best.as_ref().is_some_and(|(b, _)| c.rule >= *b) {
                     break;
                 }
@@ -385,7 +374,7 @@ impl CallerIndex {
                     break;
                 }
             }
-        }
+        });
         best
     }
 
@@ -399,14 +388,13 @@ impl CallerIndex {
         request: &Request<'_>,
     ) -> Vec<usize> {
         let mut found = Vec::new();
-        let (lists, n) = self.lists(caller, keys);
-        for list in lists.iter().take(n) {
-            for c in list.iter() {
+        self.lists(caller, keys, |list| {
+            for c in list {
                 if c.check.passes(caller) && rules.get(c.rule).is_some_and(|r| r.covers(request)) {
                     found.push(c.rule);
                 }
             }
-        }
+        });
         if found.len() > 1 {
             found.sort_unstable();
             found.dedup();
@@ -520,7 +508,8 @@ impl Index {
             return 0;
         };
         let keys = RequestKeys::of(request);
-        let (lists, n) = self.allow.lists(caller, &keys);
-        lists.iter().take(n).map(|l| l.len()).sum()
+        let mut tried = 0;
+        self.allow.lists(caller, &keys, |list| tried += list.len());
+        tried
     }
 }
