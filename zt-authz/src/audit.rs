@@ -47,6 +47,8 @@ use serde::ser::Serializer;
 
 use zt_core::SpiffeId;
 
+mod packed;
+
 /// The format of the JSON-lines records this version writes: the `format`
 /// field of every line. Lines without the field are format 1.
 pub const AUDIT_FORMAT: u32 = 1;
@@ -392,59 +394,28 @@ impl AuditEvent<'_> {
     /// written directly (no serializer state, no formatting machinery,
     /// nothing allocated but `out`'s growth).
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
-        // `,"name":` as one literal per field.
-        macro_rules! key {
-            ($json:ident, $name:literal) => {
-                $json.raw(concat!(",\"", $name, "\":"))
-            };
+        // The thread's scratch buffer is taken out while in use, so a call
+        // made from inside another gets a fresh one.
+        let mut record = PACKED.try_with(Cell::take).unwrap_or_default();
+        record.clear();
+        packed::pack(self, &mut record);
+        for one in packed::records(&record) {
+            // A record `pack` just made always formats.
+            let _ = packed::format(one, out);
         }
-        out.reserve(LINE_ESTIMATE + self.path.len());
-        let mut json = JsonObject { out };
-        json.raw("{\"format\":").uint(u64::from(self.format));
-        key!(json, "time").time(self.time);
-        match self.caller {
-            Some(id) => key!(json, "caller").id(id),
-            None => key!(json, "caller").null(),
+        if record.capacity() <= KEPT_LINE_CAPACITY {
+            // Err only while the thread is being torn down: the buffer is
+            // then freed here.
+            let _ = PACKED.try_with(|kept| kept.set(record));
         }
-        match self.caller_serial {
-            Some(serial) => key!(json, "caller_serial").hex(serial),
-            None => key!(json, "caller_serial").null(),
-        }
-        key!(json, "target").str(self.target);
-        key!(json, "method").str(self.method);
-        key!(json, "path").str(self.path);
-        key!(json, "route").opt_str(self.route);
-        key!(json, "grpc_method").opt_str(self.grpc_method);
-        key!(json, "user").opt_str(self.user);
-        key!(json, "act_chain").ids(self.act_chain);
-        key!(json, "decision").str(self.decision.as_str());
-        key!(json, "reason").str(self.reason);
-        key!(json, "rule").opt_str(self.rule);
-        key!(json, "policy_version").str(self.policy_version);
-        key!(json, "audit_rules").list(self.audit_rules);
-        key!(json, "eval_ns").uint(self.eval_ns);
-        match self.caller_not_after {
-            Some(t) => key!(json, "caller_not_after").time(t),
-            None => key!(json, "caller_not_after").null(),
-        }
-        key!(json, "tls_version").opt_str(self.tls_version);
-        key!(json, "tls_cipher_suite").opt_str(self.tls_cipher_suite);
-        key!(json, "tls_kx_group").opt_str(self.tls_kx_group);
-        match self.tls_post_quantum {
-            Some(pq) => key!(json, "tls_post_quantum").bool(pq),
-            None => key!(json, "tls_post_quantum").null(),
-        }
-        key!(json, "task").opt_str(self.task);
-        key!(json, "txn").opt_str(self.txn);
-        if let Some(condition) = self.condition {
-            key!(json, "condition").str(condition);
-        }
-        json.raw("}\n");
     }
 }
 
-/// Bytes of a typical record besides its path, reserved up front.
-const LINE_ESTIMATE: usize = 512;
+thread_local! {
+    /// Each thread's buffer for the packed record of
+    /// [`AuditEvent::write_json_line`].
+    static PACKED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// Writes one JSON object into a byte buffer, piece by piece.
 struct JsonObject<'a> {
@@ -485,33 +456,12 @@ impl JsonObject<'_> {
         }
     }
 
-    fn id(&mut self, id: &SpiffeId) {
+    /// A SPIFFE ID from its trust domain name and path.
+    fn id(&mut self, trust_domain: &str, path: &str) {
         self.out.extend_from_slice(b"\"spiffe://");
-        escape_into(self.out, id.trust_domain_name());
-        escape_into(self.out, id.path());
+        escape_into(self.out, trust_domain);
+        escape_into(self.out, path);
         self.out.push(b'"');
-    }
-
-    fn ids(&mut self, ids: &[SpiffeId]) {
-        self.out.push(b'[');
-        for (i, id) in ids.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            self.id(id);
-        }
-        self.out.push(b']');
-    }
-
-    fn list(&mut self, items: &[Arc<str>]) {
-        self.out.push(b'[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            self.str(item);
-        }
-        self.out.push(b']');
     }
 
     fn hex(&mut self, bytes: &[u8]) {
@@ -525,10 +475,9 @@ impl JsonObject<'_> {
         self.out.push(b'"');
     }
 
-    /// As [`ser_time`]: RFC 3339 text, or seconds since the epoch past
-    /// year 9999.
-    fn time(&mut self, t: SystemTime) {
-        let since_epoch = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    /// A time since the epoch as [`ser_time`] writes it: RFC 3339 text,
+    /// or seconds past year 9999.
+    fn time(&mut self, since_epoch: std::time::Duration) {
         match rfc3339_millis_cached(since_epoch) {
             Some(text) => {
                 self.out.push(b'"');
@@ -633,15 +582,15 @@ pub trait AuditSink: Send + Sync {
 /// Default queue length of a [`JsonLinesAuditWriter`].
 pub const DEFAULT_AUDIT_QUEUE: usize = 8192;
 
-/// Lines waiting for the writer thread, and callers of
+/// Records waiting for the writer thread, and callers of
 /// [`JsonLinesAuditWriter::flush`] waiting for them to be written.
 #[derive(Default)]
 struct Queue {
-    /// The queued lines, end to end. The writer thread swaps it for its
-    /// own emptied buffer, so neither side allocates once both have grown
-    /// to a batch's size, and no line is freed by another thread.
+    /// The queued records, packed end to end. The writer thread swaps it
+    /// for its own emptied buffer, so neither side allocates once both have
+    /// grown to a batch's size, and nothing is freed by another thread.
     buf: Vec<u8>,
-    /// How many lines `buf` holds.
+    /// How many records `buf` holds.
     lines: usize,
     flushes: Vec<SyncSender<()>>,
     /// Whether the writer was already woken early for this batch.
@@ -667,12 +616,12 @@ struct Counters {
 /// An [`AuditSink`] writing one JSON object per line, from a background
 /// thread.
 ///
-/// The request path only serialises the event (into a buffer of its
-/// thread, reused) and appends the line to a bounded queue; it never
-/// allocates once warm, never waits for I/O and makes no system call: the
-/// writer thread is not woken per line but wakes every
-/// [`AUDIT_BATCH_INTERVAL`] (or when the queue is half full) and writes
-/// the batch. When the queue is full the line
+/// The request path only copies the event's fields into a bounded queue
+/// (a packed record, no text); it never allocates once warm, never waits
+/// for I/O and makes no system call. The writer thread formats the records
+/// as JSON lines and writes them: it is not woken per record but wakes
+/// every [`AUDIT_BATCH_INTERVAL`] (or when the queue is half full) and
+/// writes the batch with one call. When the queue is full the line
 /// is dropped and counted ([`dropped`](Self::dropped)); the writer thread
 /// reports drops with a `WARN` event (target `zt::audit`) as soon as it
 /// catches up. Write errors are counted too ([`failed`](Self::failed)).
@@ -779,26 +728,18 @@ impl Drop for JsonLinesAuditWriter {
 
 impl AuditSink for JsonLinesAuditWriter {
     fn record(&self, event: &AuditEvent<'_>) {
-        // The thread's line buffer is taken out while in use, so a record
-        // made from inside another (a sink calling a sink) gets a fresh one.
-        let mut line = LINE.try_with(Cell::take).unwrap_or_default();
-        line.clear();
-        event.write_json_line(&mut line);
+        // The record is packed (copied) into the queue; the writer thread
+        // formats it.
         let mut queue = self.lock();
         let accepted = queue.lines < self.capacity && !queue.closed;
         let mut wake = false;
         if accepted {
-            queue.buf.extend_from_slice(&line);
+            packed::pack(event, &mut queue.buf);
             queue.lines += 1;
             wake = !queue.woken && queue.lines * 2 >= self.capacity;
             queue.woken |= wake;
         }
         drop(queue);
-        if line.capacity() <= KEPT_LINE_CAPACITY {
-            // Err only while the thread is being torn down: the buffer is
-            // then freed here.
-            let _ = LINE.try_with(|kept| kept.set(line));
-        }
         if !accepted {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             zt_core::metrics::audit_dropped("json_lines");
@@ -808,13 +749,9 @@ impl AuditSink for JsonLinesAuditWriter {
     }
 }
 
-thread_local! {
-    /// Each thread's buffer for serialising a line before it is queued.
-    static LINE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// A thread keeps its line buffer between records up to this capacity (a
-/// record with an unusually long path does not pin a large buffer).
+/// A thread keeps its scratch buffer for packed records between calls up
+/// to this capacity (a record with an unusually long path does not pin a
+/// large buffer).
 const KEPT_LINE_CAPACITY: usize = 16 * 1024;
 
 /// The writer thread keeps its batch buffer between batches up to this
@@ -824,6 +761,7 @@ const KEPT_BATCH_CAPACITY: usize = 4 * 1024 * 1024;
 fn write_lines<W: Write>(mut out: W, queue: &Mutex<Queue>, counters: &Counters) {
     let mut reported_drops = 0;
     let mut batch: Vec<u8> = Vec::new();
+    let mut text: Vec<u8> = Vec::new();
     loop {
         let (lines, flushes, closed) = {
             let mut q = queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -836,18 +774,32 @@ fn write_lines<W: Write>(mut out: W, queue: &Mutex<Queue>, counters: &Counters) 
             )
         };
         if lines > 0 {
+            let mut formatted = 0;
+            for record in packed::records(&batch) {
+                if packed::format(record, &mut text).is_some() {
+                    formatted += 1;
+                }
+            }
             // One write for the whole batch; a failed write loses (and
-            // counts) the batch's lines.
-            let counter = if out.write_all(&batch).is_ok() {
-                &counters.written
+            // counts) the batch's lines, as does a record that would not
+            // format (none: every record is one `pack` made).
+            let written = if out.write_all(&text).is_ok() {
+                formatted
             } else {
-                &counters.failed
+                0
             };
-            counter.fetch_add(u64::try_from(lines).unwrap_or(u64::MAX), Ordering::Relaxed);
+            counters
+                .written
+                .fetch_add(to_u64(written), Ordering::Relaxed);
+            counters
+                .failed
+                .fetch_add(to_u64(lines - written), Ordering::Relaxed);
         }
-        batch.clear();
-        if batch.capacity() > KEPT_BATCH_CAPACITY {
-            batch = Vec::new();
+        for buf in [&mut batch, &mut text] {
+            buf.clear();
+            if buf.capacity() > KEPT_BATCH_CAPACITY {
+                *buf = Vec::new();
+            }
         }
         // Flushed after every batch, so a buffered output never holds
         // lines while idle.
@@ -872,6 +824,10 @@ fn write_lines<W: Write>(mut out: W, queue: &Mutex<Queue>, counters: &Counters) 
         }
         std::thread::park_timeout(AUDIT_BATCH_INTERVAL);
     }
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

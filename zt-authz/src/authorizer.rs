@@ -57,7 +57,7 @@ use crate::decision_metrics::DecisionCounters;
 use crate::policy::{Decision, DecisionReason, PolicyEngine, Request};
 use zt_core::SpiffeId;
 use zt_core::revocation::{Revocations, Revoked};
-use zt_core::time::{SharedClock, system_clock};
+use zt_core::time::SharedClock;
 use zt_core::user::UserContext;
 
 /// The result of [`Authorizer::authorize`].
@@ -189,7 +189,8 @@ struct Inner {
     target: Arc<str>,
     dry_run: bool,
     sink: Option<Arc<dyn AuditSink>>,
-    clock: SharedClock,
+    /// An injected clock; `None` reads the system clock.
+    clock: Option<SharedClock>,
     decisions: Option<DecisionCounters>,
 }
 
@@ -262,8 +263,14 @@ impl Authorizer {
         identities: &[Identity<'_>],
     ) -> Authorization {
         let inner = &*self.inner;
-        let started = Instant::now();
-        let now = inner.clock.now();
+        // On the system clock the decision is timed by the wall clock read
+        // again at its end (two clock reads per decision, not three); an
+        // injected clock does not move with the decision, so it is timed by
+        // the monotonic clock.
+        let (now, started) = match &inner.clock {
+            None => (SystemTime::now(), None),
+            Some(clock) => (clock.now(), Some(Instant::now())),
+        };
         let mut revoked = None;
         let mut expired = false;
         for identity in identities {
@@ -330,7 +337,12 @@ impl Authorizer {
         } else {
             Verdict::Deny
         };
-        let eval_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let took = match started {
+            Some(started) => started.elapsed(),
+            // A wall clock stepped back during the decision reads as 0.
+            None => SystemTime::now().duration_since(now).unwrap_or_default(),
+        };
+        let eval_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let event = AuditEvent {
             format: crate::audit::AUDIT_FORMAT,
             time: now,
@@ -397,7 +409,7 @@ impl AuthorizerBuilder {
                 target: Arc::from("-"),
                 dry_run: false,
                 sink: None,
-                clock: system_clock(),
+                clock: None,
                 decisions: None,
             },
         }
@@ -436,7 +448,7 @@ impl AuthorizerBuilder {
     /// The clock audit timestamps are read from. Default: system.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.inner.clock = clock;
+        self.inner.clock = Some(clock);
         self
     }
 
