@@ -293,6 +293,7 @@ impl ValueGlob {
     }
 
     /// The fixed segments, and whether a final `**` follows them.
+    #[cfg(feature = "cedar")]
     pub(crate) fn segments(&self) -> (&[GlobSegment], bool) {
         (&self.segments, self.rest)
     }

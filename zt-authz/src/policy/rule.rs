@@ -192,6 +192,7 @@ impl Rule {
 
     /// The captures of the caller patterns that declare some, in caller
     /// order.
+    #[cfg(feature = "cedar")]
     pub(crate) fn captures(&self) -> &[Captures] {
         &self.captures
     }
