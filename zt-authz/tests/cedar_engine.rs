@@ -493,6 +493,19 @@ fn condition_contexts() -> Vec<Option<Context>> {
                 .with("groups", vec!["admins"])
                 .with("kubernetes.io.namespace", "devs"),
         ),
+        // `same_as` between two lists: some element in common.
+        Some(
+            Context::new()
+                .with("groups", vec!["devs", "admins"])
+                .with("mfa", true)
+                .with("kubernetes.io.namespace", vec!["x", "admins"]),
+        ),
+        Some(
+            Context::new()
+                .with("groups", vec!["devs", "admins"])
+                .with("mfa", true)
+                .with("kubernetes.io.namespace", vec!["x", "y"]),
+        ),
     ]
 }
 
@@ -623,6 +636,99 @@ fn claim_keys_that_are_not_cedar_identifiers_are_quoted() {
     }
     let request = Request::new(Some(&caller), "GET", "/").with_context(&good);
     assert!(cedar.evaluate(&request).allowed);
+}
+
+/// A random context over the keys the conditions read: each key keeps,
+/// more often than not, a value that satisfies its conditions, else takes a
+/// value that differs, has another type, or is absent. Glob keys are never
+/// lists (see `cedar_denies_a_list_claim_that_a_glob_reads`).
+fn condition_context() -> impl Strategy<Value = Option<Context>> {
+    use ContextValueSpec::{Bool, List, Str};
+    const VALUES: &[&str] = &[
+        "org/app",
+        "prod",
+        "dev",
+        "admins",
+        "refs/heads/main",
+        "refs/tags/v1",
+        "org/ci/x",
+        "github-hosted",
+        "",
+    ];
+    let keys: Vec<(&'static str, bool, Option<ContextValueSpec>)> = vec![
+        ("repository", true, Some(Str("org/app"))),
+        ("ref", false, Some(Str("refs/heads/main"))),
+        ("environment", true, Some(Str("prod"))),
+        ("runner_environment", true, Some(Str("github-hosted"))),
+        ("job_workflow_ref", false, Some(Str("org/ci/x"))),
+        ("fork", true, Some(Bool(false))),
+        ("kubernetes.io.namespace", true, Some(Str("prod"))),
+        ("groups", true, Some(List(vec!["devs", "admins"]))),
+        ("mfa", true, Some(Bool(true))),
+        ("sandbox", true, None),
+    ];
+    let values: Vec<_> = keys
+        .iter()
+        .map(|(_, list_ok, good)| {
+            let string = prop::sample::select(VALUES).prop_map(|v| Some(Str(v)));
+            let list = prop::collection::vec(prop::sample::select(VALUES), 0..3)
+                .prop_map(|v| Some(List(v)));
+            let flag = any::<bool>().prop_map(|b| Some(Bool(b)));
+            let other = if *list_ok {
+                prop_oneof![string, list, flag, Just(None)].boxed()
+            } else {
+                prop_oneof![string, flag, Just(None)].boxed()
+            };
+            prop_oneof![3 => Just(good.clone()), 1 => other]
+        })
+        .collect();
+    let names: Vec<&'static str> = keys.iter().map(|(k, _, _)| *k).collect();
+    (0..8u8, values).prop_map(move |(none, values)| {
+        (none != 0).then(|| {
+            let mut context = Context::new();
+            for (key, value) in names.iter().zip(values) {
+                match value {
+                    Some(Str(v)) => context.insert(key, v),
+                    Some(List(v)) => context.insert(key, v),
+                    Some(Bool(b)) => context.insert(key, b),
+                    None => &mut context,
+                };
+            }
+            context
+        })
+    })
+}
+
+#[derive(Debug, Clone)]
+enum ContextValueSpec {
+    Str(&'static str),
+    List(Vec<&'static str>),
+    Bool(bool),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn cedar_and_the_builtin_engine_agree_on_random_contexts(
+        caller in prop::sample::select(CONDITION_CALLERS),
+        action in prop::sample::select(CONDITION_ACTIONS),
+        context in condition_context(),
+    ) {
+        static ENGINES: std::sync::LazyLock<(Policy, CedarPolicy)> =
+            std::sync::LazyLock::new(|| {
+                let policy = Policy::from_toml_str(CONDITIONS, "conditions.toml").unwrap();
+                let cedar = CedarPolicy::from_policy(&policy).unwrap();
+                (policy, cedar)
+            });
+        let (policy, cedar) = &*ENGINES;
+        let caller = SpiffeId::new(caller).unwrap();
+        let mut request = Request::new(Some(&caller), action.0, action.1);
+        if let Some(context) = &context {
+            request = request.with_context(context);
+        }
+        prop_assert_eq!(cedar.evaluate(&request), policy.evaluate(&request), "{:?}", context);
+    }
 }
 
 // ---------------------------------------------------------------------------
