@@ -318,7 +318,11 @@ impl DevUserIssuer {
         claims.insert("iss".into(), json!(self.inner.issuer));
         claims.insert("txn".into(), json!(token.txn()));
         claims.insert("sub".into(), json!(token.subject()));
-        claims.insert("aud".into(), json!(token.audience()));
+        let audience = match token.audience() {
+            [one] => json!(one),
+            several => json!(several),
+        };
+        claims.insert("aud".into(), audience);
         claims.insert("scope".into(), json!(scopes.join(" ")));
         claims.insert("req_wl".into(), json!(chain.join(",")));
         claims.insert("iat".into(), json!(now));
