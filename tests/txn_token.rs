@@ -1,9 +1,11 @@
-//! Transaction Tokens (draft-ietf-oauth-transaction-tokens-06).
+//! Transaction Tokens (draft-ietf-oauth-transaction-tokens-08).
 //!
 //! - Tokens made by PyJWT (an outside implementation; the test fails if
-//!   python3 or PyJWT with `cryptography` is missing): the good one
-//!   validates with its claims, each token breaking one rule fails with
-//!   that rule's error.
+//!   python3 or PyJWT with `cryptography` is missing): the good ones
+//!   validate with their claims (one naming a chain of requesting
+//!   workloads), each token breaking one rule fails with that rule's error.
+//! - The configured TTS issuer (`iss`), the `req_wl` chain a replacement
+//!   appends to, and their errors, with tokens from the development TTS.
 //! - End to end over mutual TLS on 127.0.0.1: a gateway gets a Txn-Token
 //!   from the development Txn-Token Service and calls orders; orders
 //!   obtains a replacement naming itself and calls ledger. Each hop binds
@@ -29,7 +31,10 @@ use tokio::sync::oneshot;
 use zt_authz::Authorizer;
 use zt_authz::policy::Policy;
 use zt_client::ZtClient;
-use zt_core::txn::{TXN_TOKEN_HEADER, TxnToken, TxnTokenError, TxnTokenValidator};
+use zt_core::txn::{
+    MAX_REQUESTING_WORKLOADS, TXN_TOKEN_HEADER, TXN_TOKEN_TYPE, TxnToken, TxnTokenError,
+    TxnTokenValidator,
+};
 use zt_core::user::JwkSet;
 use zt_core::{SpiffeId, TrustDomain};
 use zt_dev::{DevUserIssuer, FakeCa, FakeCaSource};
@@ -99,20 +104,33 @@ fn pyjwt_tokens_validate_and_each_broken_rule_has_its_own_error() {
     let err = validator.validate("not.a-token", now).unwrap_err();
     assert_eq!(err.kind(), "txn-token:malformed");
 
+    let chain = validator
+        .validate_for_caller(tokens["good:chain"].as_str().unwrap(), now, &id(ORDERS))
+        .unwrap();
+    assert_eq!(chain.requesting_workload(), &id(ORDERS));
+    assert_eq!(chain.requesting_workloads(), [id(GATEWAY), id(ORDERS)]);
+    assert_eq!(chain.issuer(), None);
+
+    let with_issuer = validator.clone().with_issuer("https://tts.example.org");
     let mut checked = 0;
     for (case, token) in &tokens {
-        if case == "good" {
+        if case.starts_with("good") {
             continue;
         }
         let expected = format!("txn-token:{}", case.split(':').next().unwrap());
+        let validator = if case.ends_with("with-issuer") {
+            &with_issuer
+        } else {
+            &validator
+        };
         let err = validator
             .validate(token.as_str().unwrap(), now)
             .expect_err(case);
         assert_eq!(err.kind(), expected, "{case}: {err}");
         checked += 1;
     }
-    assert_eq!(checked, tokens.len() - 1);
-    assert!(checked >= 25, "{checked} cases");
+    assert_eq!(checked, tokens.len() - 2);
+    assert!(checked >= 32, "{checked} cases");
 }
 
 #[test]
@@ -123,6 +141,154 @@ fn a_jwks_with_a_symmetric_key_is_refused() {
     .unwrap();
     let err = TxnTokenValidator::new("example.org", &jwks).unwrap_err();
     assert_eq!(err.kind(), "txn-token:unusable-key");
+}
+
+/// The development TTS, and claims it would issue for the gateway.
+fn tts_claims() -> (DevUserIssuer, serde_json::Map<String, Value>) {
+    let tts = DevUserIssuer::new("https://tts.example.org", "example.org").unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let Value::Object(claims) = json!({
+        "iss": "https://tts.example.org", "txn": "txn-9", "sub": "alice@example.com",
+        "aud": "example.org", "scope": "trade.stocks", "req_wl": GATEWAY,
+        "iat": now, "exp": now + 60,
+    }) else {
+        unreachable!()
+    };
+    (tts, claims)
+}
+
+fn sign(tts: &DevUserIssuer, claims: &serde_json::Map<String, Value>) -> String {
+    tts.sign_typed(&Value::Object(claims.clone()), Some(TXN_TOKEN_TYPE))
+        .unwrap()
+}
+
+#[test]
+fn a_txn_token_without_iss_is_refused_when_an_issuer_is_configured() {
+    let (tts, mut claims) = tts_claims();
+    let validator = tts.txn_validator().unwrap();
+    assert_eq!(validator.issuer(), Some("https://tts.example.org"));
+    let good = validator.validate(&sign(&tts, &claims), SystemTime::now());
+    assert_eq!(good.unwrap().issuer(), Some("https://tts.example.org"));
+
+    claims.remove("iss");
+    let token = sign(&tts, &claims);
+    let err = validator.validate(&token, SystemTime::now()).unwrap_err();
+    assert_eq!(err.kind(), "txn-token:missing-iss", "{err}");
+    assert!(err.to_string().contains("https://tts.example.org"), "{err}");
+    // Without a configured issuer, `iss` is optional, as the draft has it.
+    let open = TxnTokenValidator::new("example.org", &tts.jwks()).unwrap();
+    assert!(open.validate(&token, SystemTime::now()).is_ok());
+}
+
+#[test]
+fn a_txn_token_from_another_issuer_is_refused() {
+    let (tts, mut claims) = tts_claims();
+    let validator = tts.txn_validator().unwrap();
+    claims.insert("iss".into(), json!("https://tts.attacker.example"));
+    let err = validator
+        .validate(&sign(&tts, &claims), SystemTime::now())
+        .unwrap_err();
+    assert!(
+        matches!(&err, TxnTokenError::WrongIssuer { expected, found }
+            if expected == "https://tts.example.org" && found.contains("attacker")),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), "txn-token:wrong-iss");
+    // PyJWT refuses to write an `iss` that is not a string; the
+    // development issuer signs anything.
+    claims.insert("iss".into(), json!(7));
+    let token = sign(&tts, &claims);
+    let err = validator.validate(&token, SystemTime::now()).unwrap_err();
+    assert_eq!(err.kind(), "txn-token:wrong-iss", "{err}");
+    let open = TxnTokenValidator::new("example.org", &tts.jwks()).unwrap();
+    let err = open.validate(&token, SystemTime::now()).unwrap_err();
+    assert_eq!(err.kind(), "txn-token:malformed", "{err}");
+}
+
+#[test]
+fn a_replacement_appends_its_requester_to_req_wl_and_binds_to_it() {
+    let (tts, _) = tts_claims();
+    let validator = tts.txn_validator().unwrap();
+    let now = SystemTime::now();
+    let first = tts
+        .mint_txn_token(
+            "txn-7",
+            "alice@example.com",
+            &["trade.stocks"],
+            &id(GATEWAY),
+            None,
+            None,
+        )
+        .unwrap();
+    let first = validator
+        .validate_for_caller(&first, now, &id(GATEWAY))
+        .unwrap();
+    assert_eq!(first.requesting_workloads(), [id(GATEWAY)]);
+    let second = tts.replace_txn_token(&first, &id(ORDERS)).unwrap();
+    let second = validator
+        .validate_for_caller(&second, now, &id(ORDERS))
+        .unwrap();
+    assert_eq!(second.requesting_workloads(), [id(GATEWAY), id(ORDERS)]);
+    assert_eq!(second.requesting_workload(), &id(ORDERS));
+    assert_eq!(
+        (second.txn(), second.subject()),
+        ("txn-7", "alice@example.com")
+    );
+    // The earlier requester cannot use the replacement: binding reads the
+    // last entry.
+    let err = validator
+        .validate_for_caller(second.token(), now, &id(GATEWAY))
+        .unwrap_err();
+    assert_eq!(err.kind(), "txn-token:requester-mismatch");
+}
+
+#[test]
+fn a_req_wl_chain_longer_than_the_limit_is_refused() {
+    let (tts, mut claims) = tts_claims();
+    let validator = tts.txn_validator().unwrap();
+    let at_limit = vec![GATEWAY; MAX_REQUESTING_WORKLOADS].join(",");
+    claims.insert("req_wl".into(), json!(at_limit));
+    let ok = validator.validate(&sign(&tts, &claims), SystemTime::now());
+    assert_eq!(
+        ok.unwrap().requesting_workloads().len(),
+        MAX_REQUESTING_WORKLOADS
+    );
+    let over = vec![GATEWAY; MAX_REQUESTING_WORKLOADS + 1].join(",");
+    claims.insert("req_wl".into(), json!(over));
+    let err = validator
+        .validate(&sign(&tts, &claims), SystemTime::now())
+        .unwrap_err();
+    assert!(
+        matches!(err, TxnTokenError::TooManyRequestingWorkloads { count, max }
+            if count == MAX_REQUESTING_WORKLOADS + 1 && max == MAX_REQUESTING_WORKLOADS),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), "txn-token:too-many-req-wl");
+}
+
+#[test]
+fn a_req_wl_chain_with_an_empty_or_foreign_entry_is_refused() {
+    let (tts, mut claims) = tts_claims();
+    let validator = tts.txn_validator().unwrap();
+    for (bad, says) in [
+        (
+            format!("{GATEWAY},,{ORDERS}"),
+            "entry 2 of `req_wl` is empty",
+        ),
+        (format!("{GATEWAY},"), "entry 2 of `req_wl` is empty"),
+        (format!("{GATEWAY},orders"), "entry 2 is not a SPIFFE ID"),
+        (format!("{GATEWAY}, {ORDERS}"), "entry 2 is not a SPIFFE ID"),
+    ] {
+        claims.insert("req_wl".into(), json!(bad));
+        let err = validator
+            .validate(&sign(&tts, &claims), SystemTime::now())
+            .unwrap_err();
+        assert_eq!(err.kind(), "txn-token:bad-req-wl", "{bad}: {err}");
+        assert!(err.to_string().contains(says), "{bad}: {err}");
+    }
 }
 
 const ORDERS_POLICY: &str = r#"

@@ -1,6 +1,8 @@
 # Makes Transaction Tokens with PyJWT for tests/txn_token.rs: one good token
 # and one per rule zt enforces, each breaking only that rule. Prints JSON:
 # {"jwk": <the public key, kid tts-1>, "tokens": {"<kind>[:<case>]": <token>}}.
+# Tokens named "good[:case]" are valid; cases ending in "with-issuer" are
+# checked by a validator that requires the issuer https://tts.example.org.
 # Arguments: <now, seconds since the epoch> <audience> <req_wl>.
 import json, sys
 import jwt
@@ -27,8 +29,10 @@ def tok(claims=None, headers=None, k=key, alg="ES256", drop=()):
 def w(**kv):
     c = dict(good); c.update(kv); return c
 
+orders = "spiffe://example.org/orders"
 out = {"jwk": jwk, "tokens": {
     "good": tok(),
+    "good:chain": tok(w(req_wl=req_wl + "," + orders)),
     "bad-typ:JWT": tok(headers={"kid": "tts-1", "typ": "JWT"}),
     "bad-typ:none": tok(headers={"kid": "tts-1", "typ": None}),
     "unsupported-algorithm:HS256": tok(k="a-shared-secret-of-32-bytes-long!", alg="HS256"),
@@ -52,6 +56,13 @@ out = {"jwk": jwk, "tokens": {
     "bad-scope:list": tok(w(scope=["trade.stocks"])),
     "bad-req-wl:missing": tok(drop=["req_wl"]),
     "bad-req-wl:not-spiffe": tok(w(req_wl="https://gateway.example.org")),
+    "bad-req-wl:number": tok(w(req_wl=42)),
+    "bad-req-wl:empty-entry": tok(w(req_wl=req_wl + ",," + orders)),
+    "bad-req-wl:entry-not-spiffe": tok(w(req_wl=req_wl + ",orders")),
+    "bad-req-wl:space": tok(w(req_wl=req_wl + ", " + orders)),
+    "too-many-req-wl": tok(w(req_wl=",".join([req_wl] * 17))),
+    "missing-iss:with-issuer": tok(),
+    "wrong-iss:with-issuer": tok(w(iss="https://other.example")),
     "bad-tctx": tok(w(tctx="BUY MSFT")),
     "bad-rctx": tok(w(rctx=["69.151.72.123"])),
 }}

@@ -1,6 +1,8 @@
 //! The Cedar translation of a policy decides exactly as the built-in engine:
 //! a decision table run on both, a property over random policies and
-//! requests, and the refusal of rules Cedar cannot express.
+//! requests, context conditions and captures over every combination of
+//! matching, differing and missing claims, and the refusal of rules Cedar
+//! cannot express.
 
 #![cfg(feature = "cedar")]
 #![allow(
@@ -14,7 +16,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use zt_authz::policy::cedar::{CedarError, CedarPolicy};
-use zt_authz::policy::{Decision, DecisionReason, Effect, Policy, PolicyEngine, Request, Rule};
+use zt_authz::policy::{
+    Context, Decision, DecisionReason, Effect, Policy, PolicyEngine, Request, Rule,
+};
 use zt_core::SpiffeId;
 use zt_core::matcher::IdMatcher;
 
@@ -340,6 +344,391 @@ fn an_empty_policy_denies_everything_in_both_engines() {
     let decision = cedar.evaluate(&request);
     assert_eq!(decision, policy.evaluate(&request));
     assert_eq!(decision.reason, DecisionReason::NoMatchingRule);
+}
+
+// ---------------------------------------------------------------------------
+// Context conditions and captures
+// ---------------------------------------------------------------------------
+
+/// Every condition form: exact, one of, globs (on claims and on captures),
+/// booleans, presence and absence, `same_as` between a capture and a
+/// dotted claim, a capture declared by two caller patterns, list claims,
+/// and conditions on deny and audit-only rules.
+const CONDITIONS: &str = r#"
+[[rule]]
+id = "deploy-prod"
+effect = "allow"
+callers = ["spiffe://github.example/repo/org/app/**"]
+http = [{ method = "POST", path = "/deploy/prod" }]
+when = { repository = "org/app", ref = { one_of = ["refs/heads/main", "refs/heads/release"] }, environment = "prod", runner_environment = "github-hosted" }
+
+[[rule]]
+id = "release-tags"
+effect = "allow"
+callers = ["spiffe://github.example/**"]
+http = [{ method = "POST", path = "/release" }]
+when = { ref = { glob = "refs/tags/v*" }, job_workflow_ref = { glob = "org/**" } }
+
+[[rule]]
+id = "no-forks"
+effect = "deny"
+callers = ["spiffe://github.example/**"]
+when = { fork = true }
+
+[[rule]]
+id = "same-namespace"
+effect = "allow"
+callers = ["spiffe://k8s.example/ns/{ns}/sa/{sa}"]
+http = [{ method = "GET", path = "/ns/{x}" }]
+when = { ns = { same_as = "kubernetes.io.namespace" }, sa = { glob = "api*" } }
+
+[[rule]]
+id = "captured-namespace"
+effect = "allow"
+callers = ["spiffe://k8s.example/ns/{ns}/**", "spiffe://other.example/{ns}/x"]
+http = [{ method = "GET", path = "/capture" }]
+when = { ns = { one_of = ["prod", "staging"] } }
+
+[[rule]]
+id = "admins"
+effect = "allow"
+http = [{ method = "GET", path = "/admin" }]
+when = { groups = "admins", mfa = { present = true }, sandbox = { present = false }, "kubernetes.io.namespace" = { same_as = "groups" } }
+
+[[rule]]
+id = "watch-prod"
+effect = "audit"
+when = { environment = { one_of = ["prod"] } }
+"#;
+
+const CONDITION_CALLERS: &[&str] = &[
+    "spiffe://github.example/repo/org/app/workflow/deploy",
+    "spiffe://github.example/repo/org/other",
+    "spiffe://k8s.example/ns/prod/sa/api",
+    "spiffe://k8s.example/ns/prod/sa/apiserver",
+    "spiffe://k8s.example/ns/dev/sa/api",
+    "spiffe://k8s.example/ns/staging/sa/web/extra",
+    "spiffe://other.example/prod/x",
+    "spiffe://other.example/dev/x",
+];
+
+const CONDITION_ACTIONS: &[(&str, &str)] = &[
+    ("POST", "/deploy/prod"),
+    ("POST", "/release"),
+    ("GET", "/ns/1"),
+    ("GET", "/capture"),
+    ("GET", "/admin"),
+];
+
+/// Contexts that match, differ in one claim, miss claims, or carry claims
+/// as lists and booleans.
+fn condition_contexts() -> Vec<Option<Context>> {
+    let github = Context::new()
+        .with("repository", "org/app")
+        .with("ref", "refs/heads/main")
+        .with("environment", "prod")
+        .with("runner_environment", "github-hosted")
+        .with(
+            "job_workflow_ref",
+            "org/ci/.github/workflows/release.yml@refs/heads/main",
+        );
+    vec![
+        None,
+        Some(Context::new()),
+        Some(github.clone()),
+        Some(github.clone().with("repository", "org/app2")),
+        Some(github.clone().with("ref", "refs/heads/dev")),
+        Some(github.clone().with("environment", vec!["staging", "prod"])),
+        Some(github.clone().with("environment", true)),
+        Some(github.clone().with("fork", true)),
+        Some(github.clone().with("fork", false)),
+        Some(github.clone().with("fork", "true")),
+        Some(github.clone().with("ref", "refs/tags/v1.2")),
+        Some(github.clone().with("ref", "refs/tags/v")),
+        Some(github.clone().with("ref", "refs/tags/1.2")),
+        Some(github.clone().with("ref", "refs/tags/v1/x")),
+        Some(
+            github
+                .clone()
+                .with("ref", "refs/tags/v2")
+                .with("job_workflow_ref", "org"),
+        ),
+        Some(
+            github
+                .clone()
+                .with("ref", "refs/tags/v2")
+                .with("job_workflow_ref", "org/"),
+        ),
+        Some(
+            github
+                .clone()
+                .with("ref", "refs/tags/v2")
+                .with("job_workflow_ref", "organisation/x"),
+        ),
+        Some(Context::new().with("kubernetes.io.namespace", "prod")),
+        Some(Context::new().with("kubernetes.io.namespace", "dev")),
+        Some(Context::new().with("kubernetes.io.namespace", vec!["dev", "prod"])),
+        Some(Context::new().with("kubernetes.io.namespace", true)),
+        Some(
+            Context::new()
+                .with("groups", vec!["devs", "admins"])
+                .with("mfa", false)
+                .with("kubernetes.io.namespace", "admins"),
+        ),
+        Some(
+            Context::new()
+                .with("groups", "admins")
+                .with("mfa", "yes")
+                .with("kubernetes.io.namespace", vec!["x", "admins"]),
+        ),
+        Some(
+            Context::new()
+                .with("groups", vec!["admins"])
+                .with("mfa", true)
+                .with("sandbox", false)
+                .with("kubernetes.io.namespace", "admins"),
+        ),
+        Some(
+            Context::new()
+                .with("groups", vec!["admins"])
+                .with("kubernetes.io.namespace", "devs"),
+        ),
+        // `same_as` between two lists: some element in common.
+        Some(
+            Context::new()
+                .with("groups", vec!["devs", "admins"])
+                .with("mfa", true)
+                .with("kubernetes.io.namespace", vec!["x", "admins"]),
+        ),
+        Some(
+            Context::new()
+                .with("groups", vec!["devs", "admins"])
+                .with("mfa", true)
+                .with("kubernetes.io.namespace", vec!["x", "y"]),
+        ),
+    ]
+}
+
+#[test]
+fn conditions_and_captures_decide_alike_in_both_engines() {
+    let policy = Policy::from_toml_str(CONDITIONS, "conditions.toml").unwrap();
+    let cedar = CedarPolicy::from_policy(&policy).unwrap();
+    let text = cedar.policy_text();
+    assert!(
+        text.contains(
+            "context.claims has \"repository\" && context.claims.repository == \"org/app\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("context.parts[\"ref\"]") || text.contains("context.parts.ref"),
+        "{text}"
+    );
+    let mut seen: Vec<(DecisionReason, Option<String>)> = Vec::new();
+    for caller in CONDITION_CALLERS {
+        let caller = SpiffeId::new(caller).unwrap();
+        for (method, path) in CONDITION_ACTIONS {
+            for context in condition_contexts() {
+                let mut request = Request::new(Some(&caller), method, path);
+                if let Some(context) = &context {
+                    request = request.with_context(context);
+                }
+                let builtin = policy.evaluate(&request);
+                let translated = cedar.evaluate(&request);
+                assert_eq!(
+                    translated, builtin,
+                    "{caller} {method} {path} {context:?}\nCedar policies:\n{text}"
+                );
+                let seen_now = (
+                    builtin.reason,
+                    builtin.rule_id.as_deref().map(str::to_owned),
+                );
+                if !seen.contains(&seen_now) {
+                    seen.push(seen_now);
+                }
+            }
+        }
+    }
+    // Every rule both matched and (for allow rules) failed only a condition
+    // somewhere in the table, so the comparison covered each.
+    for (reason, rule) in [
+        (DecisionReason::MatchedAllow, "deploy-prod"),
+        (DecisionReason::ConditionNotMet, "deploy-prod"),
+        (DecisionReason::MatchedAllow, "release-tags"),
+        (DecisionReason::ConditionNotMet, "release-tags"),
+        (DecisionReason::MatchedDeny, "no-forks"),
+        (DecisionReason::MatchedAllow, "same-namespace"),
+        (DecisionReason::ConditionNotMet, "same-namespace"),
+        (DecisionReason::MatchedAllow, "captured-namespace"),
+        (DecisionReason::ConditionNotMet, "captured-namespace"),
+        (DecisionReason::MatchedAllow, "admins"),
+        (DecisionReason::ConditionNotMet, "admins"),
+    ] {
+        assert!(
+            seen.contains(&(reason, Some(rule.to_owned()))),
+            "no request gave {reason:?} by `{rule}`; seen {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn audit_only_rules_with_conditions_match_alike() {
+    let policy = Policy::from_toml_str(CONDITIONS, "conditions.toml").unwrap();
+    let cedar = CedarPolicy::from_policy(&policy).unwrap();
+    let caller = SpiffeId::new(CONDITION_CALLERS[0]).unwrap();
+    let prod = Context::new().with("environment", "prod");
+    let dev = Context::new().with("environment", "dev");
+    let request = Request::new(Some(&caller), "GET", "/none").with_context(&prod);
+    let decision = cedar.evaluate(&request);
+    assert_eq!(decision, policy.evaluate(&request));
+    assert_eq!(&*decision.audit_only_matches, [Arc::from("watch-prod")]);
+    let request = Request::new(Some(&caller), "GET", "/none").with_context(&dev);
+    let decision = cedar.evaluate(&request);
+    assert_eq!(decision, policy.evaluate(&request));
+    assert!(decision.audit_only_matches.is_empty());
+}
+
+#[test]
+fn cedar_denies_a_list_claim_that_a_glob_reads() {
+    // Cedar has no quantifier over sets, so "some element matches the
+    // glob" has no Cedar form: the Cedar engine fails closed.
+    let policy = Policy::from_toml_str(CONDITIONS, "conditions.toml").unwrap();
+    let cedar = CedarPolicy::from_policy(&policy).unwrap();
+    let caller = SpiffeId::new(CONDITION_CALLERS[0]).unwrap();
+    let context = Context::new()
+        .with("ref", vec!["refs/tags/v1"])
+        .with("job_workflow_ref", "org/ci");
+    let request = Request::new(Some(&caller), "POST", "/release").with_context(&context);
+    assert!(policy.evaluate(&request).allowed);
+    let decision = cedar.evaluate(&request);
+    assert!(!decision.allowed);
+    assert_eq!(decision.reason, DecisionReason::NoMatchingRule);
+}
+
+#[test]
+fn claim_keys_that_are_not_cedar_identifiers_are_quoted() {
+    let policy = Policy::from_toml_str(
+        r#"
+        [[rule]]
+        id = "odd-keys"
+        effect = "allow"
+        when = { "kubernetes.io.namespace" = "prod", "if" = "x", "a b\"c" = { glob = "x/*" } }
+        "#,
+        "odd.toml",
+    )
+    .unwrap();
+    let cedar = CedarPolicy::from_policy(&policy).unwrap();
+    let text = cedar.policy_text();
+    assert!(
+        text.contains("context.claims[\"kubernetes.io.namespace\"]"),
+        "{text}"
+    );
+    assert!(text.contains("context.claims[\"if\"]"), "{text}");
+    let caller = SpiffeId::new(BILLING).unwrap();
+    let good = Context::new()
+        .with("kubernetes.io.namespace", "prod")
+        .with("if", "x")
+        .with("a b\"c", "x/y");
+    let bad = good.clone().with("a b\"c", "x/y/z");
+    for context in [&good, &bad] {
+        let request = Request::new(Some(&caller), "GET", "/").with_context(context);
+        assert_eq!(cedar.evaluate(&request), policy.evaluate(&request));
+    }
+    let request = Request::new(Some(&caller), "GET", "/").with_context(&good);
+    assert!(cedar.evaluate(&request).allowed);
+}
+
+/// A random context over the keys the conditions read: each key keeps,
+/// more often than not, a value that satisfies its conditions, else takes a
+/// value that differs, has another type, or is absent. Glob keys are never
+/// lists (see `cedar_denies_a_list_claim_that_a_glob_reads`).
+fn condition_context() -> impl Strategy<Value = Option<Context>> {
+    use ContextValueSpec::{Bool, List, Str};
+    const VALUES: &[&str] = &[
+        "org/app",
+        "prod",
+        "dev",
+        "admins",
+        "refs/heads/main",
+        "refs/tags/v1",
+        "org/ci/x",
+        "github-hosted",
+        "",
+    ];
+    let keys: Vec<(&'static str, bool, Option<ContextValueSpec>)> = vec![
+        ("repository", true, Some(Str("org/app"))),
+        ("ref", false, Some(Str("refs/heads/main"))),
+        ("environment", true, Some(Str("prod"))),
+        ("runner_environment", true, Some(Str("github-hosted"))),
+        ("job_workflow_ref", false, Some(Str("org/ci/x"))),
+        ("fork", true, Some(Bool(false))),
+        ("kubernetes.io.namespace", true, Some(Str("prod"))),
+        ("groups", true, Some(List(vec!["devs", "admins"]))),
+        ("mfa", true, Some(Bool(true))),
+        ("sandbox", true, None),
+    ];
+    let values: Vec<_> = keys
+        .iter()
+        .map(|(_, list_ok, good)| {
+            let string = prop::sample::select(VALUES).prop_map(|v| Some(Str(v)));
+            let list = prop::collection::vec(prop::sample::select(VALUES), 0..3)
+                .prop_map(|v| Some(List(v)));
+            let flag = any::<bool>().prop_map(|b| Some(Bool(b)));
+            let other = if *list_ok {
+                prop_oneof![string, list, flag, Just(None)].boxed()
+            } else {
+                prop_oneof![string, flag, Just(None)].boxed()
+            };
+            prop_oneof![3 => Just(good.clone()), 1 => other]
+        })
+        .collect();
+    let names: Vec<&'static str> = keys.iter().map(|(k, _, _)| *k).collect();
+    (0..8u8, values).prop_map(move |(none, values)| {
+        (none != 0).then(|| {
+            let mut context = Context::new();
+            for (key, value) in names.iter().zip(values) {
+                match value {
+                    Some(Str(v)) => context.insert(key, v),
+                    Some(List(v)) => context.insert(key, v),
+                    Some(Bool(b)) => context.insert(key, b),
+                    None => &mut context,
+                };
+            }
+            context
+        })
+    })
+}
+
+#[derive(Debug, Clone)]
+enum ContextValueSpec {
+    Str(&'static str),
+    List(Vec<&'static str>),
+    Bool(bool),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn cedar_and_the_builtin_engine_agree_on_random_contexts(
+        caller in prop::sample::select(CONDITION_CALLERS),
+        action in prop::sample::select(CONDITION_ACTIONS),
+        context in condition_context(),
+    ) {
+        static ENGINES: std::sync::LazyLock<(Policy, CedarPolicy)> =
+            std::sync::LazyLock::new(|| {
+                let policy = Policy::from_toml_str(CONDITIONS, "conditions.toml").unwrap();
+                let cedar = CedarPolicy::from_policy(&policy).unwrap();
+                (policy, cedar)
+            });
+        let (policy, cedar) = &*ENGINES;
+        let caller = SpiffeId::new(caller).unwrap();
+        let mut request = Request::new(Some(&caller), action.0, action.1);
+        if let Some(context) = &context {
+            request = request.with_context(context);
+        }
+        prop_assert_eq!(cedar.evaluate(&request), policy.evaluate(&request), "{:?}", context);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! Transaction Tokens (Txn-Tokens), as specified by the IETF OAuth working
-//! group's draft-ietf-oauth-transaction-tokens, revision **-06** (July
-//! 2025): its claim set with `req_wl` as a top-level claim, the
-//! `txntoken+jwt` type and the `Txn-Token` HTTP header.
+//! group's draft-ietf-oauth-transaction-tokens, revision **-08** (2 March
+//! 2026): its claim set with `scope` and a top-level `req_wl` that may name
+//! a chain of requesting workloads, the `txntoken+jwt` type and the
+//! `Txn-Token` HTTP header.
 //!
 //! A Txn-Token Service (TTS) issues a short-lived, signed token when an
 //! external request enters the trust domain; the token travels with every
@@ -12,29 +13,57 @@
 //! |---|---|---|
 //! | header | `typ` | required, exactly `txntoken+jwt` |
 //! | header | `alg`, `kid` | an asymmetric algorithm; a key of the TTS's JWKS made for it |
+//! | claim | `iss` | optional; a string when present; required and equal to the TTS's issuer when one is configured ([`TxnTokenValidator::with_issuer`]) |
 //! | claim | `txn` | required: the transaction's unique ID (non-empty string, at most [`MAX_ID_LEN`] bytes) |
 //! | claim | `sub` | required: the subject the transaction is for |
-//! | claim | `aud` | required: must include the configured audience (the trust domain) |
-//! | claim | `scope` | required: space-separated scope tokens |
-//! | claim | `req_wl` | required: the requesting workload, a SPIFFE ID |
-//! | claim | `tctx` | optional: the transaction context, a JSON object |
-//! | claim | `rctx` | optional: the requester context, a JSON object |
 //! | claim | `iat` | required, not in the future (leeway allowed) |
 //! | claim | `exp` | required, not in the past (leeway allowed) |
+//! | claim | `aud` | required: must include the configured audience (the trust domain) |
+//! | claim | `scope` | required: space-separated scope tokens |
+//! | claim | `req_wl` | required: the requesting workload, a SPIFFE ID; or, in a replacement token, the workloads that requested it in turn, comma-separated, the latest last (at most [`MAX_REQUESTING_WORKLOADS`]) |
+//! | claim | `tctx` | optional: the transaction context, a JSON object |
+//! | claim | `rctx` | optional: the requester context, a JSON object |
+//!
+//! ## Changes from earlier revisions
+//!
+//! - -07 renamed the purpose claim `purp` to `scope` and moved `req_wl`
+//!   out of `rctx` to a required top-level claim; zt reads only the -07/-08
+//!   forms (a token with `purp` and no `scope` fails
+//!   [`TxnTokenError::BadScope`]).
+//! - -08 lets `req_wl` hold several workload identifiers separated by `,`:
+//!   a TTS replacing a token appends the workload that asked for the
+//!   replacement and removes none. zt reads the list in order; the last
+//!   entry is the workload that requested *this* token
+//!   ([`TxnToken::requesting_workload`]), the others its predecessors
+//!   ([`TxnToken::requesting_workloads`]). The draft leaves the form of a
+//!   workload identifier open; here each must be a SPIFFE ID.
+//! - `iss` is optional in the draft, and must be used "where the signing
+//!   keys are not predetermined". zt's keys are always predetermined (the
+//!   JWKS the validator is built with), so `iss` is not required by
+//!   default; a deployment whose TTS names itself configures the issuer,
+//!   and then a token without it, or naming another, is refused.
+//!
+//! The draft's lifetime rule ("on the order of minutes or less") binds the
+//! TTS; the validator enforces `exp` as issued and sets no cap of its own.
 //!
 //! # Binding at every hop
 //!
 //! zt binds a Txn-Token to the connection it arrives on as it binds user
 //! contexts ([`crate::user`]): with
 //! [`validate_for_caller`](TxnTokenValidator::validate_for_caller), the
-//! requesting workload `req_wl` must be the authenticated caller (the mTLS
-//! peer or JWT-SVID subject). A token lifted from one workload cannot be
-//! replayed by another. A workload that calls the next one therefore asks
-//! the TTS for a replacement token naming itself as `req_wl` (the draft's
-//! Txn-Token replacement; the `txn`, `sub`, `scope` and contexts are kept),
-//! which the development TTS (`zt_dev::DevUserIssuer`) does with
-//! `replace_txn_token`. Turn binding off only where tokens are forwarded
-//! unchanged.
+//! requesting workload (the last entry of `req_wl`) must be the
+//! authenticated caller (the mTLS peer or JWT-SVID subject). A token lifted
+//! from one workload cannot be replayed by another. A workload that calls
+//! the next one therefore asks the TTS for a replacement token, presenting
+//! its own as the `subject_token` (the draft's "Txn-Token as a
+//! `subject_token`": the `txn`, `sub` and `aud` are kept and the requester
+//! is appended to `req_wl`), which the development TTS
+//! (`zt_dev::DevUserIssuer`) does with `replace_txn_token`.
+//!
+//! This is stricter than the draft's validation section, which has each
+//! workload forward the token it received unmodified. Where tokens are
+//! forwarded unchanged, validate with [`validate`](TxnTokenValidator::validate)
+//! (no binding) and authorize the hop by its own identity.
 //!
 //! Tokens are never logged: [`TxnToken`]'s `Debug` omits the token.
 
@@ -59,6 +88,11 @@ pub const TXN_TOKEN_HEADER: &str = "txn-token";
 
 /// The JOSE `typ` of a Txn-Token.
 pub const TXN_TOKEN_TYPE: &str = "txntoken+jwt";
+
+/// The most workloads a `req_wl` claim may name (each replacement appends
+/// one); a longer chain is refused with
+/// [`TxnTokenError::TooManyRequestingWorkloads`].
+pub const MAX_REQUESTING_WORKLOADS: usize = 16;
 
 /// Why a Txn-Token was rejected. One variant per rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -105,6 +139,20 @@ pub enum TxnTokenError {
     BadSignature {
         /// What the verifier reported.
         reason: String,
+    },
+    /// An issuer is configured and the token has no `iss` claim.
+    #[error("the Txn-Token has no `iss` claim; it must be `{expected}`")]
+    MissingIssuer {
+        /// The configured issuer.
+        expected: String,
+    },
+    /// An issuer is configured and the token's `iss` is another.
+    #[error("the Txn-Token's issuer is {found}; it must be `{expected}`")]
+    WrongIssuer {
+        /// The configured issuer.
+        expected: String,
+        /// The `iss` claim, as JSON.
+        found: String,
     },
     /// The `txn` claim is missing or not a valid transaction ID.
     #[error("the Txn-Token's `txn` is invalid: {reason}")]
@@ -160,6 +208,15 @@ pub enum TxnTokenError {
         /// What was wrong.
         reason: String,
     },
+    /// The `req_wl` claim names more workloads than
+    /// [`MAX_REQUESTING_WORKLOADS`].
+    #[error("the Txn-Token's `req_wl` names {count} workloads; at most {max} are accepted")]
+    TooManyRequestingWorkloads {
+        /// How many it names.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The `tctx` claim is present but not a JSON object.
     #[error("the Txn-Token's `tctx` must be a JSON object")]
     BadTransactionContext,
@@ -174,7 +231,7 @@ pub enum TxnTokenError {
     RequesterMismatch {
         /// The authenticated caller.
         caller: SpiffeId,
-        /// The `req_wl` claim.
+        /// The requesting workload: the last entry of `req_wl`.
         requester: SpiffeId,
     },
     /// A JWKS key cannot be used for validation.
@@ -199,6 +256,8 @@ impl TxnTokenError {
             Self::UnknownKeyId { .. } => "txn-token:unknown-kid",
             Self::AlgorithmMismatch { .. } => "txn-token:algorithm-mismatch",
             Self::BadSignature { .. } => "txn-token:bad-signature",
+            Self::MissingIssuer { .. } => "txn-token:missing-iss",
+            Self::WrongIssuer { .. } => "txn-token:wrong-iss",
             Self::BadTransactionId { .. } => "txn-token:bad-txn",
             Self::MissingSubject => "txn-token:missing-sub",
             Self::MissingIssuedAt => "txn-token:missing-iat",
@@ -209,6 +268,7 @@ impl TxnTokenError {
             Self::WrongAudience { .. } => "txn-token:wrong-aud",
             Self::BadScope { .. } => "txn-token:bad-scope",
             Self::BadRequestingWorkload { .. } => "txn-token:bad-req-wl",
+            Self::TooManyRequestingWorkloads { .. } => "txn-token:too-many-req-wl",
             Self::BadTransactionContext => "txn-token:bad-tctx",
             Self::BadRequesterContext => "txn-token:bad-rctx",
             Self::RequesterMismatch { .. } => "txn-token:requester-mismatch",
@@ -229,7 +289,11 @@ struct TxnInner {
     subject: String,
     audience: Vec<String>,
     scopes: Box<[Box<str>]>,
+    /// The last entry of `requesters`.
     requester: SpiffeId,
+    /// Every entry of `req_wl`, in order.
+    requesters: Box<[SpiffeId]>,
+    issuer: Option<String>,
     transaction_context: Map<String, Value>,
     requester_context: Map<String, Value>,
     issued_at: SystemTime,
@@ -266,9 +330,22 @@ impl TxnToken {
             .is_ok()
     }
 
-    /// The requesting workload (`req_wl`).
+    /// The requesting workload: the last entry of `req_wl`, the workload
+    /// the TTS issued this token to.
     pub fn requesting_workload(&self) -> &SpiffeId {
         &self.inner.requester
+    }
+
+    /// Every workload `req_wl` names, in order: the one the first token of
+    /// the transaction was issued to first, the requesting workload last.
+    /// One entry for a token that was never replaced.
+    pub fn requesting_workloads(&self) -> &[SpiffeId] {
+        &self.inner.requesters
+    }
+
+    /// The issuer (`iss`), if the token names one.
+    pub fn issuer(&self) -> Option<&str> {
+        self.inner.issuer.as_deref()
     }
 
     /// The transaction context (`tctx`); empty without one.
@@ -321,6 +398,7 @@ pub struct TxnTokenValidator {
 #[derive(Clone)]
 struct ValidatorInner {
     audience: String,
+    issuer: Option<String>,
     keys: HashMap<String, TrustedKey>,
     leeway: Duration,
 }
@@ -331,6 +409,7 @@ impl fmt::Debug for TxnTokenValidator {
         kids.sort_unstable();
         f.debug_struct("TxnTokenValidator")
             .field("audience", &self.inner.audience)
+            .field("issuer", &self.inner.issuer)
             .field("key_ids", &kids)
             .field("leeway", &self.inner.leeway)
             .finish()
@@ -362,6 +441,7 @@ impl TxnTokenValidator {
         Ok(Self {
             inner: Arc::new(ValidatorInner {
                 audience: audience.into(),
+                issuer: None,
                 keys,
                 leeway: Duration::from_secs(30),
             }),
@@ -376,9 +456,22 @@ impl TxnTokenValidator {
         self
     }
 
+    /// Requires every token to name `issuer` (the TTS) in its `iss`
+    /// claim. Without it, `iss` is optional and any string is accepted.
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.inner).issuer = Some(issuer.into());
+        self
+    }
+
     /// The audience tokens must carry.
     pub fn audience(&self) -> &str {
         &self.inner.audience
+    }
+
+    /// The issuer tokens must name, if one is configured.
+    pub fn issuer(&self) -> Option<&str> {
+        self.inner.issuer.as_deref()
     }
 
     /// Validates `token` at time `now`.
@@ -395,6 +488,36 @@ impl TxnTokenValidator {
             Some(other) => Err(other.to_string()),
             None => Err("none".to_owned()),
         })?;
+
+        let issuer = match claims.get("iss") {
+            None => None,
+            Some(Value::String(iss)) => Some(iss.clone()),
+            Some(other) => match &inner.issuer {
+                Some(expected) => {
+                    return Err(TxnTokenError::WrongIssuer {
+                        expected: expected.clone(),
+                        found: other.to_string(),
+                    });
+                }
+                None => return Err(malformed("`iss` must be a string")),
+            },
+        };
+        if let Some(expected) = &inner.issuer {
+            match &issuer {
+                None => {
+                    return Err(TxnTokenError::MissingIssuer {
+                        expected: expected.clone(),
+                    });
+                }
+                Some(found) if found != expected => {
+                    return Err(TxnTokenError::WrongIssuer {
+                        expected: expected.clone(),
+                        found: Value::String(found.clone()).to_string(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
 
         let txn = match claims.get("txn") {
             None => return Err(bad_txn("the token has no `txn`")),
@@ -445,23 +568,14 @@ impl TxnTokenValidator {
             });
         }
         let scopes = scopes_of(&claims)?;
-        let requester = match claims.get("req_wl") {
-            Some(Value::String(s)) => {
-                parse_canonical(s).map_err(|e| TxnTokenError::BadRequestingWorkload {
-                    reason: format!("not a SPIFFE ID: {e}"),
-                })?
-            }
-            Some(_) => {
-                return Err(TxnTokenError::BadRequestingWorkload {
-                    reason: "`req_wl` must be a string".to_owned(),
-                });
-            }
-            None => {
-                return Err(TxnTokenError::BadRequestingWorkload {
-                    reason: "the token has no `req_wl`".to_owned(),
-                });
-            }
-        };
+        let requesters = requesters_of(&claims)?;
+        let requester =
+            requesters
+                .last()
+                .cloned()
+                .ok_or_else(|| TxnTokenError::BadRequestingWorkload {
+                    reason: "`req_wl` names no workload".to_owned(),
+                })?;
         let transaction_context = match claims.get("tctx") {
             None => Map::new(),
             Some(Value::Object(map)) => map.clone(),
@@ -479,6 +593,8 @@ impl TxnTokenValidator {
                 audience,
                 scopes,
                 requester,
+                requesters,
+                issuer,
                 transaction_context,
                 requester_context,
                 issued_at,
@@ -488,9 +604,9 @@ impl TxnTokenValidator {
         })
     }
 
-    /// Validates `token` and checks binding: its requesting workload
-    /// (`req_wl`) must be `caller`, the workload that authenticated the
-    /// request.
+    /// Validates `token` and checks binding: its requesting workload (the
+    /// last entry of `req_wl`) must be `caller`, the workload that
+    /// authenticated the request.
     ///
     /// # Errors
     ///
@@ -539,6 +655,41 @@ impl From<KeyedJwsError> for TxnTokenError {
             KeyedJwsError::BadSignature(reason) => Self::BadSignature { reason },
         }
     }
+}
+
+/// The `req_wl` chain: one SPIFFE ID, or several separated by `,`.
+fn requesters_of(claims: &Map<String, Value>) -> Result<Box<[SpiffeId]>, TxnTokenError> {
+    let bad = |reason: String| TxnTokenError::BadRequestingWorkload { reason };
+    let text = match claims.get("req_wl") {
+        Some(Value::String(s)) => s,
+        Some(_) => return Err(bad("`req_wl` must be a string".to_owned())),
+        None => return Err(bad("the token has no `req_wl`".to_owned())),
+    };
+    let count = text.split(',').count();
+    if count > MAX_REQUESTING_WORKLOADS {
+        return Err(TxnTokenError::TooManyRequestingWorkloads {
+            count,
+            max: MAX_REQUESTING_WORKLOADS,
+        });
+    }
+    text.split(',')
+        .enumerate()
+        .map(|(i, entry)| {
+            if entry.is_empty() {
+                return Err(bad(format!(
+                    "entry {} of `req_wl` is empty; entries are separated by a single `,`",
+                    i + 1
+                )));
+            }
+            parse_canonical(entry).map_err(|e| {
+                bad(if count == 1 {
+                    format!("not a SPIFFE ID: {e}")
+                } else {
+                    format!("entry {} is not a SPIFFE ID: {e}", i + 1)
+                })
+            })
+        })
+        .collect()
 }
 
 fn scopes_of(claims: &Map<String, Value>) -> Result<Box<[Box<str>]>, TxnTokenError> {

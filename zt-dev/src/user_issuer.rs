@@ -16,7 +16,9 @@ use zt_core::revocation::Revocations;
 use zt_core::source::BoxFuture;
 use zt_core::task::{IssuedTaskToken, TaskTokenError, TaskTokenRequest, TaskTokenService};
 use zt_core::time::{SharedClock, Timestamp, system_clock};
-use zt_core::txn::{TXN_TOKEN_TYPE, TxnToken, TxnTokenError, TxnTokenValidator};
+use zt_core::txn::{
+    MAX_REQUESTING_WORKLOADS, TXN_TOKEN_TYPE, TxnToken, TxnTokenError, TxnTokenValidator,
+};
 use zt_core::user::{
     ActorExchange, ExchangeError, JwkSet, MAX_ACT_DEPTH, UserContext, UserContextError,
     UserContextValidator, act_claim, is_scope_token,
@@ -210,21 +212,23 @@ impl DevUserIssuer {
     }
 
     /// A Txn-Token validator trusting this issuer as a Txn-Token Service,
-    /// for its audience.
+    /// for its audience, requiring its name as `iss`.
     ///
     /// # Errors
     ///
     /// [`TxnTokenError::UnusableKey`] (not expected for the issuer's own
     /// key).
     pub fn txn_validator(&self) -> Result<TxnTokenValidator, TxnTokenError> {
-        TxnTokenValidator::new(&self.inner.audience, &self.jwks())
+        Ok(TxnTokenValidator::new(&self.inner.audience, &self.jwks())?
+            .with_issuer(&self.inner.issuer))
     }
 
     /// Acts as a Txn-Token Service: mints a Txn-Token
     /// ([`zt_core::txn`]) for transaction `txn` of `subject` with `scopes`,
     /// requested by workload `requester`, with the transaction context
     /// `tctx` and requester context `rctx` (JSON objects, if given), for
-    /// the issuer's audience, living the issuer's TTL.
+    /// the issuer's audience, naming the issuer as `iss`, living the
+    /// issuer's TTL.
     ///
     /// # Errors
     ///
@@ -245,6 +249,7 @@ impl DevUserIssuer {
         }
         let now = self.now_secs();
         let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.inner.issuer));
         claims.insert("txn".into(), json!(txn));
         claims.insert("sub".into(), json!(subject));
         claims.insert("aud".into(), json!(self.inner.audience));
@@ -264,14 +269,17 @@ impl DevUserIssuer {
         self.sign_typed(&Value::Object(claims), Some(TXN_TOKEN_TYPE))
     }
 
-    /// Acts as a Txn-Token Service replacing `token` for the next hop: the
-    /// same `txn`, `sub`, scopes and contexts, `requester` as the
-    /// requesting workload, expiring no later than `token`. Like the rest
-    /// of this issuer, it does not authenticate `requester`.
+    /// Acts as a Txn-Token Service replacing `token` for the next hop, as
+    /// draft-ietf-oauth-transaction-tokens-08 has a TTS do when a Txn-Token
+    /// is the `subject_token`: the same `txn`, `sub`, `aud`, scopes and
+    /// contexts, `requester` appended to `req_wl` (so it is the requesting
+    /// workload and the earlier ones stay), expiring no later than `token`.
+    /// Like the rest of this issuer, it does not authenticate `requester`.
     ///
     /// # Errors
     ///
-    /// [`FakeCaError::Jwt`] if `token` has expired or signing fails.
+    /// [`FakeCaError::Jwt`] if `token` has expired, if its `req_wl` already
+    /// names [`MAX_REQUESTING_WORKLOADS`] workloads, or if signing fails.
     pub fn replace_txn_token(
         &self,
         token: &TxnToken,
@@ -291,13 +299,32 @@ impl DevUserIssuer {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
             .min(now.saturating_add(self.inner.ttl.as_secs()));
+        if token.requesting_workloads().len() >= MAX_REQUESTING_WORKLOADS {
+            return Err(FakeCaError::Jwt {
+                reason: format!(
+                    "the Txn-Token's `req_wl` already names {MAX_REQUESTING_WORKLOADS} \
+                     workloads; it cannot be replaced again"
+                ),
+            });
+        }
         let scopes: Vec<&str> = token.scopes().iter().map(|s| &**s).collect();
+        let mut chain: Vec<String> = token
+            .requesting_workloads()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        chain.push(requester.to_string());
         let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.inner.issuer));
         claims.insert("txn".into(), json!(token.txn()));
         claims.insert("sub".into(), json!(token.subject()));
-        claims.insert("aud".into(), json!(self.inner.audience));
+        let audience = match token.audience() {
+            [one] => json!(one),
+            several => json!(several),
+        };
+        claims.insert("aud".into(), audience);
         claims.insert("scope".into(), json!(scopes.join(" ")));
-        claims.insert("req_wl".into(), json!(requester.to_string()));
+        claims.insert("req_wl".into(), json!(chain.join(",")));
         claims.insert("iat".into(), json!(now));
         claims.insert("exp".into(), json!(expiry));
         if !token.transaction_context().is_empty() {

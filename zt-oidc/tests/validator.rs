@@ -278,6 +278,44 @@ async fn audience_issuer_algorithm_and_signature_rules() {
     ));
 }
 
+/// The same token with its header's `alg` replaced.
+fn with_alg(token: &str, alg: &str) -> String {
+    let mut parts = token.split('.');
+    let header = parts.next().unwrap();
+    let mut header: Map<String, Value> =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header.insert("alg".into(), json!(alg));
+    let rest: Vec<&str> = parts.collect();
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
+        rest.join(".")
+    )
+}
+
+#[tokio::test]
+async fn a_token_whose_alg_does_not_fit_its_key_is_refused_as_a_mismatch() {
+    // The issuer's key is P-256 (ES256). A token naming that key with an
+    // algorithm the issuer allows but the key is not for is refused for the
+    // mismatch: the key is never used with an algorithm of another family.
+    let (issuer, validator, _) = setup(GITHUB).await;
+    let token = issuer.mint_github(AUD, "org/app", "prod").unwrap();
+    validator.validate(&token).await.unwrap();
+    for alg in ["RS256", "PS256", "ES384", "EdDSA"] {
+        let err = validator
+            .validate(&with_alg(&token, alg))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                OidcError::Signature(zt_core::jose::JoseError::AlgorithmMismatch { .. })
+            ),
+            "{alg}: {err:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn rotation_at_the_issuer_is_picked_up_without_restart() {
     let (issuer, validator, clock) = setup(GITHUB).await;

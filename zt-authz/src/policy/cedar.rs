@@ -62,6 +62,58 @@
 //! | gRPC `/pkg.Svc/Get` | `resource.grpc_method == "/pkg.Svc/Get"` |
 //! | gRPC `/pkg.Svc/*` | `resource.grpc_service == "/pkg.Svc/"` |
 //!
+//! # Context conditions and captures
+//!
+//! A rule's [conditions](super::Condition) become further `&&` terms of its
+//! `when` clause. The Cedar request's `context` is built from the zt
+//! request's [`Context`](super::Context) (the verified token's claims),
+//! split by the type of each value so that no comparison can raise a Cedar
+//! type error:
+//!
+//! - `context.claims`: the string claims, by key (`context.claims.repository`,
+//!   or `context.claims["kubernetes.io.namespace"]` for a key that is not a
+//!   Cedar identifier);
+//! - `context.lists`: the list claims, as sets of strings;
+//! - `context.flags`: the boolean claims;
+//! - `context.parts`: for the string claims that glob conditions read, a
+//!   record `{ depth, segments }` of their `/`-separated segments, as for
+//!   paths.
+//!
+//! A request without a context has all four empty. Every read is guarded
+//! with `has`, so a missing claim makes the condition false (a missing
+//! claim denies), never a Cedar error. A condition key that one of the
+//! rule's caller patterns captures (`{ns}` in `spiffe://td/ns/{ns}/sa/*`)
+//! reads the principal's segment at that position, under the condition
+//! that this caller pattern matches and no earlier pattern declaring the
+//! same capture does, as the zt engine looks captures up.
+//!
+//! | zt condition | Cedar condition (for a claim `k`) |
+//! |---|---|
+//! | `k = "v"` | `(context.claims has "k" && context.claims.k == "v") \|\| (context.lists has "k" && context.lists.k.contains("v"))` |
+//! | `k = true` | `context.flags has "k" && context.flags.k == true` |
+//! | `k = { one_of = ["a", "b"] }` | `["a", "b"].contains(context.claims.k)`, or `context.lists.k.containsAny(["a", "b"])` for a list, each guarded |
+//! | `k = { glob = "refs/tags/v*" }` | `context.parts.k.depth == 3 && …segments.s0 == "refs" && …s1 == "tags" && …s2 like "v*"` (`*` segment: `!= ""`; final `**`: `depth > n`) |
+//! | `k = { present = true }` / `false` | `context.claims has "k" \|\| context.lists has "k" \|\| context.flags has "k"` / its negation |
+//! | `k = { same_as = "j" }` | for each pair of types `k` and `j` may hold: `==` (strings, booleans), `.contains` (string and list), `.containsAny` (two lists), each guarded |
+//! | capture `ns = "prod"` on `spiffe://td/ns/{ns}/**` | `(<the pattern's condition>) && principal.segments.s1 == "prod"` |
+//! | capture `sa = { glob = "api*" }` | `principal.segments.s3 like "api*"` (a glob of more than one segment, or with `**`, is `false`: a segment holds no `/`) |
+//!
+//! One form has no Cedar equivalent: a glob on a claim whose value is a
+//! *list* (zt: some element matches). Cedar has no quantifier over sets, and
+//! whether a claim is a list is known only per request, so the translation
+//! cannot refuse it in advance: a request whose context holds a list for a
+//! key a glob condition reads is denied by [`CedarPolicy`] (fail closed,
+//! logged), where [`Policy`] may allow it.
+//!
+//! When no rule allows a request, [`Policy`] names the first allow rule that
+//! matched but for a condition ([`DecisionReason::ConditionNotMet`]). Each
+//! allow rule with conditions is therefore also added, without them, to a
+//! third policy set; when Cedar allows nothing, the lowest satisfied policy
+//! of that set names the rule, and the failed condition is described by
+//! the rule's own condition code (the same text [`Policy`] records).
+//!
+//! # Untranslatable rules
+//!
 //! A request without a caller is decided before Cedar is asked, as in
 //! [`Policy`]: denied, [`DecisionReason::Unauthenticated`], no audit
 //! matches. Of the policies Cedar reports as determining a decision, the one
@@ -106,6 +158,7 @@ use cedar_policy::{
 };
 
 use super::action::{Action, GrpcPattern, MethodMatch, PathPattern};
+use super::condition::{Condition, ContextValue, GlobSegment, Test, ValueGlob};
 use super::rule::{Effect, Rule};
 use super::{Decision, DecisionReason, Policy, PolicyEngine, Request};
 use zt_core::SpiffeId;
@@ -171,6 +224,16 @@ pub struct CedarPolicy {
     decide: PolicySet,
     /// Audit-only rules, as `permit`s.
     audit: PolicySet,
+    /// Allow rules that have conditions, without their conditions: asked
+    /// when nothing is allowed, for the rule that failed only a condition.
+    unconditioned: PolicySet,
+    /// The zt rules of `unconditioned`, by index, to describe the failed
+    /// condition.
+    conditioned: Vec<Option<Rule>>,
+    /// Context keys that glob conditions on claims read.
+    glob_keys: Vec<Arc<str>>,
+    /// Positions of the `context.parts` records the policies read.
+    glob_positions: usize,
     /// Every generated policy, in rule order.
     text: String,
     /// Positions of the principal's `segments` record the policies read.
@@ -218,6 +281,10 @@ impl CedarPolicy {
             rule_ids: Vec::with_capacity(policy.rules().len()),
             decide: PolicySet::new(),
             audit: PolicySet::new(),
+            unconditioned: PolicySet::new(),
+            conditioned: Vec::new(),
+            glob_keys: Vec::new(),
+            glob_positions: 0,
             text: String::new(),
             id_positions: 0,
             path_positions: 0,
@@ -239,28 +306,40 @@ impl CedarPolicy {
                     .to_owned(),
             });
         }
-        if let Some(condition) = rule.conditions().first() {
-            return Err(CedarError::Untranslatable {
-                rule_id: rule.id().to_owned(),
-                reason: format!(
-                    "context conditions (`when`, here `{condition}`) are not translated; the \
-                     Cedar request carries no token claims or caller captures"
-                ),
-            });
-        }
-        if rule.capture_names().next().is_some() {
-            return Err(CedarError::Untranslatable {
-                rule_id: rule.id().to_owned(),
-                reason: "caller captures (`{name}` segments) are not translated".to_owned(),
-            });
-        }
         let mut t = Translator {
             rule_id: rule.id(),
             id_positions: 0,
             path_positions: 0,
+            glob_keys: Vec::new(),
+            glob_positions: 0,
         };
         let callers = t.any(rule.callers(), |t, m| t.caller(m))?;
         let actions = t.any(rule.actions(), |t, a| t.action(a))?;
+        let mut conditions = String::new();
+        for condition in rule.conditions() {
+            let cond = t.condition(rule, condition)?;
+            let _ = write!(conditions, "\n  && {cond}");
+        }
+        if !rule.conditions().is_empty() && rule.effect() == Effect::Allow {
+            let text = format!(
+                "// r{index}: allow, without its conditions\n@id({id})\npermit (principal, \
+                 action, resource)\nwhen {{\n  {callers}\n  && {actions}\n}};\n",
+                id = quote(rule.id()),
+            );
+            let parsed = parse(index, rule.id(), text)?;
+            self.unconditioned
+                .add(parsed)
+                .map_err(|source| CedarError::PolicySet {
+                    rule_id: rule.id().to_owned(),
+                    source: Box::new(source),
+                })?;
+            if self.conditioned.len() <= index {
+                self.conditioned.resize(index + 1, None);
+            }
+            if let Some(slot) = self.conditioned.get_mut(index) {
+                *slot = Some(rule.clone());
+            }
+        }
         let (kind, set, note) = match rule.effect() {
             Effect::Allow => ("permit", &mut self.decide, "allow"),
             Effect::Deny => ("forbid", &mut self.decide, "deny"),
@@ -272,17 +351,10 @@ impl CedarPolicy {
         };
         let text = format!(
             "// r{index}: {note}\n@id({id})\n{kind} (principal, action, resource)\nwhen {{\n  \
-             {callers}\n  && {actions}\n}};\n",
+             {callers}\n  && {actions}{conditions}\n}};\n",
             id = quote(rule.id()),
         );
-        let parsed =
-            cedar_policy::Policy::parse(Some(policy_id(index)), &text).map_err(|source| {
-                CedarError::Generated {
-                    rule_id: rule.id().to_owned(),
-                    text: text.clone(),
-                    source: Box::new(source),
-                }
-            })?;
+        let parsed = parse(index, rule.id(), text.clone())?;
         set.add(parsed).map_err(|source| CedarError::PolicySet {
             rule_id: rule.id().to_owned(),
             source: Box::new(source),
@@ -290,6 +362,12 @@ impl CedarPolicy {
         self.text.push_str(&text);
         self.id_positions = self.id_positions.max(t.id_positions);
         self.path_positions = self.path_positions.max(t.path_positions);
+        self.glob_positions = self.glob_positions.max(t.glob_positions);
+        for key in t.glob_keys {
+            if !self.glob_keys.contains(&key) {
+                self.glob_keys.push(key);
+            }
+        }
         self.rule_ids.push(Arc::clone(rule.id_arc()));
         Ok(())
     }
@@ -375,10 +453,63 @@ impl CedarPolicy {
             None,
         )
         .map_err(|e| e.to_string())?;
-        let request =
-            cedar_policy::Request::new(principal, action, resource, Context::empty(), None)
-                .map_err(|e| e.to_string())?;
+        let context = self.cedar_context(request.context)?;
+        let request = cedar_policy::Request::new(principal, action, resource, context, None)
+            .map_err(|e| e.to_string())?;
         Ok((request, entities))
+    }
+
+    /// The Cedar context of a request's zt [`Context`](super::Context):
+    /// records `claims` (strings), `lists` (sets of strings), `flags`
+    /// (booleans) and `parts` (the segments of the string claims glob
+    /// conditions read); all empty for a request without one.
+    fn cedar_context(&self, context: Option<&super::Context>) -> Result<Context, String> {
+        let mut claims = Vec::new();
+        let mut lists = Vec::new();
+        let mut flags = Vec::new();
+        let mut parts = Vec::new();
+        for (key, value) in context.into_iter().flat_map(super::Context::iter) {
+            match value {
+                ContextValue::String(text) => {
+                    if self.glob_keys.iter().any(|k| &**k == key) {
+                        parts.push((key.to_owned(), segments_record(text, self.glob_positions)?));
+                    }
+                    claims.push((
+                        key.to_owned(),
+                        RestrictedExpression::new_string(text.to_string()),
+                    ));
+                }
+                ContextValue::List(items) => {
+                    if self.glob_keys.iter().any(|k| &**k == key) {
+                        return Err(format!(
+                            "the claim `{key}` is a list and a glob condition reads it; Cedar \
+                             cannot test whether some element of a set matches a pattern"
+                        ));
+                    }
+                    lists.push((
+                        key.to_owned(),
+                        RestrictedExpression::new_set(
+                            items
+                                .iter()
+                                .map(|i| RestrictedExpression::new_string(i.to_string())),
+                        ),
+                    ));
+                }
+                ContextValue::Bool(b) => {
+                    flags.push((key.to_owned(), RestrictedExpression::new_bool(*b)));
+                }
+            }
+        }
+        let record = |entries: Vec<(String, RestrictedExpression)>| {
+            RestrictedExpression::new_record(entries).map_err(|e| e.to_string())
+        };
+        Context::from_pairs([
+            ("claims".to_owned(), record(claims)?),
+            ("lists".to_owned(), record(lists)?),
+            ("flags".to_owned(), record(flags)?),
+            ("parts".to_owned(), record(parts)?),
+        ])
+        .map_err(|e| e.to_string())
     }
 
     /// The indexes of the policies that determined Cedar's answer, lowest
@@ -459,7 +590,33 @@ impl PolicyEngine for CedarPolicy {
                 Some(&first) => {
                     self.decision(false, DecisionReason::MatchedDeny, Some(first), audit)
                 }
-                None => self.decision(false, DecisionReason::NoMatchingRule, None, audit),
+                None if self.unconditioned.is_empty() => {
+                    self.decision(false, DecisionReason::NoMatchingRule, None, audit)
+                }
+                None => match self.determining(&self.unconditioned, &cedar_request, &entities) {
+                    Ok((_, found)) => {
+                        let failed = found.first().and_then(|&i| {
+                            let rule = self.conditioned.get(i)?.as_ref()?;
+                            Some((i, rule.failed_condition(request)?))
+                        });
+                        match failed {
+                            Some((i, condition)) => {
+                                let mut denied = self.decision(
+                                    false,
+                                    DecisionReason::ConditionNotMet,
+                                    Some(i),
+                                    audit,
+                                );
+                                denied.condition = Some(Arc::from(condition));
+                                denied
+                            }
+                            None => {
+                                self.decision(false, DecisionReason::NoMatchingRule, None, audit)
+                            }
+                        }
+                    }
+                    Err(error) => fail_closed("policy error", error),
+                },
             },
             Err(error) => fail_closed("policy error", error),
         }
@@ -477,6 +634,17 @@ impl fmt::Debug for CedarPolicy {
             .field("rules", &self.rule_ids.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Parses the generated text of rule `index`.
+fn parse(index: usize, rule_id: &str, text: String) -> Result<cedar_policy::Policy, CedarError> {
+    cedar_policy::Policy::parse(Some(policy_id(index)), &text).map_err(|source| {
+        CedarError::Generated {
+            rule_id: rule_id.to_owned(),
+            text,
+            source: Box::new(source),
+        }
+    })
 }
 
 fn policy_id(index: usize) -> PolicyId {
@@ -505,6 +673,16 @@ fn positions<'a>(
             RestrictedExpression::new_string(s.to_owned()),
         )
     }))
+    .map_err(|e| e.to_string())
+}
+
+/// `{ depth, s0, … }`: a claim's `/`-separated segments, for glob
+/// conditions.
+fn segments_record(value: &str, limit: usize) -> Result<RestrictedExpression, String> {
+    RestrictedExpression::new_record([
+        ("depth".to_owned(), long(value.split('/').count())),
+        ("segments".to_owned(), positions(value.split('/'), limit)?),
+    ])
     .map_err(|e| e.to_string())
 }
 
@@ -549,11 +727,97 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.escape_default())
 }
 
-/// Translates one rule's callers and actions into Cedar conditions.
+/// `.key` when `key` is a Cedar identifier that is not a reserved word,
+/// else `["key"]`.
+fn attr(key: &str) -> String {
+    const RESERVED: &[&str] = &[
+        "true",
+        "false",
+        "if",
+        "then",
+        "else",
+        "in",
+        "like",
+        "has",
+        "is",
+        "principal",
+        "action",
+        "resource",
+        "context",
+        "permit",
+        "forbid",
+        "when",
+        "unless",
+        "__cedar",
+    ];
+    let ident = key
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !RESERVED.contains(&key);
+    if ident {
+        format!(".{key}")
+    } else {
+        format!("[{}]", quote(key))
+    }
+}
+
+/// A Cedar `like` pattern matching strings that start with `prefix`.
+fn starts_with(prefix: &str) -> String {
+    // `*` is the only character `like` treats specially; a glob prefix
+    // holds none, but escape it anyway.
+    let escaped = quote(prefix);
+    let inner = escaped
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or("");
+    format!("\"{}*\"", inner.replace('*', "\\*"))
+}
+
+/// The kind of value one alternative of a condition key holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A string claim, read with `context.claims`.
+    Claim,
+    /// A captured segment of the caller's SPIFFE ID.
+    Capture,
+    /// A list claim (a set of strings), read with `context.lists`.
+    Set,
+    /// A boolean claim, read with `context.flags`.
+    Bool,
+}
+
+/// One place a condition key's value may be: when `guard` holds, the
+/// value is `expr`, of `kind`. At most one guard of a key holds; none
+/// holding means the value is absent.
+struct Alt {
+    guard: String,
+    kind: Kind,
+    expr: String,
+    /// For a string claim: the key, to reach its `context.parts` record.
+    key: Option<String>,
+}
+
+/// `a || b || …`, parenthesised; `false` for none.
+fn or(parts: Vec<String>) -> String {
+    match parts.len() {
+        0 => "false".to_owned(),
+        1 => parts.into_iter().next().unwrap_or_default(),
+        _ => format!("({})", parts.join(" || ")),
+    }
+}
+
+/// Translates one rule's callers, actions and conditions into Cedar
+/// conditions.
 struct Translator<'r> {
     rule_id: &'r str,
     id_positions: usize,
     path_positions: usize,
+    /// Context keys the rule's glob conditions read.
+    glob_keys: Vec<Arc<str>>,
+    /// Positions of `context.parts` records those globs read.
+    glob_positions: usize,
 }
 
 impl Translator<'_> {
@@ -716,6 +980,146 @@ impl Translator<'_> {
         cond
     }
 
+    /// Where the value of condition key `key` is, as the zt engine looks
+    /// it up: a capture of the first caller pattern that declares it and
+    /// matches the caller, or, when no pattern declares it, the claim.
+    fn lookup(&mut self, rule: &Rule, key: &str) -> Result<Vec<Alt>, CedarError> {
+        let mut alts = Vec::new();
+        let mut earlier: Vec<String> = Vec::new();
+        let mut declared = false;
+        for captures in rule.captures() {
+            let Some((_, at)) = captures.names.iter().find(|(n, _)| &**n == key) else {
+                continue;
+            };
+            declared = true;
+            let Some(matcher) = rule.callers().get(captures.caller) else {
+                continue;
+            };
+            let matches = self.caller(matcher)?;
+            self.id_positions = self.id_positions.max(at + 1);
+            let mut guard = matches.clone();
+            for other in &earlier {
+                let _ = write!(guard, " && !({other})");
+            }
+            alts.push(Alt {
+                guard: format!("({guard})"),
+                kind: Kind::Capture,
+                expr: format!("principal.segments.s{at}"),
+                key: None,
+            });
+            earlier.push(matches);
+        }
+        if declared {
+            return Ok(alts);
+        }
+        let a = attr(key);
+        let has = quote(key);
+        Ok(vec![
+            Alt {
+                guard: format!("context.claims has {has}"),
+                kind: Kind::Claim,
+                expr: format!("context.claims{a}"),
+                key: Some(key.to_owned()),
+            },
+            Alt {
+                guard: format!("context.lists has {has}"),
+                kind: Kind::Set,
+                expr: format!("context.lists{a}"),
+                key: None,
+            },
+            Alt {
+                guard: format!("context.flags has {has}"),
+                kind: Kind::Bool,
+                expr: format!("context.flags{a}"),
+                key: None,
+            },
+        ])
+    }
+
+    /// The Cedar condition for one zt condition of `rule` (mapping in the
+    /// module docs).
+    fn condition(&mut self, rule: &Rule, condition: &Condition) -> Result<String, CedarError> {
+        let alts = self.lookup(rule, condition.key())?;
+        let present = || or(alts.iter().map(|a| a.guard.clone()).collect());
+        let each = |f: &mut dyn FnMut(&Alt) -> Option<String>| {
+            or(alts
+                .iter()
+                .filter_map(|a| f(a).map(|c| format!("({} && {c})", a.guard)))
+                .collect())
+        };
+        Ok(match condition.test() {
+            Test::Present(true) => present(),
+            Test::Present(false) => format!("!{}", present()),
+            Test::Equals(value) => each(&mut |a| match a.kind {
+                Kind::Claim | Kind::Capture => Some(format!("{} == {}", a.expr, quote(value))),
+                Kind::Set => Some(format!("{}.contains({})", a.expr, quote(value))),
+                Kind::Bool => None,
+            }),
+            Test::IsBool(value) => {
+                each(&mut |a| (a.kind == Kind::Bool).then(|| format!("{} == {value}", a.expr)))
+            }
+            Test::OneOf(options) => {
+                let list: Vec<String> = options.iter().map(|o| quote(o)).collect();
+                let list = format!("[{}]", list.join(", "));
+                each(&mut |a| match a.kind {
+                    Kind::Claim | Kind::Capture => Some(format!("{list}.contains({})", a.expr)),
+                    Kind::Set => Some(format!("{}.containsAny({list})", a.expr)),
+                    Kind::Bool => None,
+                })
+            }
+            Test::Glob(glob) => {
+                let mut needs_parts = false;
+                let mut positions = 0;
+                let cond = each(&mut |a| match (a.kind, &a.key) {
+                    (Kind::Capture, _) => Some(glob_on_segment(glob, &a.expr)),
+                    (Kind::Claim, Some(key)) => {
+                        needs_parts = true;
+                        positions = positions.max(glob.segments().0.len());
+                        Some(glob_on_parts(glob, key))
+                    }
+                    // A list read by a glob is refused when the request is
+                    // built; booleans never match a glob.
+                    _ => None,
+                });
+                if needs_parts {
+                    let key: Arc<str> = Arc::from(condition.key());
+                    if !self.glob_keys.contains(&key) {
+                        self.glob_keys.push(key);
+                    }
+                    self.glob_positions = self.glob_positions.max(positions);
+                }
+                cond
+            }
+            Test::SameAs(other) => {
+                let others = self.lookup(rule, other)?;
+                let mut parts = Vec::new();
+                for a in &alts {
+                    for b in &others {
+                        let string = |k| matches!(k, Kind::Claim | Kind::Capture);
+                        let same = match (a.kind, b.kind) {
+                            (x, y) if string(x) && string(y) => {
+                                format!("{} == {}", a.expr, b.expr)
+                            }
+                            (x, Kind::Set) if string(x) => {
+                                format!("{}.contains({})", b.expr, a.expr)
+                            }
+                            (Kind::Set, y) if string(y) => {
+                                format!("{}.contains({})", a.expr, b.expr)
+                            }
+                            (Kind::Set, Kind::Set) => {
+                                format!("{}.containsAny({})", a.expr, b.expr)
+                            }
+                            (Kind::Bool, Kind::Bool) => format!("{} == {}", a.expr, b.expr),
+                            _ => continue,
+                        };
+                        parts.push(format!("({} && {} && {same})", a.guard, b.guard));
+                    }
+                }
+                or(parts)
+            }
+        })
+    }
+
     fn grpc(&mut self, pattern: &GrpcPattern) -> String {
         let text = pattern.as_str();
         match text.strip_suffix('*') {
@@ -725,4 +1129,38 @@ impl Translator<'_> {
             _ => format!("resource.grpc_method == {}", quote(text)),
         }
     }
+}
+
+/// A glob on a captured SPIFFE ID segment (one segment, never empty).
+fn glob_on_segment(glob: &ValueGlob, expr: &str) -> String {
+    match glob.segments() {
+        ([only], false) => match only {
+            GlobSegment::Any => format!("{expr} != \"\""),
+            GlobSegment::Prefix(prefix) => format!("{expr} like {}", starts_with(prefix)),
+            GlobSegment::Literal(literal) => format!("{expr} == {}", quote(literal)),
+        },
+        // More than one segment, or `**`: a segment holds no `/`.
+        _ => "false".to_owned(),
+    }
+}
+
+/// A glob on the `context.parts` record of string claim `key`.
+fn glob_on_parts(glob: &ValueGlob, key: &str) -> String {
+    let record = format!("context.parts{}", attr(key));
+    let (segments, rest) = glob.segments();
+    let op = if rest { ">" } else { "==" };
+    let mut cond = format!(
+        "context.parts has {} && {record}.depth {op} {}",
+        quote(key),
+        segments.len()
+    );
+    for (i, segment) in segments.iter().enumerate() {
+        let at = format!("{record}.segments.s{i}");
+        let _ = match segment {
+            GlobSegment::Any => write!(cond, " && {at} != \"\""),
+            GlobSegment::Prefix(prefix) => write!(cond, " && {at} like {}", starts_with(prefix)),
+            GlobSegment::Literal(literal) => write!(cond, " && {at} == {}", quote(literal)),
+        };
+    }
+    cond
 }

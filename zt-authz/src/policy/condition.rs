@@ -227,10 +227,14 @@ pub struct ValueGlob {
     rest: bool,
 }
 
+/// One segment of a [`ValueGlob`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum GlobSegment {
+pub(crate) enum GlobSegment {
+    /// `*`: one non-empty segment.
     Any,
+    /// `v*`: one segment starting with this text.
     Prefix(Box<str>),
+    /// This segment exactly.
     Literal(Box<str>),
 }
 
@@ -286,6 +290,12 @@ impl ValueGlob {
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The fixed segments, and whether a final `**` follows them.
+    #[cfg(feature = "cedar")]
+    pub(crate) fn segments(&self) -> (&[GlobSegment], bool) {
+        (&self.segments, self.rest)
     }
 
     /// `true` if `value` matches.

@@ -190,6 +190,13 @@ impl Rule {
             .flat_map(|c| c.names.iter().map(|(n, _)| &**n))
     }
 
+    /// The captures of the caller patterns that declare some, in caller
+    /// order.
+    #[cfg(feature = "cedar")]
+    pub(crate) fn captures(&self) -> &[Captures] {
+        &self.captures
+    }
+
     /// The capture names of caller pattern `index`.
     pub(crate) fn caller_captures(&self, index: usize) -> impl Iterator<Item = &str> + '_ {
         self.captures

@@ -492,23 +492,45 @@ fn conditions_change_the_content_hash_and_export_round_trips() {
 }
 
 #[test]
-fn cedar_refuses_conditions_and_captures_with_the_reason() {
-    use crate::policy::cedar::{CedarError, CedarPolicy};
-    let e = CedarPolicy::from_policy(&policy(DEPLOY)).unwrap_err();
-    match e {
-        CedarError::Untranslatable { rule_id, reason } => {
-            assert_eq!(rule_id, "deploy-prod");
-            assert!(reason.contains("repository = \"org/app\""), "{reason}");
+fn cedar_translates_conditions_and_captures_into_when_clauses() {
+    use crate::policy::cedar::CedarPolicy;
+    let deploy = policy(DEPLOY);
+    let cedar = CedarPolicy::from_policy(&deploy).unwrap();
+    let text = cedar.policy_text();
+    assert!(
+        text.contains(
+            "context.claims has \"repository\" && context.claims.repository == \"org/app\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("context.claims.ref)"), "{text}");
+    for context in [
+        Some(github()),
+        Some(github().with("ref", "refs/heads/dev")),
+        None,
+    ] {
+        let caller = id("spiffe://github.example/repo/org/app/workflow/deploy");
+        let mut request = Request::new(Some(&caller), "POST", "/deploy/prod");
+        if let Some(context) = &context {
+            request = request.with_context(context);
         }
-        other => panic!("{other:?}"),
+        assert_eq!(
+            cedar.evaluate(&request),
+            deploy.evaluate(&request),
+            "{context:?}"
+        );
     }
     let captured = policy(
-        "[[rule]]\nid = \"c\"\neffect = \"allow\"\ncallers = [\"spiffe://example.org/ns/{ns}\"]\n",
+        "[[rule]]\nid = \"c\"\neffect = \"allow\"\ncallers = [\"spiffe://example.org/ns/{ns}\"]\nwhen = { ns = \"prod\" }\n",
     );
-    assert!(matches!(
-        CedarPolicy::from_policy(&captured),
-        Err(CedarError::Untranslatable { .. })
-    ));
+    let cedar = CedarPolicy::from_policy(&captured).unwrap();
+    assert!(
+        cedar
+            .policy_text()
+            .contains("principal.segments.s1 == \"prod\""),
+        "{}",
+        cedar.policy_text()
+    );
 }
 
 #[test]
