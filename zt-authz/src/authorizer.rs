@@ -171,8 +171,10 @@ impl<'a> Identity<'a> {
     }
 }
 
-/// Decides and audits requests; see the [module docs](self). Cheap to
-/// clone.
+/// Decides and audits requests: an unauthenticated request is denied,
+/// every identity on it checked for revocation and expiry, the policy
+/// decides, dry run relaxes policy denials only, and the decision is
+/// audited. Cheap to clone.
 ///
 /// Every decision also increments `zt_authz_decisions_total` with labels
 /// `decision`, `reason` and `target` (see `zt_core::metrics`). The counter

@@ -40,7 +40,8 @@
 //! | [`workload_api::pb`] | the Workload API's wire types and gRPC stubs |
 //!
 //! Production services do not depend on this crate: they take their
-//! identity from SPIRE through [`zt_core::source::WorkloadApiSource`].
+//! identity from SPIRE through `zt_core::source::WorkloadApiSource`
+//! (zt-core's `workload-api` feature).
 #![forbid(unsafe_code)]
 
 mod authority;
