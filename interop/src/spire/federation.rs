@@ -306,7 +306,7 @@ impl Spire {
     /// Creates a federation relationship at run time (`spire-server
     /// federation create`), with its initial bundle when given. Entries that
     /// should receive the foreign bundle name it with
-    /// [`EntrySpec::federates_with`].
+    /// [`EntrySpec::federates_with`](super::EntrySpec::federates_with).
     ///
     /// # Errors
     /// When SPIRE refuses it.
