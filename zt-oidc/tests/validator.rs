@@ -68,19 +68,29 @@ fn with(mut claims: Map<String, Value>, extra: Value) -> Map<String, Value> {
     claims
 }
 
-/// The same token with its header's `kid` replaced.
-fn with_kid(token: &str, kid: &str) -> String {
+/// The same token with one header field set to `value`.
+fn with_header(token: &str, name: &str, value: &str) -> String {
     let mut parts = token.split('.');
     let header = parts.next().unwrap();
     let mut header: Map<String, Value> =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
-    header.insert("kid".into(), json!(kid));
+    header.insert(name.into(), json!(value));
     let rest: Vec<&str> = parts.collect();
     format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
         rest.join(".")
     )
+}
+
+/// The same token with its header's `kid` replaced.
+fn with_kid(token: &str, kid: &str) -> String {
+    with_header(token, "kid", kid)
+}
+
+/// The same token with its header's `alg` replaced.
+fn with_alg(token: &str, alg: &str) -> String {
+    with_header(token, "alg", alg)
 }
 
 #[tokio::test]
@@ -276,21 +286,6 @@ async fn audience_issuer_algorithm_and_signature_rules() {
         only_rsa.validate(&token).await,
         Err(OidcError::AlgorithmNotAllowed { .. })
     ));
-}
-
-/// The same token with its header's `alg` replaced.
-fn with_alg(token: &str, alg: &str) -> String {
-    let mut parts = token.split('.');
-    let header = parts.next().unwrap();
-    let mut header: Map<String, Value> =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
-    header.insert("alg".into(), json!(alg));
-    let rest: Vec<&str> = parts.collect();
-    format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap()),
-        rest.join(".")
-    )
 }
 
 #[tokio::test]
