@@ -54,7 +54,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::audit::{AuditEvent, AuditSink, Verdict};
 use crate::decision_metrics::DecisionCounters;
-use crate::policy::{Decision, DecisionReason, PolicyEngine, Request};
+use crate::policy::{Decision, DecisionReason, DecisionRef, PolicyEngine, Request};
 use zt_core::SpiffeId;
 use zt_core::revocation::{Revocations, Revoked};
 use zt_core::time::SharedClock;
@@ -264,6 +264,37 @@ impl Authorizer {
         request: &Request<'_>,
         identities: &[Identity<'_>],
     ) -> Authorization {
+        self.run(request, identities, |verdict, decision, revoked| {
+            Authorization {
+                verdict,
+                decision: decision.to_decision(),
+                revoked,
+            }
+        })
+    }
+
+    /// Decides and audits `request` exactly as
+    /// [`authorize_identities`](Self::authorize_identities) does, and
+    /// returns only what happens to it: for a server layer, which needs
+    /// nothing more, this takes no share of the policy's rule id and
+    /// version.
+    pub fn outcome(&self, request: &Request<'_>, identities: &[Identity<'_>]) -> Outcome {
+        self.run(request, identities, |verdict, decision, revoked| Outcome {
+            verdict,
+            reason: decision.reason,
+            revoked,
+        })
+    }
+
+    /// Decides and audits `request`, handing the verdict, the decision
+    /// (borrowed from the engine) and the revocation that refused the
+    /// caller, if any, to `finish`.
+    fn run<T>(
+        &self,
+        request: &Request<'_>,
+        identities: &[Identity<'_>],
+        finish: impl Fn(Verdict, DecisionRef<'_>, Option<Revoked>) -> T,
+    ) -> T {
         let inner = &*self.inner;
         // On the system clock the decision is timed by the wall clock read
         // again at its end (two clock reads per decision, not three); an
@@ -303,30 +334,66 @@ impl Authorizer {
                 expired = true;
             }
         }
-        let caller_serial = request.caller.and_then(|caller| {
-            identities
-                .iter()
-                .find(|i| i.id == caller && i.serial.is_some())
-                .and_then(|i| i.serial)
-        });
         let refusal = match (request.caller, revoked, expired) {
             (None, _, _) => None,
             (Some(_), Some(_), _) => Some(DecisionReason::Revoked),
             (Some(_), None, true) => Some(DecisionReason::Expired),
             (Some(_), None, false) => None,
         };
-        let revoked = revoked.filter(|_| refusal == Some(DecisionReason::Revoked));
-        let decision = match refusal {
-            Some(reason) => Decision {
-                allowed: false,
-                reason,
-                rule_id: None,
-                audit_only_matches: Vec::new(),
-                policy_version: inner.engine.version(),
-                condition: None,
-            },
-            None => inner.engine.evaluate(request),
+        let facts = Facts {
+            request,
+            now,
+            started,
+            caller_serial: request.caller.and_then(|caller| {
+                identities
+                    .iter()
+                    .find(|i| i.id == caller && i.serial.is_some())
+                    .and_then(|i| i.serial)
+            }),
+            revoked: revoked.filter(|_| refusal == Some(DecisionReason::Revoked)),
         };
+        let mut result = None;
+        match refusal {
+            Some(reason) => {
+                let version = inner.engine.version();
+                result = Some(self.conclude(&facts, denied(reason, &version), &finish));
+            }
+            None => inner.engine.evaluate_with(request, &mut |decision| {
+                // Only the first decision counts, should an engine hand over
+                // more than one.
+                if result.is_none() {
+                    result = Some(self.conclude(&facts, decision, &finish));
+                }
+            }),
+        }
+        match result {
+            Some(result) => result,
+            None => {
+                // An engine that handed over no decision: denied, and
+                // audited as such.
+                tracing::error!(
+                    target: "zt::authz",
+                    "the policy engine gave no decision; denying the request"
+                );
+                let version = inner.engine.version();
+                self.conclude(
+                    &facts,
+                    denied(DecisionReason::NoMatchingRule, &version),
+                    &finish,
+                )
+            }
+        }
+    }
+
+    /// The verdict on `decision`, audited, handed to `finish`.
+    fn conclude<T>(
+        &self,
+        facts: &Facts<'_, '_>,
+        decision: DecisionRef<'_>,
+        finish: &impl Fn(Verdict, DecisionRef<'_>, Option<Revoked>) -> T,
+    ) -> T {
+        let inner = &*self.inner;
+        let request = facts.request;
         let verdict = if decision.allowed {
             Verdict::Allow
         } else if inner.dry_run
@@ -339,17 +406,18 @@ impl Authorizer {
         } else {
             Verdict::Deny
         };
-        let took = match started {
+        let took = match facts.started {
             Some(started) => started.elapsed(),
             // A wall clock stepped back during the decision reads as 0.
-            None => SystemTime::now().duration_since(now).unwrap_or_default(),
+            None => SystemTime::now()
+                .duration_since(facts.now)
+                .unwrap_or_default(),
         };
-        let eval_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let event = AuditEvent {
             format: crate::audit::AUDIT_FORMAT,
-            time: now,
+            time: facts.now,
             caller: request.caller,
-            caller_serial,
+            caller_serial: facts.caller_serial,
             target: &inner.target,
             method: request.method,
             path: request.path,
@@ -359,10 +427,10 @@ impl Authorizer {
             act_chain: request.user.map(UserContext::actors).unwrap_or_default(),
             decision: verdict,
             reason: decision.reason.as_str(),
-            rule: decision.rule_id.as_deref(),
-            policy_version: &decision.policy_version,
-            audit_rules: &decision.audit_only_matches,
-            eval_ns,
+            rule: decision.rule_id.map(|id| &**id),
+            policy_version: decision.policy_version,
+            audit_rules: decision.audit_only_matches,
+            eval_ns: u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
             caller_not_after: request.transport.and_then(|t| t.peer_not_after),
             tls_version: request.transport.map(|t| t.version),
             tls_cipher_suite: request.transport.map(|t| t.cipher_suite),
@@ -370,7 +438,7 @@ impl Authorizer {
             tls_post_quantum: request.transport.map(|t| t.post_quantum),
             task: request.user.and_then(UserContext::task_id),
             txn: request.txn,
-            condition: decision.condition.as_deref(),
+            condition: decision.condition,
         };
         event.emit();
         if let Some(decisions) = &inner.decisions {
@@ -379,11 +447,58 @@ impl Authorizer {
         if let Some(sink) = &inner.sink {
             sink.record(&event);
         }
-        Authorization {
-            verdict,
-            decision,
-            revoked,
-        }
+        finish(verdict, decision, facts.revoked)
+    }
+}
+
+/// A denial no rule made, by `version`.
+fn denied(reason: DecisionReason, version: &Arc<str>) -> DecisionRef<'_> {
+    DecisionRef {
+        allowed: false,
+        reason,
+        rule_id: None,
+        condition: None,
+        audit_only_matches: &[],
+        policy_version: version,
+    }
+}
+
+/// What an [`Authorizer`] learned of a request before the policy decided.
+struct Facts<'r, 'a> {
+    request: &'r Request<'a>,
+    /// The time of the decision.
+    now: SystemTime,
+    /// When timing started, on an injected clock.
+    started: Option<Instant>,
+    caller_serial: Option<&'r [u8]>,
+    /// The revocation that refused the caller.
+    revoked: Option<Revoked>,
+}
+
+/// What happens to a request, from [`Authorizer::outcome`]: the verdict of
+/// an [`Authorization`] without its decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outcome {
+    /// What happens to the request.
+    pub verdict: Verdict,
+    /// Why.
+    pub reason: DecisionReason,
+    /// Set when the caller was refused as revoked.
+    pub revoked: Option<Revoked>,
+}
+
+impl Outcome {
+    /// `true` if the request proceeds.
+    pub fn proceeds(&self) -> bool {
+        self.verdict.proceeds()
+    }
+
+    /// `true` if the request is refused for lack of a verified identity
+    /// (HTTP 401, gRPC `UNAUTHENTICATED`), rather than by policy or
+    /// revocation (HTTP 403, gRPC `PERMISSION_DENIED`).
+    pub fn is_unauthenticated(&self) -> bool {
+        self.verdict == Verdict::Deny && self.reason == DecisionReason::Unauthenticated
     }
 }
 

@@ -56,4 +56,6 @@ mod decision_metrics;
 pub mod evidence;
 pub mod policy;
 
-pub use authorizer::{Authorization, Authorizer, AuthorizerBuilder, Identity, IdentityRole};
+pub use authorizer::{
+    Authorization, Authorizer, AuthorizerBuilder, Identity, IdentityRole, Outcome,
+};

@@ -418,6 +418,181 @@ fn audit_only_rules_are_listed_in_the_record() {
     assert_eq!(line["caller_serial"], Value::Null);
 }
 
+#[test]
+fn outcome_decides_and_audits_as_authorize_identities_does() {
+    use zt_authz::{Identity, IdentityRole};
+    let policy = Policy::builder()
+        .version("p")
+        .rule(
+            Rule::allow("orders-reads")
+                .caller("spiffe://example.org/orders")
+                .unwrap()
+                .http("GET", "/invoices/{id}")
+                .unwrap(),
+        )
+        .rule(Rule::deny("sealed").http("*", "/invoices/42").unwrap())
+        .rule(Rule::audit("watch").http("*", "/invoices/**").unwrap())
+        .build()
+        .unwrap();
+    let orders = id("spiffe://example.org/orders");
+    let ledger = id("spiffe://example.org/ledger");
+    let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for dry_run in [false, true] {
+        let revocations = Revocations::new();
+        revocations.revoke_serial(&[9]);
+        let build = |lines: &Arc<Lines>| {
+            Authorizer::builder(policy.clone())
+                .target("billing")
+                .dry_run(dry_run)
+                .revocations(revocations.clone())
+                .audit_sink(lines.clone())
+                .clock(Arc::new(ManualClock::new(at)))
+                .build()
+        };
+        let (full_lines, light_lines) = (Arc::new(Lines::default()), Arc::new(Lines::default()));
+        let (full, light) = (build(&full_lines), build(&light_lines));
+        let peer = |caller, serial| Identity::peer(caller, serial, at + Duration::from_secs(60));
+        let expired =
+            Identity::new(IdentityRole::JwtSubject, &orders).expiring(at - Duration::from_secs(1));
+        let cases: Vec<(Request<'_>, Vec<Identity<'_>>)> = vec![
+            (
+                Request::new(Some(&orders), "GET", "/invoices/7"),
+                vec![peer(&orders, &[1])],
+            ),
+            (
+                Request::new(Some(&orders), "GET", "/invoices/42"),
+                vec![peer(&orders, &[1])],
+            ),
+            (
+                Request::new(Some(&ledger), "GET", "/invoices/7"),
+                vec![peer(&ledger, &[2])],
+            ),
+            (Request::new(None, "GET", "/invoices/7"), vec![]),
+            (
+                Request::new(Some(&orders), "GET", "/invoices/7"),
+                vec![peer(&orders, &[9])],
+            ),
+            (
+                Request::new(Some(&orders), "GET", "/invoices/7"),
+                vec![peer(&orders, &[1]), expired],
+            ),
+        ];
+        for (request, identities) in &cases {
+            let authorization = full.authorize_identities(request, identities);
+            let outcome = light.outcome(request, identities);
+            assert_eq!(outcome.verdict, authorization.verdict, "{request:?}");
+            assert_eq!(outcome.reason, authorization.decision.reason, "{request:?}");
+            assert_eq!(outcome.revoked, authorization.revoked, "{request:?}");
+            assert_eq!(outcome.proceeds(), authorization.proceeds());
+            assert_eq!(
+                outcome.is_unauthenticated(),
+                authorization.is_unauthenticated()
+            );
+        }
+        let strip = |mut lines: Vec<Value>| {
+            for line in &mut lines {
+                line.as_object_mut().unwrap().remove("eval_ns");
+            }
+            lines
+        };
+        let full_lines = strip(full_lines.take());
+        assert_eq!(full_lines.len(), cases.len());
+        assert_eq!(full_lines, strip(light_lines.take()));
+        assert_eq!(full_lines[1]["audit_rules"], serde_json::json!(["watch"]));
+        assert_eq!(full_lines[4]["reason"], "revoked");
+        assert_eq!(full_lines[5]["reason"], "expired");
+    }
+}
+
+/// An engine that hands over `answers` decisions per request (the
+/// contract is exactly one).
+struct Unruly {
+    policy: Policy,
+    answers: usize,
+}
+
+impl PolicyEngine for Unruly {
+    fn evaluate(&self, request: &Request<'_>) -> zt_authz::policy::Decision {
+        self.policy.evaluate(request)
+    }
+
+    fn version(&self) -> Arc<str> {
+        PolicyEngine::version(&self.policy)
+    }
+
+    fn evaluate_with(
+        &self,
+        request: &Request<'_>,
+        with: &mut dyn FnMut(zt_authz::policy::DecisionRef<'_>),
+    ) {
+        let decision = self.policy.evaluate(request);
+        for _ in 0..self.answers {
+            with(decision.borrowed());
+        }
+    }
+}
+
+#[test]
+fn an_engine_that_gives_no_decision_denies_and_one_that_gives_two_is_audited_once() {
+    let orders = id("spiffe://example.org/orders");
+    let request = Request::new(Some(&orders), "GET", "/invoices/7");
+    for (answers, verdict) in [(0, Verdict::Deny), (1, Verdict::Allow), (2, Verdict::Allow)] {
+        let lines = Arc::new(Lines::default());
+        let engine = Unruly {
+            policy: Policy::from_toml_str(GOOD, "policy.toml").unwrap(),
+            answers,
+        };
+        let authz = Authorizer::builder(engine)
+            .audit_sink(lines.clone())
+            .build();
+        let outcome = authz.outcome(&request, &[]);
+        assert_eq!(outcome.verdict, verdict, "{answers} answers");
+        let authorization = authz.authorize(&request, None);
+        assert_eq!(authorization.verdict, verdict, "{answers} answers");
+        let lines = lines.take();
+        assert_eq!(lines.len(), 2, "one record per decision, {answers} answers");
+        if answers == 0 {
+            assert_eq!(lines[0]["reason"], "no-matching-rule");
+            assert_eq!(lines[0]["rule"], Value::Null);
+        }
+    }
+}
+
+#[test]
+fn evaluate_with_hands_over_what_evaluate_returns() {
+    let store = PolicyStore::new(Policy::from_toml_str(GOOD_V2, "policy.toml").unwrap());
+    let policy = Policy::builder()
+        .version("c")
+        .rule(Rule::audit("watch").http("*", "/**").unwrap())
+        .rule(
+            Rule::allow("prod-only")
+                .caller("spiffe://example.org/orders")
+                .unwrap()
+                .when(zt_authz::policy::Condition::new(
+                    "environment",
+                    zt_authz::policy::Test::Equals("prod".into()),
+                )),
+        )
+        .build()
+        .unwrap();
+    let orders = id("spiffe://example.org/orders");
+    let other = id("spiffe://example.org/x");
+    let requests = [
+        Request::new(Some(&orders), "GET", "/invoices/7"),
+        Request::new(Some(&orders), "GET", "/invoices/42"),
+        Request::new(Some(&other), "GET", "/invoices/7"),
+        Request::new(None, "GET", "/"),
+    ];
+    let engines: [&dyn PolicyEngine; 2] = [&store, &policy];
+    for engine in engines {
+        for request in &requests {
+            let mut handed = Vec::new();
+            engine.evaluate_with(request, &mut |d| handed.push(d.to_decision()));
+            assert_eq!(handed, [engine.evaluate(request)], "{request:?}");
+        }
+    }
+}
+
 // --- JSON-lines writer ----------------------------------------------------
 
 #[test]

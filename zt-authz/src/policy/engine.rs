@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::action::{Action, Segment};
 use super::rule::{Effect, Rule};
-use super::{Decision, DecisionReason, Request};
+use super::{DecisionReason, DecisionRef, Request};
 use zt_core::matcher::{IdMatcher, MatcherKind};
 use zt_core::{SpiffeId, TrustDomain};
 
@@ -123,8 +123,18 @@ fn slash(text: &str) -> Option<usize> {
     text.bytes().position(|b| b == b'/')
 }
 
-/// The route keys of a request.
+/// The route keys of a request, found the first time a bucket indexed by
+/// route asks (most buckets of most policies are too small to be).
 struct RequestKeys<'a> {
+    path: &'a str,
+    route: Option<&'a str>,
+    grpc_method: Option<&'a str>,
+    keys: std::cell::OnceCell<RouteOf<'a>>,
+}
+
+/// The first path segment of the path and of the route (when it differs),
+/// and the gRPC service.
+struct RouteOf<'a> {
     path: Option<&'a str>,
     route: Option<&'a str>,
     service: Option<&'a str>,
@@ -132,16 +142,27 @@ struct RequestKeys<'a> {
 
 impl<'a> RequestKeys<'a> {
     fn of(request: &Request<'a>) -> Self {
-        let path = first_segment(request.path);
-        let route = request
-            .route
-            .and_then(first_segment)
-            .filter(|r| Some(*r) != path);
         Self {
-            path,
-            route,
-            service: request.grpc_method.and_then(grpc_service),
+            path: request.path,
+            route: request.route,
+            grpc_method: request.grpc_method,
+            keys: std::cell::OnceCell::new(),
         }
+    }
+
+    fn get(&self) -> &RouteOf<'a> {
+        self.keys.get_or_init(|| {
+            let path = first_segment(self.path);
+            let route = self
+                .route
+                .and_then(first_segment)
+                .filter(|r| Some(*r) != path);
+            RouteOf {
+                path,
+                route,
+                service: self.grpc_method.and_then(grpc_service),
+            }
+        })
     }
 }
 
@@ -188,6 +209,7 @@ impl Bucket {
         };
         add(&self.any);
         if !self.by_segment.is_empty() {
+            let keys = keys.get();
             for key in [keys.path, keys.route].into_iter().flatten() {
                 if let Some(list) = self.by_segment.get(key) {
                     add(list);
@@ -195,7 +217,7 @@ impl Bucket {
             }
         }
         if !self.by_service.is_empty()
-            && let Some(list) = keys.service.and_then(|s| self.by_service.get(s))
+            && let Some(list) = keys.get().service.and_then(|s| self.by_service.get(s))
         {
             add(list);
         }
@@ -442,48 +464,64 @@ impl Index {
         }
     }
 
-    pub(super) fn evaluate(
+    /// Decides `request` and hands the decision, borrowed from `rules` and
+    /// `version`, to `finish`.
+    pub(super) fn decide_into<T>(
         &self,
         rules: &[Rule],
         version: &Arc<str>,
         request: &Request<'_>,
-    ) -> Decision {
-        let decision = |allowed, reason, rule: Option<usize>, audit: Vec<Arc<str>>| Decision {
-            allowed,
-            reason,
-            rule_id: rule
-                .and_then(|i| rules.get(i))
-                .map(|r| Arc::clone(r.id_arc())),
-            audit_only_matches: audit,
-            policy_version: Arc::clone(version),
-            condition: None,
-        };
+        finish: impl FnOnce(DecisionRef<'_>) -> T,
+    ) -> T {
+        let rule_id = |i: usize| rules.get(i).map(Rule::id_arc);
         let Some(caller) = request.caller else {
-            return decision(false, DecisionReason::Unauthenticated, None, Vec::new());
+            return finish(DecisionRef {
+                allowed: false,
+                reason: DecisionReason::Unauthenticated,
+                rule_id: None,
+                condition: None,
+                audit_only_matches: &[],
+                policy_version: version,
+            });
         };
         let keys = RequestKeys::of(request);
-        let audit: Vec<Arc<str>> = self
-            .audit
-            .all_matches(rules, caller, &keys, request)
-            .into_iter()
-            .filter_map(|i| rules.get(i).map(|r| Arc::clone(r.id_arc())))
-            .collect();
-        if let Some(i) = self.deny.first_match(rules, caller, &keys, request) {
-            return decision(false, DecisionReason::MatchedDeny, Some(i), audit);
-        }
-        if let Some(i) = self.allow.first_match(rules, caller, &keys, request) {
-            return decision(true, DecisionReason::MatchedAllow, Some(i), audit);
-        }
-        if self.conditioned_allow
-            && let Some((i, failed)) = self
-                .allow
-                .first_condition_failure(rules, caller, &keys, request)
-        {
-            let mut denied = decision(false, DecisionReason::ConditionNotMet, Some(i), audit);
-            denied.condition = Some(Arc::from(failed));
-            return denied;
-        }
-        decision(false, DecisionReason::NoMatchingRule, None, audit)
+        // Allocates only when an audit-only rule matches.
+        let audit: Vec<Arc<str>> = if self.audit.len == 0 {
+            Vec::new()
+        } else {
+            self.audit
+                .all_matches(rules, caller, &keys, request)
+                .into_iter()
+                .filter_map(|i| rules.get(i).map(|r| Arc::clone(r.id_arc())))
+                .collect()
+        };
+        let (allowed, reason, rule, failed) =
+            if let Some(i) = self.deny.first_match(rules, caller, &keys, request) {
+                (false, DecisionReason::MatchedDeny, Some(i), None)
+            } else if let Some(i) = self.allow.first_match(rules, caller, &keys, request) {
+                (true, DecisionReason::MatchedAllow, Some(i), None)
+            } else if self.conditioned_allow
+                && let Some((i, failed)) = self
+                    .allow
+                    .first_condition_failure(rules, caller, &keys, request)
+            {
+                (
+                    false,
+                    DecisionReason::ConditionNotMet,
+                    Some(i),
+                    Some(failed),
+                )
+            } else {
+                (false, DecisionReason::NoMatchingRule, None, None)
+            };
+        finish(DecisionRef {
+            allowed,
+            reason,
+            rule_id: rule.and_then(rule_id),
+            condition: failed.as_deref(),
+            audit_only_matches: &audit,
+            policy_version: version,
+        })
     }
 }
 

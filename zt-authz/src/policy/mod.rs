@@ -146,6 +146,16 @@ pub trait PolicyEngine: Send + Sync {
     /// version that decided a request is the one in its [`Decision`].
     fn version(&self) -> Arc<str>;
 
+    /// Decides one request, as [`evaluate`](Self::evaluate) does, and
+    /// hands the decision to `with` borrowed from the engine, so that a
+    /// caller that only reads it (an [`Authorizer`](crate::Authorizer)
+    /// deciding and auditing) copies nothing out of the policy. `with` is
+    /// called exactly once. The default calls `evaluate`; engines that
+    /// hold their rule ids and version override it.
+    fn evaluate_with(&self, request: &Request<'_>, with: &mut dyn FnMut(DecisionRef<'_>)) {
+        with(self.evaluate(request).borrowed());
+    }
+
     /// The rules in force now, for engines that hold a [`Policy`]; `None`
     /// (the default) for engines that cannot list theirs. Used to export
     /// the effective policy for review.
@@ -360,6 +370,54 @@ pub struct Decision {
     pub policy_version: Arc<str>,
 }
 
+impl Decision {
+    /// The decision, borrowed.
+    pub fn borrowed(&self) -> DecisionRef<'_> {
+        DecisionRef {
+            allowed: self.allowed,
+            reason: self.reason,
+            rule_id: self.rule_id.as_ref(),
+            condition: self.condition.as_deref(),
+            audit_only_matches: &self.audit_only_matches,
+            policy_version: &self.policy_version,
+        }
+    }
+}
+
+/// A [`Decision`] borrowed from the engine that made it, as
+/// [`PolicyEngine::evaluate_with`] hands it over: the same fields, no
+/// reference counts taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecisionRef<'a> {
+    /// `true` if the request may proceed.
+    pub allowed: bool,
+    /// Why.
+    pub reason: DecisionReason,
+    /// The deciding rule (see [`Decision::rule_id`]).
+    pub rule_id: Option<&'a Arc<str>>,
+    /// The condition that failed (see [`Decision::condition`]).
+    pub condition: Option<&'a str>,
+    /// Every audit-only rule that matched, in policy order.
+    pub audit_only_matches: &'a [Arc<str>],
+    /// The version of the policy that decided.
+    pub policy_version: &'a Arc<str>,
+}
+
+impl DecisionRef<'_> {
+    /// The decision, owned: shares the rule id and version.
+    pub fn to_decision(&self) -> Decision {
+        Decision {
+            allowed: self.allowed,
+            reason: self.reason,
+            rule_id: self.rule_id.cloned(),
+            condition: self.condition.map(Arc::from),
+            audit_only_matches: self.audit_only_matches.to_vec(),
+            policy_version: Arc::clone(self.policy_version),
+        }
+    }
+}
+
 /// A validated, compiled set of rules. Cheap to clone (shared), immutable:
 /// to change policy, build a new one and swap it in.
 #[derive(Clone)]
@@ -425,7 +483,16 @@ impl Policy {
 impl PolicyEngine for Policy {
     fn evaluate(&self, request: &Request<'_>) -> Decision {
         let inner = &*self.inner;
-        inner.index.evaluate(&inner.rules, &inner.version, request)
+        inner
+            .index
+            .decide_into(&inner.rules, &inner.version, request, |d| d.to_decision())
+    }
+
+    fn evaluate_with(&self, request: &Request<'_>, with: &mut dyn FnMut(DecisionRef<'_>)) {
+        let inner = &*self.inner;
+        inner
+            .index
+            .decide_into(&inner.rules, &inner.version, request, with);
     }
 
     fn version(&self) -> Arc<str> {

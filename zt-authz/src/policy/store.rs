@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use super::error::Origin;
-use super::{Decision, Policy, PolicyEngine, PolicyError, Request};
+use super::{Decision, DecisionRef, Policy, PolicyEngine, PolicyError, Request};
 use zt_core::metrics::ReloadResult;
 use zt_core::reload::{FileDigest, ReloadOutcome};
 use zt_core::source::WatchHandle;
@@ -172,6 +172,10 @@ impl PolicyStore {
 impl PolicyEngine for PolicyStore {
     fn evaluate(&self, request: &Request<'_>) -> Decision {
         self.inner.current.load().evaluate(request)
+    }
+
+    fn evaluate_with(&self, request: &Request<'_>, with: &mut dyn FnMut(DecisionRef<'_>)) {
+        self.inner.current.load().evaluate_with(request, with);
     }
 
     fn version(&self) -> Arc<str> {
