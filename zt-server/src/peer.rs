@@ -17,8 +17,14 @@ use zt_tls::Posture;
 /// Cheap to clone.
 #[derive(Clone, PartialEq, Eq)]
 pub struct VerifiedPeer {
-    inner: Arc<LeafInfo>,
-    posture: Option<Arc<Posture>>,
+    // One allocation, so a clone per request is one reference count.
+    inner: Arc<Peer>,
+}
+
+#[derive(PartialEq, Eq)]
+struct Peer {
+    leaf: LeafInfo,
+    posture: Option<Posture>,
 }
 
 impl VerifiedPeer {
@@ -26,8 +32,10 @@ impl VerifiedPeer {
     /// posture of the handshake that verified it.
     pub(crate) fn from_verified_leaf(info: LeafInfo, posture: Option<Posture>) -> Self {
         Self {
-            inner: Arc::new(info),
-            posture: posture.map(Arc::new),
+            inner: Arc::new(Peer {
+                leaf: info,
+                posture,
+            }),
         }
     }
 
@@ -35,29 +43,29 @@ impl VerifiedPeer {
     /// exchange group (e.g. `TLSv1.3 TLS13_AES_256_GCM_SHA384
     /// X25519MLKEM768`).
     pub fn posture(&self) -> Option<&Posture> {
-        self.posture.as_deref()
+        self.inner.posture.as_ref()
     }
 
     /// The caller's SPIFFE ID.
     pub fn id(&self) -> &SpiffeId {
-        self.inner.id()
+        self.inner.leaf.id()
     }
 
     /// The caller's trust domain.
     pub fn trust_domain(&self) -> &TrustDomain {
-        self.inner.id().trust_domain()
+        self.inner.leaf.id().trust_domain()
     }
 
     /// The serial number of the caller's leaf certificate.
     pub fn serial(&self) -> &[u8] {
-        self.inner.serial()
+        self.inner.leaf.serial()
     }
 
     /// The serial number as lowercase hex.
     pub fn serial_hex(&self) -> String {
         use fmt::Write as _;
-        let mut out = String::with_capacity(self.inner.serial().len() * 2);
-        for b in self.inner.serial() {
+        let mut out = String::with_capacity(self.inner.leaf.serial().len() * 2);
+        for b in self.inner.leaf.serial() {
             // Writing to a String cannot fail.
             let _ = write!(out, "{b:02x}");
         }
@@ -67,12 +75,12 @@ impl VerifiedPeer {
     /// The name of the CA that issued the caller's leaf certificate: DER
     /// contents of the `Name`, what CRL entries are scoped by.
     pub fn issuer(&self) -> &[u8] {
-        self.inner.issuer()
+        self.inner.leaf.issuer()
     }
 
     /// When the caller's leaf certificate expires.
     pub fn not_after(&self) -> SystemTime {
-        self.inner.not_after()
+        self.inner.leaf.not_after()
     }
 
     /// Reads the peer from request extensions.
@@ -87,7 +95,7 @@ impl fmt::Debug for VerifiedPeer {
             .field("id", &self.id().to_string())
             .field("serial", &self.serial_hex())
             .field("not_after", &Timestamp(self.not_after()))
-            .field("posture", &self.posture)
+            .field("posture", &self.inner.posture)
             .finish()
     }
 }
