@@ -5,7 +5,7 @@
 //! numbers little-endian; strings, byte strings and counts as a two-byte
 //! length and then their bytes (a length of [`LONG`] or more as [`LONG`]
 //! and eight bytes), an absent optional value as the length [`NONE`]. A
-//! typical record is about 180 bytes, of which the lengths take about 40:
+//! typical record is about 220 bytes, of which the lengths take about 40:
 //! the fewer cache lines a record spans, the less it costs the request
 //! thread to write into a queue buffer the writer thread has just read.
 //! Packing is
