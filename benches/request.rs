@@ -7,12 +7,15 @@
 //! ```
 //!
 //! zt's stack adds, per request: the `VerifiedPeer` extension, the policy
-//! decision of `AuthorizeLayer`, and an audit record packed (copied) on the
-//! request path, then formatted and written by the JSON-lines writer's
-//! thread (to `io::sink()`); `zt+jwt` adds `JwtAuthLayer` with a reused JWT-SVID
-//! (answered from its verified-token cache after the first request). It
-//! prints `request zt/plain = R` (zt's time over plain's; 1.0 means zt adds
-//! nothing) and the added time per request in nanoseconds, for both.
+//! decision of `AuthorizeLayer` (around the router), and an audit record
+//! packed (copied) on the request path, then formatted and written by the
+//! JSON-lines writer's thread (to `io::sink()`); `zt+jwt` adds `JwtAuthLayer`
+//! with a reused JWT-SVID (answered from its verified-token cache after the
+//! first request), and `zt-route-layer` places `AuthorizeLayer` as axum's
+//! route layer instead. It prints `request zt/plain = R` (zt's time over
+//! plain's; 1.0 means zt adds nothing) and the added time per request in
+//! nanoseconds, for each, and the same request path in process, where the
+//! nanoseconds can be seen.
 
 #![allow(
     clippy::unwrap_used,
@@ -89,14 +92,23 @@ fn drain<B: http_body::Body + Unpin>(mut body: B) -> usize {
     bytes
 }
 
-/// One request through a router in process, as the servers run it:
+/// One request through a service in process, as the servers run it:
 /// `GET /invoices/7`, with the connection's `VerifiedPeer` and the
 /// response body bound to the connection's trust when `zt` is given
 /// (what `ZtServer` does per request), or as plain hyper hands it to axum.
-fn in_process(
-    app: &axum::Router,
+fn in_process<S, B>(
+    app: &S,
     zt: Option<(&zt_server::VerifiedPeer, &zt_core::live::EndSignal)>,
-) -> usize {
+) -> usize
+where
+    S: tower::Service<
+            http::Request<axum::body::Body>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     use tower::ServiceExt as _;
     let mut req = http::Request::get("/invoices/7")
         .body(axum::body::Body::empty())
@@ -120,52 +132,69 @@ fn in_process(
     }
 }
 
+/// One unit of the paired rounds: [`BATCH`] requests through `app`.
+fn job<S, B>(
+    app: &S,
+    zt: Option<(&zt_server::VerifiedPeer, &zt_core::live::EndSignal)>,
+) -> std::time::Duration
+where
+    S: tower::Service<
+            http::Request<axum::body::Body>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone,
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    zt_benches::paired::timed(&mut || {
+        for _ in 0..BATCH {
+            std::hint::black_box(in_process(app, zt));
+        }
+    })
+}
+
 /// The request path without the network: the same router with and without
 /// zt's per-request work, in paired rounds. Returns the rounds.
 fn request_path_in_process(
     env: &Env,
     runtime: &tokio::runtime::Runtime,
 ) -> zt_benches::paired::Rounds {
+    use tower::Layer as _;
     use zt_benches::paired;
+    use zt_server::AuthorizeLayer;
     let peer = runtime.block_on(env.orders_peer());
     // The trust binding of a real connection's guard, as `ZtServer` holds
     // it.
     let (_monitor, guard) = env.orders_guard(runtime);
     let signal = guard.signal();
     let plain = stack::router();
-    let bare = stack::router();
-    // axum's own cost of a route layer, with one that does nothing.
+    // AuthorizeLayer around the router.
+    let no_audit = AuthorizeLayer::new(Env::authorizer(false)).layer(stack::router());
+    let audited = AuthorizeLayer::new(Env::authorizer(true)).layer(stack::router());
+    // AuthorizeLayer as axum's route layer, and axum's own cost of a route
+    // layer, with one that does nothing.
     let noop = stack::router().route_layer(tower::layer::util::Identity::new());
-    let no_audit =
-        stack::router().route_layer(zt_server::AuthorizeLayer::new(Env::authorizer(false)));
-    let audited =
-        stack::router().route_layer(zt_server::AuthorizeLayer::new(Env::authorizer(true)));
+    let route_no_audit = stack::router().route_layer(AuthorizeLayer::new(Env::authorizer(false)));
+    let route_audited = stack::router().route_layer(AuthorizeLayer::new(Env::authorizer(true)));
     let zt = Some((&peer, &signal));
-    for (app, zt) in [
-        (&plain, None),
-        (&bare, zt),
-        (&noop, zt),
-        (&no_audit, zt),
-        (&audited, zt),
-    ] {
+    assert_eq!(in_process(&plain, None), b"invoice 7".len());
+    assert_eq!(in_process(&plain, zt), b"invoice 7".len());
+    assert_eq!(in_process(&no_audit, zt), b"invoice 7".len());
+    assert_eq!(in_process(&audited, zt), b"invoice 7".len());
+    for app in [&noop, &route_no_audit, &route_audited] {
         assert_eq!(in_process(app, zt), b"invoice 7".len());
     }
-    let job = |app: &axum::Router, zt| {
-        paired::timed(&mut || {
-            for _ in 0..BATCH {
-                std::hint::black_box(in_process(app, zt));
-            }
-        })
-    };
     paired::run(
         ROUNDS,
         PER_ROUND,
         &mut [
             ("plain", &mut || job(&plain, None)),
-            ("zt-bare", &mut || job(&bare, zt)),
-            ("zt-noop-layer", &mut || job(&noop, zt)),
+            ("zt-bare", &mut || job(&plain, zt)),
             ("zt-no-audit", &mut || job(&no_audit, zt)),
             ("zt", &mut || job(&audited, zt)),
+            ("zt-noop-route-layer", &mut || job(&noop, zt)),
+            ("zt-route-layer-no-audit", &mut || job(&route_no_audit, zt)),
+            ("zt-route-layer", &mut || job(&route_audited, zt)),
         ],
     )
 }
@@ -263,19 +292,30 @@ fn main() {
 
     let path = request_path_in_process(&env, &runtime);
     let per = |ns: f64| ns / f64::from(BATCH);
-    let plain_ns = per(path.median_ns("plain"));
-    let added = per(path.median(|ns| ns("zt") - ns("plain")));
+    let added = |name: &str| per(path.median(|ns| ns(name) - ns("plain")));
+    let step = |from: &str, to: &str| per(path.median(|ns| ns(to) - ns(from)));
     println!(
-        "request path in process: plain axum {plain_ns:.0} ns, zt {:.0} ns per request",
-        per(path.median_ns("zt"))
+        "request path in process: plain axum {:.0} ns, zt {:.0} ns, zt with a route layer {:.0} ns per request",
+        per(path.median_ns("plain")),
+        per(path.median_ns("zt")),
+        per(path.median_ns("zt-route-layer")),
     );
     println!(
-        "request path zt/plain (in process) = {:.3} (zt adds {added:.0} ns per request, audit included: ZtServer's per-request work {:+.0} ns, axum's route layer {:+.0} ns, AuthorizeLayer {:+.0} ns, JSON-lines audit {:+.0} ns)",
+        "request path zt/plain (in process) = {:.3} (AuthorizeLayer around the router: zt adds {:.0} ns per request, audit included: ZtServer's per-request work {:+.0} ns, AuthorizeLayer {:+.0} ns, JSON-lines audit {:+.0} ns)",
         path.median(|ns| ns("zt") / ns("plain")),
-        per(path.median(|ns| ns("zt-bare") - ns("plain"))),
-        per(path.median(|ns| ns("zt-noop-layer") - ns("zt-bare"))),
-        per(path.median(|ns| ns("zt-no-audit") - ns("zt-noop-layer"))),
-        per(path.median(|ns| ns("zt") - ns("zt-no-audit"))),
+        added("zt"),
+        step("plain", "zt-bare"),
+        step("zt-bare", "zt-no-audit"),
+        step("zt-no-audit", "zt"),
+    );
+    println!(
+        "request path zt-route-layer/plain (in process) = {:.3} (AuthorizeLayer as axum's route layer, route templates in rules and audit: zt adds {:.0} ns per request: ZtServer {:+.0} ns, axum's route layer {:+.0} ns, AuthorizeLayer {:+.0} ns, JSON-lines audit {:+.0} ns)",
+        path.median(|ns| ns("zt-route-layer") / ns("plain")),
+        added("zt-route-layer"),
+        step("plain", "zt-bare"),
+        step("zt-bare", "zt-noop-route-layer"),
+        step("zt-noop-route-layer", "zt-route-layer-no-audit"),
+        step("zt-route-layer-no-audit", "zt-route-layer"),
     );
 
     let mut group = criterion.benchmark_group("request");
@@ -284,6 +324,7 @@ fn main() {
         ("zt+jwt", Stack::ZtJwt),
         ("zt-no-audit", Stack::ZtNoAudit),
         ("zt-bare", Stack::ZtBare),
+        ("zt-route-layer", Stack::ZtRouteLayer),
         ("plain", Stack::Plain),
     ] {
         let mut conn = runtime.block_on(async {
@@ -303,6 +344,7 @@ fn main() {
     let plain = median_ns(&criterion_dir, "request", "plain");
     let no_audit = median_ns(&criterion_dir, "request", "zt-no-audit");
     let bare = median_ns(&criterion_dir, "request", "zt-bare");
+    let route_layer = median_ns(&criterion_dir, "request", "zt-route-layer");
     println!(
         "median request: zt {:.1} µs, zt+jwt {:.1} µs, plain tokio-rustls + axum {:.1} µs",
         zt / 1e3,
@@ -318,6 +360,11 @@ fn main() {
         "request zt+jwt/plain = {:.3} (zt with JwtAuthLayer adds {:.0} ns per request)",
         jwt / plain,
         jwt - plain
+    );
+    println!(
+        "request zt-route-layer/plain = {:.3} (AuthorizeLayer as axum's route layer adds {:.0} ns per request)",
+        route_layer / plain,
+        route_layer - plain
     );
     println!(
         "request breakdown: ZtServer alone {:+.0} ns, + AuthorizeLayer without audit sink {:+.0} ns, + JSON-lines audit {:+.0} ns",

@@ -1,9 +1,10 @@
 //! The two HTTP stacks the request and load benches compare, on loopback:
 //!
 //! - **zt**: `ZtServer` (mutual TLS, `VerifiedPeer` on every request) in
-//!   front of an axum router with `AuthorizeLayer` (policy decision and an
-//!   audit record written by the JSON-lines writer), optionally
-//!   `JwtAuthLayer`; the client is a `ZtClient` connection.
+//!   front of an axum router wrapped in `AuthorizeLayer` (policy decision
+//!   and an audit record written by the JSON-lines writer), optionally
+//!   `JwtAuthLayer`, or with `AuthorizeLayer` as the router's route layer;
+//!   the client is a `ZtClient` connection.
 //! - **plain**: the same axum router with no zt layer, behind a tokio-rustls
 //!   acceptor with rustls's webpki client verifier; the client is a plain
 //!   tokio-rustls connection with the same certificate.
@@ -27,6 +28,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
+use tower::Layer as _;
 use zt_authz::Authorizer;
 use zt_authz::audit::JsonLinesAuditWriter;
 use zt_authz::policy::Policy;
@@ -64,13 +66,17 @@ pub(crate) fn router() -> Router {
 /// Which server stack to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stack {
-    /// zt with `AuthorizeLayer` and audit.
+    /// zt with `AuthorizeLayer` around the router, and audit.
     Zt,
-    /// zt with `JwtAuthLayer` in front of `AuthorizeLayer`.
+    /// zt with `JwtAuthLayer` in front of `AuthorizeLayer`, both around the
+    /// router.
     ZtJwt,
-    /// zt with `AuthorizeLayer` and no audit sink (the decision is still
-    /// emitted as a `tracing` event, with no subscriber).
+    /// zt with `AuthorizeLayer` around the router and no audit sink (the
+    /// decision is still emitted as a `tracing` event, with no subscriber).
     ZtNoAudit,
+    /// zt with `AuthorizeLayer` as axum's route layer (route templates in
+    /// rules and audit records), and audit.
+    ZtRouteLayer,
     /// `ZtServer` alone: mutual TLS and `VerifiedPeer`, no layer.
     ZtBare,
     /// Plain tokio-rustls and axum.
@@ -120,25 +126,21 @@ impl Env {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         match stack {
-            Stack::Zt | Stack::ZtJwt | Stack::ZtNoAudit | Stack::ZtBare => {
-                let mut app = if stack == Stack::ZtBare {
-                    router()
-                } else {
-                    router().route_layer(AuthorizeLayer::new(Self::authorizer(
-                        stack != Stack::ZtNoAudit,
-                    )))
-                };
-                if stack == Stack::ZtJwt {
-                    app = app.layer(JwtAuthLayer::builder(self.billing.clone(), BILLING).build());
-                }
-                let server = ZtServer::builder(self.billing.clone()).build().unwrap();
-                tokio::spawn(async move {
-                    server
-                        .serve(listener, app, std::future::pending())
-                        .await
-                        .unwrap();
-                });
-            }
+            Stack::ZtBare => self.spawn_zt(listener, router()),
+            Stack::Zt | Stack::ZtNoAudit => self.spawn_zt(
+                listener,
+                AuthorizeLayer::new(Self::authorizer(stack == Stack::Zt)).layer(router()),
+            ),
+            Stack::ZtJwt => self.spawn_zt(
+                listener,
+                JwtAuthLayer::builder(self.billing.clone(), BILLING)
+                    .build()
+                    .layer(AuthorizeLayer::new(Self::authorizer(true)).layer(router())),
+            ),
+            Stack::ZtRouteLayer => self.spawn_zt(
+                listener,
+                router().route_layer(AuthorizeLayer::new(Self::authorizer(true))),
+            ),
             Stack::Plain => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(self.plain_server()));
                 let app = router();
@@ -163,6 +165,27 @@ impl Env {
             }
         }
         addr
+    }
+
+    /// Serves `service` behind a `ZtServer` of billing's on `listener`.
+    fn spawn_zt<S, B>(&self, listener: TcpListener, service: S)
+    where
+        S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let server = ZtServer::builder(self.billing.clone()).build().unwrap();
+        tokio::spawn(async move {
+            server
+                .serve(listener, service, std::future::pending())
+                .await
+                .unwrap();
+        });
     }
 
     /// The `VerifiedPeer` a `ZtServer` puts on the requests of `orders`:
@@ -276,7 +299,7 @@ impl Env {
         let tcp = TcpStream::connect(addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
         let io = match stack {
-            Stack::Zt | Stack::ZtJwt | Stack::ZtNoAudit | Stack::ZtBare => {
+            Stack::Zt | Stack::ZtJwt | Stack::ZtNoAudit | Stack::ZtBare | Stack::ZtRouteLayer => {
                 let client = ZtClient::builder(self.orders.clone())
                     .pin_server(BILLING.parse::<IdMatcher>().unwrap())
                     .build()

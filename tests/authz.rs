@@ -213,6 +213,54 @@ async fn axum_routes_are_allowed_denied_and_audited_over_mtls() {
 }
 
 #[tokio::test]
+async fn around_the_router_the_layer_decides_before_routing_on_the_raw_path() {
+    let (audit, _guard) = AuditCapture::install();
+    let ca = ca();
+    let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();
+    // The layer wraps the whole router: no per-route wrapping, and every
+    // request is decided, routed or not.
+    let service = AuthorizeLayer::new(authorizer(policy)).layer(
+        Router::new()
+            .route(
+                "/invoices/{id}",
+                get(|Path(n): Path<String>| async move { format!("invoice {n}") }),
+            )
+            .route("/admin/users", get(|| async { "users" })),
+    );
+    let server = serve(
+        ZtServer::builder(workload(&ca, "billing")).build().unwrap(),
+        service,
+    )
+    .await;
+    let (_, orders) = client(&ca, "orders");
+    let (_, ledger) = client(&ca, "ledger");
+
+    // The rule's path pattern matches the raw path; no route is known.
+    assert_eq!(
+        get_text(&orders, server.addr, "/invoices/7").await,
+        (200, "invoice 7".into())
+    );
+    let event = single(&audit);
+    assert_eq!(field(&event, "decision"), "allow");
+    assert_eq!(field(&event, "rule"), "orders-reads-invoices");
+    assert_eq!(field(&event, "path"), "/invoices/7");
+    assert_eq!(field(&event, "route"), "-");
+
+    assert_eq!(get_text(&orders, server.addr, "/admin/users").await.0, 403);
+    assert_eq!(field(&single(&audit), "rule"), "no-admin-for-orders");
+    assert_eq!(get_text(&ledger, server.addr, "/invoices/7").await.0, 403);
+    assert_eq!(field(&single(&audit), "reason"), "no-matching-rule");
+
+    // A path no route serves is decided too: a caller no rule covers
+    // there learns nothing of which paths exist (403, not 404)…
+    assert_eq!(get_text(&orders, server.addr, "/nope").await.0, 403);
+    assert_eq!(field(&single(&audit), "reason"), "no-matching-rule");
+    // …and one a rule lets through reaches the router's 404.
+    assert_eq!(get_text(&ledger, server.addr, "/admin/nope").await.0, 404);
+    assert_eq!(field(&single(&audit), "rule"), "workloads-see-admin");
+}
+
+#[tokio::test]
 async fn a_request_without_a_verified_peer_is_unauthenticated() {
     let (audit, _guard) = AuditCapture::install();
     let policy = Policy::from_toml_str(POLICY, "policy.toml").unwrap();

@@ -60,7 +60,7 @@ use crate::peer::VerifiedPeer;
 /// | placement | rules match | a path no route serves | per request |
 /// |---|---|---|---|
 /// | around the router: `AuthorizeLayer::layer(router)` | the raw path | decided like any other (`403` unless a rule lets it through to the router's `404`) | the layer's own work only |
-/// | [`Router::route_layer`](https://docs.rs/axum/0.8/axum/struct.Router.html#method.route_layer) | the raw path and the route template (`/invoices/{id}`, axum's `MatchedPath`), also in audit records | `404`, not decided | also axum's wrapping of every route: about 0.15–0.3 µs (`cargo bench --bench request`) |
+/// | [`Router::route_layer`](https://docs.rs/axum/0.8/axum/struct.Router.html#method.route_layer) | the raw path and the route template (`/invoices/{id}`, axum's `MatchedPath`), also in audit records | `404`, not decided | also axum's wrapping of every route: about 0.2–0.35 µs more (`cargo bench --bench request`) |
 ///
 /// Around the router, a caller learns nothing of which paths exist where
 /// no rule admits it. Path patterns match raw paths (`/invoices/{id}`
