@@ -9,8 +9,11 @@
 //! cargo bench --bench load
 //! ```
 //!
-//! Prints requests per second and p50/p99/max latency for each stack side
-//! by side, and `load zt/plain = R` (zt's throughput over plain's).
+//! The zt stack, `ZtServer` alone (no `AuthorizeLayer`) and plain take
+//! turns for `ZT_LOAD_ROUNDS` rounds (default 3), the order reversed every
+//! round. Prints requests per second and p50/p99/max latency of each
+//! stack's median round side by side, and `load zt/plain = R` (zt's
+//! throughput over plain's).
 
 #![allow(
     clippy::unwrap_used,
@@ -106,17 +109,46 @@ fn main() {
         "load: {clients} clients x {requests} requests each, one HTTP/2 connection per client, {} worker threads",
         std::thread::available_parallelism().map_or(1, usize::from)
     );
-    let mut results = Vec::new();
-    for (name, stack) in [("zt", Stack::Zt), ("plain", Stack::Plain)] {
-        let r = runtime.block_on(run(&env, stack, clients, requests));
+    // The stacks take turns, in an order reversed every round, so none is
+    // always first on a cold process or last on a hot machine; each
+    // stack's figures are those of its median round by throughput.
+    let stacks = [
+        ("zt", Stack::Zt),
+        ("zt-bare", Stack::ZtBare),
+        ("plain", Stack::Plain),
+    ];
+    let rounds = if smoke {
+        1
+    } else {
+        env_usize("ZT_LOAD_ROUNDS", 3).max(1)
+    };
+    let mut runs: Vec<Vec<Run>> = stacks.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..stacks.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let r = runtime.block_on(run(&env, stacks[i].1, clients, requests));
+            runs[i].push(r);
+        }
+    }
+    let mut medians = Vec::new();
+    for ((name, _), mut runs) in stacks.iter().zip(runs) {
+        runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        let r = runs.swap_remove(runs.len() / 2);
         println!(
-            "load {name:>5}: {:>8.0} req/s  p50 {:>7.1} µs  p99 {:>7.1} µs  max {:>8.1} µs",
+            "load {name:>7}: {:>8.0} req/s  p50 {:>7.1} µs  p99 {:>7.1} µs  max {:>8.1} µs  (median of {rounds} rounds)",
             r.rps,
             r.p50.as_secs_f64() * 1e6,
             r.p99.as_secs_f64() * 1e6,
             r.max.as_secs_f64() * 1e6
         );
-        results.push(r);
+        medians.push(r.rps);
     }
-    println!("load zt/plain = {:.3}", results[0].rps / results[1].rps);
+    println!(
+        "load zt/plain = {:.3} (ZtServer alone, no AuthorizeLayer: zt-bare/plain = {:.3})",
+        medians[0] / medians[2],
+        medians[1] / medians[2]
+    );
 }
