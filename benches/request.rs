@@ -92,23 +92,46 @@ fn drain<B: http_body::Body + Unpin>(mut body: B) -> usize {
     bytes
 }
 
-/// One request through a service in process, as the servers run it:
-/// `GET /invoices/7`, with the connection's `VerifiedPeer` and the
-/// response body bound to the connection's trust when `zt` is given
-/// (what `ZtServer` does per request), or as plain hyper hands it to axum.
-fn in_process<S, B>(
-    app: &S,
-    zt: Option<(&zt_server::VerifiedPeer, &zt_core::live::EndSignal)>,
-) -> usize
-where
+/// A service the in-process request path drives: a router, or a router
+/// wrapped in zt's layers.
+trait App<B>:
+    tower::Service<
+        http::Request<axum::body::Body>,
+        Response = http::Response<B>,
+        Error = std::convert::Infallible,
+    > + Clone
+{
+}
+
+impl<S, B> App<B> for S where
     S: tower::Service<
             http::Request<axum::body::Body>,
             Response = http::Response<B>,
             Error = std::convert::Infallible,
-        > + Clone,
-    B: http_body::Body<Data = bytes::Bytes> + Unpin,
-    B::Error: std::error::Error + Send + Sync + 'static,
+        > + Clone
 {
+}
+
+/// The response body of an [`App`].
+trait Served:
+    http_body::Body<Data = bytes::Bytes, Error: std::error::Error + Send + Sync + 'static> + Unpin
+{
+}
+
+impl<B> Served for B where
+    B: http_body::Body<Data = bytes::Bytes, Error: std::error::Error + Send + Sync + 'static>
+        + Unpin
+{
+}
+
+/// One request through a service in process, as the servers run it:
+/// `GET /invoices/7`, with the connection's `VerifiedPeer` and the
+/// response body bound to the connection's trust when `zt` is given
+/// (what `ZtServer` does per request), or as plain hyper hands it to axum.
+fn in_process<S: App<B>, B: Served>(
+    app: &S,
+    zt: Option<(&zt_server::VerifiedPeer, &zt_core::live::EndSignal)>,
+) -> usize {
     use tower::ServiceExt as _;
     let mut req = http::Request::get("/invoices/7")
         .body(axum::body::Body::empty())
@@ -133,19 +156,10 @@ where
 }
 
 /// One unit of the paired rounds: [`BATCH`] requests through `app`.
-fn job<S, B>(
+fn job<S: App<B>, B: Served>(
     app: &S,
     zt: Option<(&zt_server::VerifiedPeer, &zt_core::live::EndSignal)>,
-) -> std::time::Duration
-where
-    S: tower::Service<
-            http::Request<axum::body::Body>,
-            Response = http::Response<B>,
-            Error = std::convert::Infallible,
-        > + Clone,
-    B: http_body::Body<Data = bytes::Bytes> + Unpin,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+) -> std::time::Duration {
     zt_benches::paired::timed(&mut || {
         for _ in 0..BATCH {
             std::hint::black_box(in_process(app, zt));
