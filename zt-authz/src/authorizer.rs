@@ -73,16 +73,25 @@ pub struct Authorization {
 }
 
 impl Authorization {
+    /// What happens to the request, without the decision behind it.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            verdict: self.verdict,
+            reason: self.decision.reason,
+            revoked: self.revoked,
+        }
+    }
+
     /// `true` if the request proceeds.
     pub fn proceeds(&self) -> bool {
-        self.verdict.proceeds()
+        self.outcome().proceeds()
     }
 
     /// `true` if the request is refused for lack of a verified identity
     /// (HTTP 401, gRPC `UNAUTHENTICATED`), rather than by policy or
     /// revocation (HTTP 403, gRPC `PERMISSION_DENIED`).
     pub fn is_unauthenticated(&self) -> bool {
-        self.verdict == Verdict::Deny && self.decision.reason == DecisionReason::Unauthenticated
+        self.outcome().is_unauthenticated()
     }
 }
 
@@ -356,7 +365,8 @@ impl Authorizer {
         match refusal {
             Some(reason) => {
                 let version = inner.engine.version();
-                result = Some(self.conclude(&facts, denied(reason, &version), &finish));
+                result =
+                    Some(self.conclude(&facts, DecisionRef::denied(reason, &version), &finish));
             }
             None => inner.engine.evaluate_with(request, &mut |decision| {
                 // Only the first decision counts, should an engine hand over
@@ -378,7 +388,7 @@ impl Authorizer {
                 let version = inner.engine.version();
                 self.conclude(
                     &facts,
-                    denied(DecisionReason::NoMatchingRule, &version),
+                    DecisionRef::denied(DecisionReason::NoMatchingRule, &version),
                     &finish,
                 )
             }
@@ -448,18 +458,6 @@ impl Authorizer {
             sink.record(&event);
         }
         finish(verdict, decision, facts.revoked)
-    }
-}
-
-/// A denial no rule made, by `version`.
-fn denied(reason: DecisionReason, version: &Arc<str>) -> DecisionRef<'_> {
-    DecisionRef {
-        allowed: false,
-        reason,
-        rule_id: None,
-        condition: None,
-        audit_only_matches: &[],
-        policy_version: version,
     }
 }
 

@@ -475,26 +475,19 @@ impl Index {
     ) -> T {
         let rule_id = |i: usize| rules.get(i).map(Rule::id_arc);
         let Some(caller) = request.caller else {
-            return finish(DecisionRef {
-                allowed: false,
-                reason: DecisionReason::Unauthenticated,
-                rule_id: None,
-                condition: None,
-                audit_only_matches: &[],
-                policy_version: version,
-            });
+            return finish(DecisionRef::denied(
+                DecisionReason::Unauthenticated,
+                version,
+            ));
         };
         let keys = RequestKeys::of(request);
         // Allocates only when an audit-only rule matches.
-        let audit: Vec<Arc<str>> = if self.audit.len == 0 {
-            Vec::new()
-        } else {
-            self.audit
-                .all_matches(rules, caller, &keys, request)
-                .into_iter()
-                .filter_map(|i| rules.get(i).map(|r| Arc::clone(r.id_arc())))
-                .collect()
-        };
+        let audit: Vec<Arc<str>> = self
+            .audit
+            .all_matches(rules, caller, &keys, request)
+            .into_iter()
+            .filter_map(|i| rules.get(i).map(|r| Arc::clone(r.id_arc())))
+            .collect();
         let (allowed, reason, rule, failed) =
             if let Some(i) = self.deny.first_match(rules, caller, &keys, request) {
                 (false, DecisionReason::MatchedDeny, Some(i), None)

@@ -404,7 +404,20 @@ pub struct DecisionRef<'a> {
     pub policy_version: &'a Arc<str>,
 }
 
-impl DecisionRef<'_> {
+impl<'a> DecisionRef<'a> {
+    /// A denial for `reason` that no rule made (no caller, a revoked or
+    /// expired identity), by the policy of `version`.
+    pub(crate) fn denied(reason: DecisionReason, version: &'a Arc<str>) -> Self {
+        Self {
+            allowed: false,
+            reason,
+            rule_id: None,
+            condition: None,
+            audit_only_matches: &[],
+            policy_version: version,
+        }
+    }
+
     /// The decision, owned: shares the rule id and version.
     pub fn to_decision(&self) -> Decision {
         Decision {
