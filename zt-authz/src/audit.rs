@@ -26,7 +26,7 @@
 //! | `policy_version` | the version of the policy that decided |
 //! | `audit_rules` | audit-only rules that matched |
 //! | `condition` | for `condition-not-met`: the failed condition of `rule`, and whether its value was absent or different (JSON lines: only then present) |
-//! | `eval_ns` | time to decide, in nanoseconds |
+//! | `eval_ns` | time to decide, in nanoseconds, when the authorizer times decisions ([`AuthorizerBuilder::time_decisions`](crate::AuthorizerBuilder::time_decisions)); else null (`-` in `tracing`) |
 //! | `task` | the task ID of a task-scoped credential the request carried ([`zt_core::task`]), or `-` |
 //! | `txn` | the transaction ID of a verified Transaction Token the request carried, or `-` |
 //!
@@ -131,8 +131,10 @@ pub struct AuditEvent<'a> {
     /// Audit-only rules that matched.
     #[serde(serialize_with = "ser_list")]
     pub audit_rules: &'a [Arc<str>],
-    /// Time to decide, in nanoseconds.
-    pub eval_ns: u64,
+    /// Time to decide, in nanoseconds, when the authorizer times its
+    /// decisions
+    /// ([`AuthorizerBuilder::time_decisions`](crate::AuthorizerBuilder::time_decisions)).
+    pub eval_ns: Option<u64>,
     /// When the caller's leaf certificate expires, when known.
     #[serde(serialize_with = "ser_opt_time")]
     pub caller_not_after: Option<SystemTime>,
@@ -363,7 +365,7 @@ impl AuditEvent<'_> {
                     rule = %OrDash(self.rule),
                     policy_version = self.policy_version,
                     audit_rules = %List(self.audit_rules),
-                    eval_ns = self.eval_ns,
+                    eval_ns = %OrDash(self.eval_ns),
                     tls_version = %OrDash(self.tls_version),
                     tls_cipher_suite = %OrDash(self.tls_cipher_suite),
                     tls_kx_group = %OrDash(self.tls_kx_group),
@@ -936,7 +938,7 @@ mod tests {
                     rule: full.then_some(text.as_str()),
                     policy_version: text,
                     audit_rules: if full { &rules } else { &[] },
-                    eval_ns: [0, 1, 4_294_967_296, u64::MAX][j],
+                    eval_ns: [Some(0), None, Some(4_294_967_296), Some(u64::MAX)][j],
                     caller_not_after: full.then_some(*time),
                     tls_version: full.then_some("TLSv1.3"),
                     tls_cipher_suite: full.then_some(text.as_str()),

@@ -285,6 +285,30 @@ fn authorizer(dry_run: bool, revocations: &Revocations, lines: &Arc<Lines>) -> A
 }
 
 #[test]
+fn timed_decisions_carry_the_time_they_took() {
+    let orders = id("spiffe://example.org/orders");
+    let req = Request::new(Some(&orders), "GET", "/invoices/7");
+    // On an injected clock (timed by the monotonic clock) and on the
+    // system clock (timed by the wall clock read again).
+    for clock in [true, false] {
+        let lines = Arc::new(Lines::default());
+        let mut builder =
+            Authorizer::builder(Policy::from_toml_str(GOOD_V2, "policy.toml").unwrap())
+                .audit_sink(lines.clone())
+                .time_decisions(true);
+        if clock {
+            builder = builder.clock(Arc::new(ManualClock::new(
+                UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+            )));
+        }
+        let authz = builder.build();
+        assert_eq!(authz.authorize(&req, None).verdict, Verdict::Allow);
+        let [line] = &lines.take()[..] else { panic!() };
+        assert!(line["eval_ns"].is_u64(), "clock {clock}: {line}");
+    }
+}
+
+#[test]
 fn authorizer_decides_and_audits_every_field() {
     let lines = Arc::new(Lines::default());
     let revocations = Revocations::new();
@@ -309,7 +333,8 @@ fn authorizer_decides_and_audits_every_field() {
     assert_eq!(line["rule"], "orders-reads-invoices");
     assert_eq!(line["policy_version"], "v2");
     assert_eq!(line["audit_rules"], serde_json::json!([]));
-    assert!(line["eval_ns"].as_u64().is_some());
+    // Decisions are not timed unless asked for.
+    assert_eq!(line["eval_ns"], Value::Null);
 
     let req = Request::new(Some(&orders), "GET", "/invoices/42");
     let result = authz.authorize(&req, Some(&[0x0a, 0xbc]));

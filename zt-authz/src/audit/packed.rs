@@ -116,7 +116,11 @@ fn write(r: &mut Reader<'_>, out: &mut Vec<u8>) -> Option<()> {
         json.str(r.str()?);
     }
     json.raw("]");
-    key!(json, "eval_ns").uint(r.u64()?);
+    match r.u8()? {
+        0 => key!(json, "eval_ns").null(),
+        1 => key!(json, "eval_ns").uint(r.u64()?),
+        _ => return None,
+    }
     match r.u8()? {
         0 => key!(json, "caller_not_after").null(),
         1 => key!(json, "caller_not_after").time(r.time()?),
@@ -197,7 +201,13 @@ impl Packer<'_> {
         for rule in event.audit_rules {
             self.str(rule);
         }
-        self.u64(event.eval_ns);
+        match event.eval_ns {
+            Some(ns) => {
+                self.u8(1);
+                self.u64(ns);
+            }
+            None => self.u8(0),
+        }
         match event.caller_not_after {
             Some(t) => {
                 self.u8(1);
@@ -364,7 +374,7 @@ mod tests {
             rule: None,
             policy_version: "v1",
             audit_rules: &[],
-            eval_ns: 7,
+            eval_ns: Some(7),
             caller_not_after: None,
             tls_version: None,
             tls_cipher_suite: None,
