@@ -213,10 +213,18 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let grpc = is_grpc(req.headers());
         let outcome = {
-            let peer = VerifiedPeer::from_extensions(req.extensions());
-            let jwt = VerifiedJwtSvid::from_extensions(req.extensions());
-            let user = req.extensions().get::<UserContext>();
-            let token = oidc_caller(req.extensions());
+            let extensions = req.extensions();
+            let peer = VerifiedPeer::from_extensions(extensions);
+            // Extensions holding nothing but the peer, as `ZtServer` alone
+            // leaves them, hold none of the others either.
+            let others = extensions.len() > usize::from(peer.is_some());
+            let jwt = others
+                .then(|| VerifiedJwtSvid::from_extensions(extensions))
+                .flatten();
+            let user = others
+                .then(|| extensions.get::<UserContext>())
+                .flatten();
+            let token = others.then(|| oidc_caller(extensions)).flatten();
             // The caller is the JWT-SVID subject or the OIDC token's
             // identity when the request carried one, else the mTLS peer; a
             // request carrying both kinds of token has no single caller and
@@ -241,14 +249,16 @@ where
             if let Some(user) = user {
                 request = request.with_user(user);
             }
-            if let Some(txn) = req.extensions().get::<zt_core::txn::TxnToken>() {
-                request = request.with_txn(txn.txn());
-            }
-            if let Some(route) = matched_route(req.extensions()) {
-                request = request.with_route(route);
-            }
-            if let Some(context) = req.extensions().get::<policy::Context>() {
-                request = request.with_context(context);
+            if others {
+                if let Some(txn) = extensions.get::<zt_core::txn::TxnToken>() {
+                    request = request.with_txn(txn.txn());
+                }
+                if let Some(route) = matched_route(extensions) {
+                    request = request.with_route(route);
+                }
+                if let Some(context) = extensions.get::<policy::Context>() {
+                    request = request.with_context(context);
+                }
             }
             if grpc {
                 request = request.with_grpc_method(path);
