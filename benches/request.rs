@@ -14,8 +14,11 @@
 //! first request), and `zt-route-layer` places `AuthorizeLayer` as axum's
 //! route layer instead. It prints `request zt/plain = R` (zt's time over
 //! plain's; 1.0 means zt adds nothing) and the added time per request in
-//! nanoseconds, for each, and the same request path in process, where the
-//! nanoseconds can be seen.
+//! nanoseconds, for each: from criterion's medians, and from paired rounds
+//! (`request zt/plain (paired) = R`), where the stacks take turns and the
+//! ratio is taken within each round, so the machine's drift between one
+//! stack's measurement and the next cancels. It also times the same request
+//! path in process, where the nanoseconds can be seen.
 
 #![allow(
     clippy::unwrap_used,
@@ -60,6 +63,9 @@ const ROUNDS: usize = 101;
 const PER_ROUND: u32 = 51;
 /// Requests per unit.
 const BATCH: u32 = 200;
+/// Rounds and requests per stack per round of the paired network rounds.
+const NETWORK_ROUNDS: usize = 101;
+const NETWORK_PER_ROUND: u32 = 21;
 /// Audit records timed between two drains of the writer's queue (half
 /// its capacity, where the writer is woken early).
 const AUDIT_RUN: u64 = 1 << 15;
@@ -332,26 +338,55 @@ fn main() {
         step("zt-route-layer-no-audit", "zt-route-layer"),
     );
 
-    let mut group = criterion.benchmark_group("request");
-    for (name, stack) in [
+    let mut conns: Vec<(&str, stack::Conn)> = [
         ("zt", Stack::Zt),
         ("zt+jwt", Stack::ZtJwt),
         ("zt-no-audit", Stack::ZtNoAudit),
         ("zt-bare", Stack::ZtBare),
         ("zt-route-layer", Stack::ZtRouteLayer),
         ("plain", Stack::Plain),
-    ] {
-        let mut conn = runtime.block_on(async {
+    ]
+    .into_iter()
+    .map(|(name, stack)| {
+        let conn = runtime.block_on(async {
             let addr = env.serve(stack).await;
             let mut conn = env.connect(stack, addr).await;
             // Warm: the first request pays for the JWT-SVID's validation.
             conn.request().await;
             conn
         });
-        group.bench_function(name, |b| b.iter(|| runtime.block_on(conn.request())));
+        (name, conn)
+    })
+    .collect();
+    let mut group = criterion.benchmark_group("request");
+    for (name, conn) in &mut conns {
+        group.bench_function(*name, |b| b.iter(|| runtime.block_on(conn.request())));
     }
     group.finish();
     criterion.final_summary();
+    // The same requests in paired rounds: each stack's median request in a
+    // round, stacks in turn, the ratio taken within the round.
+    let runtime = &runtime;
+    let mut units: Vec<_> = conns
+        .iter_mut()
+        .map(|(name, conn)| {
+            let unit = move || zt_benches::paired::timed(&mut || runtime.block_on(conn.request()));
+            (*name, unit)
+        })
+        .collect();
+    let mut jobs: Vec<zt_benches::paired::Job<'_>> = units
+        .iter_mut()
+        .map(|(name, unit)| (*name, unit as &mut dyn FnMut() -> std::time::Duration))
+        .collect();
+    let network = zt_benches::paired::run(NETWORK_ROUNDS, NETWORK_PER_ROUND, &mut jobs);
+    for name in ["zt", "zt+jwt", "zt-route-layer", "zt-bare"] {
+        println!(
+            "request {name}/plain (paired) = {:.3} ({name} adds {:.0} ns per request; plain {:.1} µs)",
+            network.median(|ns| ns(name) / ns("plain")),
+            network.median(|ns| ns(name) - ns("plain")),
+            network.median_ns("plain") / 1e3,
+        );
+    }
 
     let zt = median_ns(&criterion_dir, "request", "zt");
     let jwt = median_ns(&criterion_dir, "request", "zt+jwt");

@@ -364,7 +364,9 @@ impl Authorizer {
             caller_serial: request.caller.and_then(|caller| {
                 identities
                     .iter()
-                    .find(|i| i.id == caller && i.serial.is_some())
+                    // A server layer passes the peer's own ID as the
+                    // caller: the same reference, found without comparing.
+                    .find(|i| (std::ptr::eq(i.id, caller) || i.id == caller) && i.serial.is_some())
                     .and_then(|i| i.serial)
             }),
             revoked: revoked.filter(|_| refusal == Some(DecisionReason::Revoked)),

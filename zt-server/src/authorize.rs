@@ -221,9 +221,7 @@ where
             let jwt = others
                 .then(|| VerifiedJwtSvid::from_extensions(extensions))
                 .flatten();
-            let user = others
-                .then(|| extensions.get::<UserContext>())
-                .flatten();
+            let user = others.then(|| extensions.get::<UserContext>()).flatten();
             let token = others.then(|| oidc_caller(extensions)).flatten();
             // The caller is the JWT-SVID subject or the OIDC token's
             // identity when the request carried one, else the mTLS peer; a
