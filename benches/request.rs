@@ -358,6 +358,13 @@ fn main() {
         (name, conn)
     })
     .collect();
+    // Plain, with the JWT-SVID in every request as zt+jwt sends it: what
+    // carrying the token costs, apart from checking it.
+    let carrying = runtime.block_on(async {
+        let addr = env.serve(Stack::Plain).await;
+        env.connect(Stack::Plain, addr).await.carrying(&env.token)
+    });
+    conns.push(("plain+bearer", carrying));
     let mut group = criterion.benchmark_group("request");
     for (name, conn) in &mut conns {
         group.bench_function(*name, |b| b.iter(|| runtime.block_on(conn.request())));
@@ -379,7 +386,7 @@ fn main() {
         .map(|(name, unit)| (*name, unit as &mut dyn FnMut() -> std::time::Duration))
         .collect();
     let network = zt_benches::paired::run(NETWORK_ROUNDS, NETWORK_PER_ROUND, &mut jobs);
-    for name in ["zt", "zt+jwt", "zt-route-layer", "zt-bare"] {
+    for name in ["zt", "zt+jwt", "zt-route-layer", "zt-no-audit", "zt-bare"] {
         println!(
             "request {name}/plain (paired) = {:.3} ({name} adds {:.0} ns per request; plain {:.1} µs)",
             network.median(|ns| ns(name) / ns("plain")),
@@ -387,6 +394,12 @@ fn main() {
             network.median_ns("plain") / 1e3,
         );
     }
+    println!(
+        "request zt+jwt/plain+bearer (paired) = {:.3} (the token's check adds {:.0} ns per request; carrying it adds {:.0} ns to plain)",
+        network.median(|ns| ns("zt+jwt") / ns("plain+bearer")),
+        network.median(|ns| ns("zt+jwt") - ns("plain+bearer")),
+        network.median(|ns| ns("plain+bearer") - ns("plain")),
+    );
 
     let zt = median_ns(&criterion_dir, "request", "zt");
     let jwt = median_ns(&criterion_dir, "request", "zt+jwt");

@@ -334,6 +334,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// The same connection, sending `token` as a bearer token with every
+    /// request (for a plain server, which ignores it: the cost of carrying
+    /// the token, without its check).
+    pub(crate) fn carrying(mut self, token: &str) -> Self {
+        self.bearer = Some(format!("Bearer {token}"));
+        self
+    }
+
     /// Sends `GET /invoices/7` and reads the whole answer; panics unless
     /// it is `200 invoice 7` (a bench of refusals would measure nothing).
     pub(crate) async fn request(&mut self) {
