@@ -316,7 +316,7 @@ impl Authorizer {
         // read again at its end (two clock reads per decision, not three);
         // an injected clock does not move with the decision, so it is timed
         // by the monotonic clock.
-        let started = match (inner.time_decisions, &inner.clock) {
+        let timer = match (inner.time_decisions, &inner.clock) {
             (false, _) => Timer::Off,
             (true, None) => Timer::Wall,
             (true, Some(_)) => Timer::Monotonic(Instant::now()),
@@ -360,7 +360,7 @@ impl Authorizer {
         let facts = Facts {
             request,
             now,
-            started,
+            timer,
             caller_serial: request.caller.and_then(|caller| {
                 identities
                     .iter()
@@ -426,7 +426,7 @@ impl Authorizer {
         } else {
             Verdict::Deny
         };
-        let took = match facts.started {
+        let took = match facts.timer {
             Timer::Off => None,
             Timer::Monotonic(started) => Some(started.elapsed()),
             // A wall clock stepped back during the decision reads as 0.
@@ -480,7 +480,7 @@ struct Facts<'r, 'a> {
     /// The time of the decision.
     now: SystemTime,
     /// How the decision is timed.
-    started: Timer,
+    timer: Timer,
     caller_serial: Option<&'r [u8]>,
     /// The revocation that refused the caller.
     revoked: Option<Revoked>,

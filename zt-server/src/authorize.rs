@@ -216,13 +216,11 @@ where
             let extensions = req.extensions();
             let peer = VerifiedPeer::from_extensions(extensions);
             // Extensions holding nothing but the peer, as `ZtServer` alone
-            // leaves them, hold none of the others either.
-            let others = extensions.len() > usize::from(peer.is_some());
-            let jwt = others
-                .then(|| VerifiedJwtSvid::from_extensions(extensions))
-                .flatten();
-            let user = others.then(|| extensions.get::<UserContext>()).flatten();
-            let token = others.then(|| oidc_caller(extensions)).flatten();
+            // leaves them, hold none of the others either: `None`.
+            let others = (extensions.len() > usize::from(peer.is_some())).then_some(extensions);
+            let jwt = others.and_then(VerifiedJwtSvid::from_extensions);
+            let user = others.and_then(|e| e.get::<UserContext>());
+            let token = others.and_then(oidc_caller);
             // The caller is the JWT-SVID subject or the OIDC token's
             // identity when the request carried one, else the mTLS peer; a
             // request carrying both kinds of token has no single caller and
@@ -247,16 +245,14 @@ where
             if let Some(user) = user {
                 request = request.with_user(user);
             }
-            if others {
-                if let Some(txn) = extensions.get::<zt_core::txn::TxnToken>() {
-                    request = request.with_txn(txn.txn());
-                }
-                if let Some(route) = matched_route(extensions) {
-                    request = request.with_route(route);
-                }
-                if let Some(context) = extensions.get::<policy::Context>() {
-                    request = request.with_context(context);
-                }
+            if let Some(txn) = others.and_then(|e| e.get::<zt_core::txn::TxnToken>()) {
+                request = request.with_txn(txn.txn());
+            }
+            if let Some(route) = others.and_then(matched_route) {
+                request = request.with_route(route);
+            }
+            if let Some(context) = others.and_then(|e| e.get::<policy::Context>()) {
+                request = request.with_context(context);
             }
             if grpc {
                 request = request.with_grpc_method(path);
