@@ -114,6 +114,7 @@ mod oidc;
 mod peer;
 mod serve;
 mod trust;
+mod watched;
 
 pub use authorize::{Authorize, AuthorizeLayer, ResponseBody, ResponseFuture};
 pub use builder::{

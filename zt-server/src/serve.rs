@@ -27,6 +27,7 @@ use crate::builder::ZtServer;
 use crate::error::Error;
 use crate::peer::VerifiedPeer;
 use crate::trust::{TrustBoundBody, is_grpc};
+use crate::watched::{First, Watched};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -215,26 +216,31 @@ impl ZtServer {
                 let hyper_service =
                     hyper::service::service_fn(move |mut req: Request<Incoming>| {
                         let grpc = is_grpc(&req);
-                        let signal = signal.clone();
-                        let service = service.clone();
-                        let admitted = match &peer {
+                        match &peer {
                             Some(peer) => {
                                 req.extensions_mut().insert(peer.clone());
-                                None
+                                Serving::Peer {
+                                    call: service.clone().oneshot(req),
+                                    signal: signal.clone(),
+                                    grpc,
+                                }
                             }
-                            None => Some(token_callers.clone()),
-                        };
-                        async move {
-                            let body = match admitted {
-                                None => service.oneshot(req).await?.map(ServeBody::inner),
-                                Some(token_callers) => match token_callers.admit(&mut req).await {
-                                    Ok(()) => service.oneshot(req).await?.map(ServeBody::inner),
-                                    Err(refused) => refused.map(ServeBody::refused),
-                                },
-                            };
-                            Ok::<_, S::Error>(
-                                body.map(|body| TrustBoundBody::new(body, signal, grpc)),
-                            )
+                            None => {
+                                let service = service.clone();
+                                let token_callers = token_callers.clone();
+                                let signal = signal.clone();
+                                Serving::Token {
+                                    future: Box::pin(async move {
+                                        let body = match token_callers.admit(&mut req).await {
+                                            Ok(()) => {
+                                                service.oneshot(req).await?.map(ServeBody::inner)
+                                            }
+                                            Err(refused) => refused.map(ServeBody::refused),
+                                        };
+                                        Ok(body.map(|body| TrustBoundBody::new(body, signal, grpc)))
+                                    }),
+                                }
+                            }
                         }
                     });
                 let builder = auto::Builder::new(TokioExecutor::new());
@@ -248,11 +254,21 @@ impl ZtServer {
                     Expiring,
                     Untrusted(TrustEnded),
                 }
-                let event = tokio::select! {
-                    ended = conn.as_mut() => Event::Ended(ended),
-                    _ = stop.wait_for(|stopped| *stopped) => Event::Shutdown,
-                    () = expiring(guard.as_ref()) => Event::Expiring,
-                    ended = trust_ended(guard.as_ref()) => Event::Untrusted(ended),
+                // The watchers fire at most once; they are polled only when
+                // one of them woke the task, not on every frame. When two
+                // are ready together the stricter end wins: trust over
+                // expiry over shutdown.
+                let watch = async {
+                    tokio::select! {
+                        biased;
+                        ended = trust_ended(guard.as_ref()) => Event::Untrusted(ended),
+                        () = expiring(guard.as_ref()) => Event::Expiring,
+                        _ = stop.wait_for(|stopped| *stopped) => Event::Shutdown,
+                    }
+                };
+                let event = match Watched::new(conn.as_mut(), watch).await {
+                    First::Conn(ended) => Event::Ended(ended),
+                    First::Watch(event) => event,
                 };
                 let ended = match event {
                     Event::Ended(ended) => ended,
@@ -322,6 +338,48 @@ async fn trust_ended(guard: Option<&ConnectionGuard>) -> TrustEnded {
     match guard {
         Some(guard) => guard.ended().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The response to one request, bound to its connection's trust.
+type Served<B, E> = Result<Response<TrustBoundBody<ServeBody<B>>>, E>;
+
+/// A token caller's request: admitted, then served.
+type TokenServing<B, E> = Pin<Box<dyn Future<Output = Served<B, E>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The future of one request on a [`ZtServer::serve`] connection.
+    /// A request of the connection's mTLS peer (the common case) is the
+    /// service's call, held inline; a token caller's, rare, is boxed, so
+    /// that it does not size the task of every other request.
+    #[project = ServingProj]
+    enum Serving<F, B, E> {
+        Peer {
+            #[pin]
+            call: F,
+            signal: EndSignal,
+            grpc: bool,
+        },
+        Token {
+            future: TokenServing<B, E>,
+        },
+    }
+}
+
+impl<F, B, E> Future for Serving<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Served<B, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ServingProj::Peer { call, signal, grpc } => call.poll(cx).map_ok(|response| {
+                response
+                    .map(|body| TrustBoundBody::new(ServeBody::inner(body), signal.clone(), *grpc))
+            }),
+            ServingProj::Token { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
