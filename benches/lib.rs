@@ -346,8 +346,9 @@ pub mod paired {
     }
 
     /// Runs `rounds` rounds; in each, every job runs `per_round` times in a
-    /// row, the jobs in the order given, and the round keeps each job's
-    /// median unit. The times are wall time: a unit during which the
+    /// row, the jobs in the order given in even rounds and in the reverse
+    /// order in odd ones (so that no job always follows the same other, or
+    /// always comes first), and the round keeps each job's median unit. The times are wall time: a unit during which the
     /// thread was preempted counts the time it waited, and the median
     /// within the round leaves such units out as long as fewer than half
     /// of a job's units in the round were preempted (short units, such as
@@ -361,14 +362,19 @@ pub mod paired {
         assert!(per_round > 0, "at least one unit per round");
         let names = jobs.iter().map(|(name, _)| (*name).to_owned()).collect();
         let ns = (0..rounds)
-            .map(|_| {
-                jobs.iter_mut()
-                    .map(|(_, job)| {
-                        let mut units: Vec<Duration> = (0..per_round).map(|_| job()).collect();
-                        units.sort_unstable();
-                        units[units.len() / 2].as_nanos() as f64
-                    })
-                    .collect()
+            .map(|round| {
+                let mut medians = vec![0.0; jobs.len()];
+                let mut order: Vec<usize> = (0..jobs.len()).collect();
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                for i in order {
+                    let job = &mut jobs[i].1;
+                    let mut units: Vec<Duration> = (0..per_round).map(|_| job()).collect();
+                    units.sort_unstable();
+                    medians[i] = units[units.len() / 2].as_nanos() as f64;
+                }
+                medians
             })
             .collect();
         Rounds { names, ns }
@@ -457,5 +463,27 @@ mod tests {
         // round is the fourth.
         assert_eq!(rounds.median_ns("a"), 400.0);
         assert_eq!(rounds.median_ns("b"), 800.0);
+    }
+
+    #[test]
+    fn paired_rounds_alternate_the_order_of_the_jobs() {
+        let order = std::cell::RefCell::new(String::new());
+        let mut a = || {
+            order.borrow_mut().push('a');
+            Duration::from_nanos(1)
+        };
+        let mut b = || {
+            order.borrow_mut().push('b');
+            Duration::from_nanos(2)
+        };
+        let mut c = || {
+            order.borrow_mut().push('c');
+            Duration::from_nanos(3)
+        };
+        let rounds = paired::run(3, 2, &mut [("a", &mut a), ("b", &mut b), ("c", &mut c)]);
+        assert_eq!(order.into_inner(), "aabbccccbbaaaabbcc");
+        // Each time is kept under its own job's name, whatever the order.
+        assert_eq!(rounds.median_ns("a"), 1.0);
+        assert_eq!(rounds.median_ns("c"), 3.0);
     }
 }

@@ -64,7 +64,7 @@ const PER_ROUND: u32 = 51;
 /// Requests per unit.
 const BATCH: u32 = 200;
 /// Rounds and requests per stack per round of the paired network rounds.
-const NETWORK_ROUNDS: usize = 101;
+const NETWORK_ROUNDS: usize = 301;
 const NETWORK_PER_ROUND: u32 = 21;
 /// Audit records timed between two drains of the writer's queue (half
 /// its capacity, where the writer is woken early).
