@@ -346,9 +346,10 @@ pub mod paired {
     }
 
     /// Runs `rounds` rounds; in each, every job runs `per_round` times in a
-    /// row, the jobs in the order given in even rounds and in the reverse
-    /// order in odd ones (so that no job always follows the same other, or
-    /// always comes first), and the round keeps each job's median unit. The times are wall time: a unit during which the
+    /// row, the jobs in an order shuffled anew each round (the same
+    /// sequence of orders in every run), so that no job always comes first,
+    /// last or after the same other, and the round keeps each job's median
+    /// unit. The times are wall time: a unit during which the
     /// thread was preempted counts the time it waited, and the median
     /// within the round leaves such units out as long as fewer than half
     /// of a job's units in the round were preempted (short units, such as
@@ -361,13 +362,12 @@ pub mod paired {
     pub fn run(rounds: usize, per_round: u32, jobs: &mut [Job<'_>]) -> Rounds {
         assert!(per_round > 0, "at least one unit per round");
         let names = jobs.iter().map(|(name, _)| (*name).to_owned()).collect();
+        let mut shuffle = Shuffle::new();
         let ns = (0..rounds)
-            .map(|round| {
+            .map(|_| {
                 let mut medians = vec![0.0; jobs.len()];
                 let mut order: Vec<usize> = (0..jobs.len()).collect();
-                if round % 2 == 1 {
-                    order.reverse();
-                }
+                shuffle.shuffle(&mut order);
                 for i in order {
                     let job = &mut jobs[i].1;
                     let mut units: Vec<Duration> = (0..per_round).map(|_| job()).collect();
@@ -378,6 +378,32 @@ pub mod paired {
             })
             .collect();
         Rounds { names, ns }
+    }
+
+    /// Fisher–Yates shuffles driven by a fixed-seed xorshift generator:
+    /// orders that vary from round to round, reproducibly.
+    struct Shuffle(u64);
+
+    impl Shuffle {
+        fn new() -> Self {
+            Self(0x9E37_79B9_7F4A_7C15)
+        }
+
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+
+        fn shuffle(&mut self, items: &mut [usize]) {
+            for i in (1..items.len()).rev() {
+                let j = (self.next() % (i as u64 + 1)) as usize;
+                items.swap(i, j);
+            }
+        }
     }
 
     impl Rounds {
@@ -466,24 +492,41 @@ mod tests {
     }
 
     #[test]
-    fn paired_rounds_alternate_the_order_of_the_jobs() {
-        let order = std::cell::RefCell::new(String::new());
+    fn paired_rounds_shuffle_the_order_of_the_jobs() {
+        // Which job ran at each position of each round.
+        let runs = std::cell::RefCell::new(Vec::new());
         let mut a = || {
-            order.borrow_mut().push('a');
+            runs.borrow_mut().push(0);
             Duration::from_nanos(1)
         };
         let mut b = || {
-            order.borrow_mut().push('b');
+            runs.borrow_mut().push(1);
             Duration::from_nanos(2)
         };
         let mut c = || {
-            order.borrow_mut().push('c');
+            runs.borrow_mut().push(2);
             Duration::from_nanos(3)
         };
-        let rounds = paired::run(3, 2, &mut [("a", &mut a), ("b", &mut b), ("c", &mut c)]);
-        assert_eq!(order.into_inner(), "aabbccccbbaaaabbcc");
+        let rounds = paired::run(300, 1, &mut [("a", &mut a), ("b", &mut b), ("c", &mut c)]);
+        let runs = runs.into_inner();
+        let mut at = [[0_u32; 3]; 3];
+        for round in runs.chunks(3) {
+            let mut seen = round.to_vec();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1, 2], "every job once per round");
+            for (position, &job) in round.iter().enumerate() {
+                at[job][position] += 1;
+            }
+        }
+        // Each job at each position about a third of the time.
+        for job in at {
+            for count in job {
+                assert!((70..=130).contains(&count), "positions {at:?}");
+            }
+        }
         // Each time is kept under its own job's name, whatever the order.
         assert_eq!(rounds.median_ns("a"), 1.0);
+        assert_eq!(rounds.median_ns("b"), 2.0);
         assert_eq!(rounds.median_ns("c"), 3.0);
     }
 }

@@ -15,9 +15,11 @@
 //! route layer instead. It prints `request zt/plain = R` (zt's time over
 //! plain's; 1.0 means zt adds nothing) and the added time per request in
 //! nanoseconds, for each: from criterion's medians, and from paired rounds
-//! (`request zt/plain (paired) = R`), where the stacks take turns and the
-//! ratio is taken within each round, so the machine's drift between one
-//! stack's measurement and the next cancels. It also times the same request
+//! (`request zt/plain (paired) = R`), where the stacks take turns in a
+//! shuffled order and the ratio is taken within each round, so the
+//! machine's drift between one stack's measurement and the next cancels;
+//! the paired requests go over several connections per stack, and once
+//! more over one. It also times the same request
 //! path in process, where the nanoseconds can be seen.
 
 #![allow(
@@ -66,6 +68,11 @@ const BATCH: u32 = 200;
 /// Rounds and requests per stack per round of the paired network rounds.
 const NETWORK_ROUNDS: usize = 301;
 const NETWORK_PER_ROUND: u32 = 21;
+/// Established connections per stack in the paired network rounds; each
+/// request takes the next. One connection's buffers and state sit
+/// wherever its allocations fell, which can favour or handicap one stack
+/// for a whole run; over several connections that averages out.
+const CONNECTIONS: usize = 8;
 /// Audit records timed between two drains of the writer's queue (half
 /// its capacity, where the writer is woken early).
 const AUDIT_RUN: u64 = 1 << 15;
@@ -338,57 +345,74 @@ fn main() {
         step("zt-route-layer-no-audit", "zt-route-layer"),
     );
 
-    let mut conns: Vec<(&str, stack::Conn)> = [
+    let stacks = [
         ("zt", Stack::Zt),
         ("zt+jwt", Stack::ZtJwt),
         ("zt-no-audit", Stack::ZtNoAudit),
         ("zt-bare", Stack::ZtBare),
         ("zt-route-layer", Stack::ZtRouteLayer),
         ("plain", Stack::Plain),
-    ]
-    .into_iter()
-    .map(|(name, stack)| {
-        let conn = runtime.block_on(async {
-            let addr = env.serve(stack).await;
-            let mut conn = env.connect(stack, addr).await;
-            // Warm: the first request pays for the JWT-SVID's validation.
-            conn.request().await;
-            conn
-        });
-        (name, conn)
-    })
-    .collect();
-    // Plain, with the JWT-SVID in every request as zt+jwt sends it: what
-    // carrying the token costs, apart from checking it.
-    let carrying = runtime.block_on(async {
-        let addr = env.serve(Stack::Plain).await;
-        env.connect(Stack::Plain, addr).await.carrying(&env.token)
-    });
-    conns.push(("plain+bearer", carrying));
+        // Plain, with the JWT-SVID in every request as zt+jwt sends it:
+        // what carrying the token costs, apart from checking it.
+        ("plain+bearer", Stack::Plain),
+    ];
+    let mut pools: Vec<(&str, Vec<stack::Conn>)> = stacks
+        .into_iter()
+        .map(|(name, stack)| {
+            let pool = runtime.block_on(async {
+                let addr = env.serve(stack).await;
+                let mut pool = Vec::with_capacity(CONNECTIONS);
+                for _ in 0..CONNECTIONS {
+                    let mut conn = env.connect(stack, addr).await;
+                    if name == "plain+bearer" {
+                        conn = conn.carrying(&env.token);
+                    }
+                    // Warm: the first request pays for the JWT-SVID's
+                    // validation.
+                    conn.request().await;
+                    pool.push(conn);
+                }
+                pool
+            });
+            (name, pool)
+        })
+        .collect();
     let mut group = criterion.benchmark_group("request");
-    for (name, conn) in &mut conns {
+    for (name, pool) in &mut pools {
+        let conn = &mut pool[0];
         group.bench_function(*name, |b| b.iter(|| runtime.block_on(conn.request())));
     }
     group.finish();
     criterion.final_summary();
     // The same requests in paired rounds: each stack's median request in a
-    // round, stacks in turn, the ratio taken within the round.
+    // round, the stacks in a shuffled order, the ratio taken within the
+    // round. First over each stack's pool of connections, then over one
+    // connection per stack.
     let runtime = &runtime;
-    let mut units: Vec<_> = conns
-        .iter_mut()
-        .map(|(name, conn)| {
-            let unit = move || zt_benches::paired::timed(&mut || runtime.block_on(conn.request()));
-            (*name, unit)
-        })
-        .collect();
-    let mut jobs: Vec<zt_benches::paired::Job<'_>> = units
-        .iter_mut()
-        .map(|(name, unit)| (*name, unit as &mut dyn FnMut() -> std::time::Duration))
-        .collect();
-    let network = zt_benches::paired::run(NETWORK_ROUNDS, NETWORK_PER_ROUND, &mut jobs);
+    let paired_rounds = |pools: &mut [(&str, Vec<stack::Conn>)], connections: usize| {
+        let mut units: Vec<_> = pools
+            .iter_mut()
+            .map(|(name, pool)| {
+                let pool = &mut pool[..connections];
+                let mut next = 0;
+                let unit = move || {
+                    next = (next + 1) % pool.len();
+                    let conn = &mut pool[next];
+                    zt_benches::paired::timed(&mut || runtime.block_on(conn.request()))
+                };
+                (*name, unit)
+            })
+            .collect();
+        let mut jobs: Vec<zt_benches::paired::Job<'_>> = units
+            .iter_mut()
+            .map(|(name, unit)| (*name, unit as &mut dyn FnMut() -> std::time::Duration))
+            .collect();
+        zt_benches::paired::run(NETWORK_ROUNDS, NETWORK_PER_ROUND, &mut jobs)
+    };
+    let network = paired_rounds(&mut pools, CONNECTIONS);
     for name in ["zt", "zt+jwt", "zt-route-layer", "zt-no-audit", "zt-bare"] {
         println!(
-            "request {name}/plain (paired) = {:.3} ({name} adds {:.0} ns per request; plain {:.1} µs)",
+            "request {name}/plain (paired) = {:.3} ({name} adds {:.0} ns per request; plain {:.1} µs; {CONNECTIONS} connections per stack)",
             network.median(|ns| ns(name) / ns("plain")),
             network.median(|ns| ns(name) - ns("plain")),
             network.median_ns("plain") / 1e3,
@@ -400,6 +424,15 @@ fn main() {
         network.median(|ns| ns("zt+jwt") - ns("plain+bearer")),
         network.median(|ns| ns("plain+bearer") - ns("plain")),
     );
+    let one = paired_rounds(&mut pools, 1);
+    for name in ["zt", "zt-bare"] {
+        println!(
+            "request {name}/plain (paired, one connection) = {:.3} ({name} adds {:.0} ns per request; plain {:.1} µs)",
+            one.median(|ns| ns(name) / ns("plain")),
+            one.median(|ns| ns(name) - ns("plain")),
+            one.median_ns("plain") / 1e3,
+        );
+    }
 
     let zt = median_ns(&criterion_dir, "request", "zt");
     let jwt = median_ns(&criterion_dir, "request", "zt+jwt");
