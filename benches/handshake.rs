@@ -40,7 +40,8 @@
 //! criterion medians taken seconds apart: on a machine shared with other
 //! work the load changes between them. They come from paired rounds
 //! (`zt_benches::paired`): each configuration and each floor operation
-//! runs in turn, 11 times, 101 rounds over; each round keeps each one's
+//! runs in turn (in an order shuffled each round), 11 times, 101 rounds
+//! over; each round keeps each one's
 //! median time (a handshake during which the thread was preempted by
 //! another process counts the wait, and drops out as long as it is not
 //! the median); ratios are taken within each round and their median

@@ -318,8 +318,9 @@ pub mod floor {
 }
 
 /// Paired measurement for a loaded machine: several jobs timed in turn,
-/// round after round, so that every round sees the same load on each, and
-/// ratios taken within a round before the median over rounds. Other
+/// in an order shuffled each round, round after round, so that every
+/// round sees the same load on each, and ratios taken within a round
+/// before the median over rounds. Other
 /// processes slow whole rounds; a ratio within one round mostly cancels
 /// that, where two criterion medians taken seconds apart do not.
 pub mod paired {
