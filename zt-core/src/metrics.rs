@@ -3,8 +3,10 @@
 //! zt records and never exports: the application installs the recorder it
 //! wants (`metrics-exporter-prometheus`, an OpenTelemetry bridge such as
 //! `metrics-exporter-opentelemetry`, statsd, …) and every zt crate reports
-//! to it. With no recorder installed each call below costs a check of an
-//! atomic and nothing else.
+//! to it. With no recorder installed, a count on the request path
+//! (decisions, JWT-SVID validations, whose keys are built once) costs a
+//! check of an atomic and nothing else; the others, once per connection,
+//! handshake or reload, build their key (one small allocation) first.
 //!
 //! Every metric name is a constant of this module and every label value
 //! comes from a fixed set (an enum's `as_str`), except `target`, which is
@@ -282,7 +284,7 @@ impl JwtResult {
 
     /// `ok`, `expired`, `wrong-audience`, `bad-signature`,
     /// `unknown-trust-domain` or `invalid`.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Expired => "expired",
@@ -479,9 +481,77 @@ pub fn audit_dropped(sink: &'static str) {
     metrics::counter!(AUDIT_EVENTS_DROPPED_TOTAL, label::SINK => sink).increment(1);
 }
 
+/// The `result` label of each [`JwtResult`], in declaration order.
+static JWT_RESULT_LABELS: [[metrics::Label; 1]; 6] = [
+    [metrics::Label::from_static_parts(
+        label::RESULT,
+        JwtResult::Ok.as_str(),
+    )],
+    [metrics::Label::from_static_parts(
+        label::RESULT,
+        JwtResult::Expired.as_str(),
+    )],
+    [metrics::Label::from_static_parts(
+        label::RESULT,
+        JwtResult::WrongAudience.as_str(),
+    )],
+    [metrics::Label::from_static_parts(
+        label::RESULT,
+        JwtResult::BadSignature.as_str(),
+    )],
+    [metrics::Label::from_static_parts(
+        label::RESULT,
+        JwtResult::UnknownTrustDomain.as_str(),
+    )],
+    [metrics::Label::from_static_parts(
+        label::RESULT,
+        JwtResult::Invalid.as_str(),
+    )],
+];
+
+/// The key of [`JWT_SVID_VALIDATIONS_TOTAL`] for each [`JwtResult`], in
+/// declaration order.
+static JWT_VALIDATION_KEYS: [metrics::Key; 6] = [
+    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[0]),
+    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[1]),
+    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[2]),
+    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[3]),
+    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[4]),
+    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[5]),
+];
+
 /// Counts a JWT-SVID validation and returns the result unchanged.
+///
+/// Called on every JWT-authenticated request: the key is static, so
+/// counting builds nothing.
 pub fn jwt_validation<T>(result: Result<T, JwtError>) -> Result<T, JwtError> {
-    metrics::counter!(JWT_SVID_VALIDATIONS_TOTAL, label::RESULT => JwtResult::of(&result).as_str())
-        .increment(1);
+    static METADATA: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    let key = &JWT_VALIDATION_KEYS[JwtResult::of(&result) as usize];
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA)).increment(1);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_jwt_result_counts_under_its_own_static_key() {
+        let results = [
+            JwtResult::Ok,
+            JwtResult::Expired,
+            JwtResult::WrongAudience,
+            JwtResult::BadSignature,
+            JwtResult::UnknownTrustDomain,
+            JwtResult::Invalid,
+        ];
+        assert_eq!(results.len(), JWT_VALIDATION_KEYS.len());
+        for result in results {
+            let key = &JWT_VALIDATION_KEYS[result as usize];
+            assert_eq!(key.name(), JWT_SVID_VALIDATIONS_TOTAL);
+            let labels: Vec<_> = key.labels().map(|l| (l.key(), l.value())).collect();
+            assert_eq!(labels, [(label::RESULT, result.as_str())], "{result:?}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -41,7 +41,34 @@ pub struct JwtSvidCache {
     /// whole text, so two tokens with the same hash (a collision, or a
     /// token that differs only before its tail) are told apart: the other
     /// one is a miss and replaces the entry when it validates.
-    entries: Mutex<HashMap<u64, Entry>>,
+    entries: Mutex<Entries>,
+}
+
+/// The stored tokens by the keyed hash of their tail. The keys are hashes
+/// already, unpredictable without the cache's random key, so the map uses
+/// them as they are rather than hashing them a second time.
+type Entries = HashMap<u64, Entry, BuildHasherDefault<KeyIsHash>>;
+
+/// A [`Hasher`] for keys that are hashes: the `u64` itself.
+#[derive(Default)]
+struct KeyIsHash(u64);
+
+impl Hasher for KeyIsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    // Only `u64` keys are hashed; any other input is folded in, so the
+    // map stays correct (if slower) were that to change.
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
 }
 
 struct Entry {
@@ -61,7 +88,7 @@ impl JwtSvidCache {
         Self {
             capacity: capacity.max(1),
             hasher: RandomState::new(),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
@@ -176,7 +203,7 @@ impl JwtSvidCache {
         entries.insert(hash, entry);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
         // The map is consistent after every statement that changes it, so a
         // panic elsewhere while the lock was held leaves it usable.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
