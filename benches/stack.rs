@@ -133,8 +133,7 @@ impl Env {
             ),
             Stack::ZtJwt => self.spawn_zt(
                 listener,
-                JwtAuthLayer::builder(self.billing.clone(), BILLING)
-                    .build()
+                self.jwt_layer()
                     .layer(AuthorizeLayer::new(Self::authorizer(true)).layer(router())),
             ),
             Stack::ZtRouteLayer => self.spawn_zt(
@@ -165,6 +164,12 @@ impl Env {
             }
         }
         addr
+    }
+
+    /// Billing's `JwtAuthLayer`, accepting JWT-SVIDs for billing (with
+    /// its default verified-token cache).
+    pub(crate) fn jwt_layer(&self) -> JwtAuthLayer {
+        JwtAuthLayer::builder(self.billing.clone(), BILLING).build()
     }
 
     /// Serves `service` behind a `ZtServer` of billing's on `listener`.
