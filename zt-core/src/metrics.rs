@@ -481,43 +481,27 @@ pub fn audit_dropped(sink: &'static str) {
     metrics::counter!(AUDIT_EVENTS_DROPPED_TOTAL, label::SINK => sink).increment(1);
 }
 
-/// The `result` label of each [`JwtResult`], in declaration order.
-static JWT_RESULT_LABELS: [[metrics::Label; 1]; 6] = [
-    [metrics::Label::from_static_parts(
-        label::RESULT,
-        JwtResult::Ok.as_str(),
-    )],
-    [metrics::Label::from_static_parts(
-        label::RESULT,
-        JwtResult::Expired.as_str(),
-    )],
-    [metrics::Label::from_static_parts(
-        label::RESULT,
-        JwtResult::WrongAudience.as_str(),
-    )],
-    [metrics::Label::from_static_parts(
-        label::RESULT,
-        JwtResult::BadSignature.as_str(),
-    )],
-    [metrics::Label::from_static_parts(
-        label::RESULT,
-        JwtResult::UnknownTrustDomain.as_str(),
-    )],
-    [metrics::Label::from_static_parts(
-        label::RESULT,
-        JwtResult::Invalid.as_str(),
-    )],
-];
+/// The key of [`JWT_SVID_VALIDATIONS_TOTAL`] with the `result` label of
+/// one [`JwtResult`], built at compile time.
+macro_rules! jwt_validation_key {
+    ($result:ident) => {{
+        static LABELS: [metrics::Label; 1] = [metrics::Label::from_static_parts(
+            label::RESULT,
+            JwtResult::$result.as_str(),
+        )];
+        metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &LABELS)
+    }};
+}
 
 /// The key of [`JWT_SVID_VALIDATIONS_TOTAL`] for each [`JwtResult`], in
-/// declaration order.
+/// declaration order (indexed by `JwtResult as usize`).
 static JWT_VALIDATION_KEYS: [metrics::Key; 6] = [
-    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[0]),
-    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[1]),
-    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[2]),
-    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[3]),
-    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[4]),
-    metrics::Key::from_static_parts(JWT_SVID_VALIDATIONS_TOTAL, &JWT_RESULT_LABELS[5]),
+    jwt_validation_key!(Ok),
+    jwt_validation_key!(Expired),
+    jwt_validation_key!(WrongAudience),
+    jwt_validation_key!(BadSignature),
+    jwt_validation_key!(UnknownTrustDomain),
+    jwt_validation_key!(Invalid),
 ];
 
 /// Counts a JWT-SVID validation and returns the result unchanged.
