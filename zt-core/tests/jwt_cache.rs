@@ -329,3 +329,45 @@ fn a_forged_token_with_a_cached_tokens_signature_is_refused_and_evicts_nothing()
     assert!(Arc::ptr_eq(&first, &again));
     assert_eq!(cache.len(), 1);
 }
+
+#[test]
+fn cached_answers_only_the_exact_bytes_of_a_stored_token_and_only_while_it_holds() {
+    let (ca, clock, id) = setup();
+    let bundles = BundleSet::new().with(ca.bundle());
+    let svid = ca
+        .issue_jwt_svid(&id, &[AUD], Duration::from_secs(60))
+        .unwrap();
+    let token = svid.token().as_bytes();
+    let cache = JwtSvidCache::new(8);
+    let at = |cache: &JwtSvidCache, bytes: &[u8]| {
+        cache.cached(bytes, &bundles, AUD, clock.now(), Duration::ZERO)
+    };
+    // Nothing is answered before a full validation stored the token.
+    assert!(at(&cache, token).is_none());
+    let validated = cache
+        .validate(svid.token(), &bundles, AUD, clock.now(), Duration::ZERO)
+        .unwrap();
+    let hit = at(&cache, token).unwrap();
+    assert!(Arc::ptr_eq(&validated, &hit));
+    // The same tail with other bytes before it, the token with a byte
+    // more or a byte less: none of them is the stored token.
+    let mut other_head = token.to_vec();
+    other_head[0] ^= 1;
+    assert!(at(&cache, &other_head).is_none());
+    assert!(at(&cache, &[token, b"="].concat()).is_none());
+    assert!(at(&cache, &token[1..]).is_none());
+    // Another audience, or the token's expiry passed: no answer.
+    assert!(
+        cache
+            .cached(
+                token,
+                &bundles,
+                "spiffe://example.org/other",
+                clock.now(),
+                Duration::ZERO
+            )
+            .is_none()
+    );
+    clock.advance(Duration::from_secs(61));
+    assert!(at(&cache, token).is_none());
+}

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, header};
@@ -353,6 +353,7 @@ impl JwtAuthLayer {
         peer: Option<&VerifiedPeer>,
     ) -> Result<Authenticated, JwtAuthError> {
         let c = &*self.config;
+        let now = c.clock.now();
         if let Some(peer) = peer {
             if c.revocations
                 .as_ref()
@@ -362,14 +363,14 @@ impl JwtAuthLayer {
                     peer: peer.id().clone(),
                 });
             }
-            if c.clock.now() > peer.not_after() {
+            if now > peer.not_after() {
                 return Err(JwtAuthError::PeerExpired {
                     peer: peer.id().clone(),
                     expired_at: Timestamp(peer.not_after()),
                 });
             }
         }
-        self.authenticate(headers, peer.map(VerifiedPeer::id))
+        self.credentials(headers, peer.map(VerifiedPeer::id), now)
     }
 
     /// Validates the credentials in `headers` of a request whose mTLS peer
@@ -392,18 +393,56 @@ impl JwtAuthLayer {
         {
             return Err(JwtAuthError::PeerRevoked { peer: peer.clone() });
         }
+        self.credentials(headers, peer, c.clock.now())
+    }
+
+    /// The tokens in `headers`, validated at `now`, of a request whose mTLS
+    /// peer (`peer`) has been checked already.
+    fn credentials(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<&SpiffeId>,
+        now: SystemTime,
+    ) -> Result<Authenticated, JwtAuthError> {
+        let c = &*self.config;
         let mut out = Authenticated::default();
         match headers.get(&c.header) {
             Some(value) => {
-                let token = bearer(value, &c.header)?;
-                let snapshot = c.source.current()?;
-                let (bundles, now) = (snapshot.bundles(), c.clock.now());
-                let claims = zt_core::metrics::jwt_validation(match &c.cache {
-                    Some(cache) => cache.validate(token, bundles, &c.audience, now, c.leeway),
-                    None => {
-                        validate_jwt_svid(token, bundles, &c.audience, now, c.leeway).map(Arc::new)
+                let malformed = || JwtAuthError::MalformedHeader {
+                    header: c.header.to_string(),
+                };
+                let token = bearer_bytes(value, &c.header).ok_or_else(malformed)?;
+                let snapshot = match c.source.current() {
+                    Ok(snapshot) => snapshot,
+                    // A malformed header is reported as such whatever the
+                    // local state.
+                    Err(error) => {
+                        header_text(token).ok_or_else(malformed)?;
+                        return Err(error.into());
                     }
-                })?;
+                };
+                let bundles = snapshot.bundles();
+                // A token the cache holds is the exact bytes of one that
+                // passed every check, so it is answered without reading it
+                // as text; any other is checked in full.
+                let cached = c
+                    .cache
+                    .as_ref()
+                    .and_then(|cache| cache.cached(token, bundles, &c.audience, now, c.leeway));
+                let result = match cached {
+                    Some(claims) => Ok(claims),
+                    None => {
+                        let token = header_text(token).ok_or_else(malformed)?;
+                        match &c.cache {
+                            Some(cache) => {
+                                cache.validate(token, bundles, &c.audience, now, c.leeway)
+                            }
+                            None => validate_jwt_svid(token, bundles, &c.audience, now, c.leeway)
+                                .map(Arc::new),
+                        }
+                    }
+                };
+                let claims = zt_core::metrics::jwt_validation(result)?;
                 let subject = claims.subject();
                 if c.bind_to_peer && peer != Some(subject) {
                     return Err(JwtAuthError::NotBoundToPeer {
@@ -437,7 +476,6 @@ impl JwtAuthLayer {
                             header: user.header.to_string(),
                         })?
                         .trim();
-                    let now = c.clock.now();
                     let caller = out.jwt_svid.as_ref().map(VerifiedJwtSvid::subject).or(peer);
                     let context = if user.bind_actor {
                         let caller = caller.ok_or(JwtAuthError::NoCallerForUserContext)?;
@@ -474,7 +512,6 @@ impl JwtAuthLayer {
                             header: txn.header.to_string(),
                         })?
                         .trim();
-                    let now = c.clock.now();
                     let caller = out.jwt_svid.as_ref().map(VerifiedJwtSvid::subject).or(peer);
                     let verified = if txn.bind {
                         let caller = caller.ok_or(JwtAuthError::NoCallerForTxnToken)?;
@@ -497,27 +534,39 @@ impl JwtAuthLayer {
 }
 
 /// The token of `Authorization: Bearer <token>`, or the whole value of a
-/// custom header.
-fn bearer<'a>(value: &'a HeaderValue, name: &HeaderName) -> Result<&'a str, JwtAuthError> {
-    bearer_token(value, name).ok_or_else(|| JwtAuthError::MalformedHeader {
-        header: name.to_string(),
-    })
+/// custom header; `None` if the value is not that (or empty).
+#[cfg(feature = "oidc")]
+pub(crate) fn bearer_token<'a>(value: &'a HeaderValue, name: &HeaderName) -> Option<&'a str> {
+    bearer_bytes(value, name).and_then(header_text)
 }
 
-/// The token of `Authorization: Bearer <token>`, or the whole value of a
-/// custom header; `None` if the value is not that (or empty).
-pub(crate) fn bearer_token<'a>(value: &'a HeaderValue, name: &HeaderName) -> Option<&'a str> {
-    let text = value.to_str().ok()?.trim();
+/// The token bytes of `Authorization: Bearer <token>` (the scheme in any
+/// case, spaces around the token ignored), or the whole value of a custom
+/// header, trimmed; `None` if the value is not that (or empty). The token's
+/// own bytes are not checked: [`header_text`] does that.
+fn bearer_bytes<'a>(value: &'a HeaderValue, name: &HeaderName) -> Option<&'a [u8]> {
+    let text = value.as_bytes().trim_ascii();
     let token = if *name == header::AUTHORIZATION {
-        let (scheme, token) = text.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+        let space = text.iter().position(|&b| b == b' ')?;
+        let (scheme, rest) = text.split_at(space);
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
             return None;
         }
-        token.trim()
+        rest.trim_ascii()
     } else {
         text
     };
     (!token.is_empty()).then_some(token)
+}
+
+/// `bytes` as text if they are what a header value may hold as text:
+/// visible ASCII, spaces and tabs (as [`HeaderValue::to_str`] requires).
+fn header_text(bytes: &[u8]) -> Option<&str> {
+    bytes
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        .then(|| std::str::from_utf8(bytes).ok())
+        .flatten()
 }
 
 impl JwtAuthBuilder {

@@ -349,6 +349,55 @@ fn a_missing_or_malformed_header_is_refused_unless_optional() {
 }
 
 #[test]
+fn the_bearer_scheme_is_read_in_any_case_and_other_bytes_are_malformed_cached_or_not() {
+    let s = setup();
+    let token = s.good_token();
+    let malformed = JwtAuthError::MalformedHeader {
+        header: "authorization".into(),
+    };
+    let with = |value: &[u8]| {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(value).unwrap(),
+        );
+        headers
+    };
+    for layer in [s.layer().build(), s.layer().token_cache(None).build()] {
+        // Twice each: the second time a caching layer answers from its
+        // cache.
+        for _ in 0..2 {
+            for value in [
+                format!("Bearer {token}"),
+                format!("bearer {token}"),
+                format!(" BEARER   {token} \t"),
+            ] {
+                let found = layer.authenticate(&with(value.as_bytes()), Some(&s.billing));
+                assert_eq!(found.unwrap().jwt_svid.unwrap().subject(), &s.billing);
+            }
+            for value in [
+                format!("Bearer\t{token}").into_bytes(),
+                format!("Bearer{token}").into_bytes(),
+                b"Bearer ".to_vec(),
+                // A byte a header may carry but text may not, after a
+                // token the cache holds.
+                [format!("Bearer {token}").as_bytes(), b"\x80"].concat(),
+                [b"Bearer \xff", token.as_bytes()].concat(),
+            ] {
+                assert_eq!(
+                    layer
+                        .authenticate(&with(&value), Some(&s.billing))
+                        .unwrap_err(),
+                    malformed,
+                    "{}",
+                    String::from_utf8_lossy(&value)
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_custom_header_carries_the_bare_token() {
     let s = setup();
     let layer = s

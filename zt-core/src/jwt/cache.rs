@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -36,7 +36,11 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 /// that holds it.
 pub struct JwtSvidCache {
     capacity: usize,
-    hasher: RandomState,
+    /// foldhash, seeded at random for each cache. Only tokens that passed a
+    /// full validation are stored, and the hashed tail is their signature,
+    /// which nobody but the signing authority chooses; the seed keeps even
+    /// that authority from aiming its tokens at one slot.
+    hasher: foldhash::fast::RandomState,
     /// Keyed by a hash of the token's signature tail; the entry keeps the
     /// whole text, so two tokens with the same hash (a collision, or a
     /// token that differs only before its tail) are told apart: the other
@@ -87,7 +91,7 @@ impl JwtSvidCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            hasher: RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
             entries: Mutex::new(Entries::default()),
         }
     }
@@ -127,8 +131,8 @@ impl JwtSvidCache {
         now: SystemTime,
         leeway: Duration,
     ) -> Result<Arc<JwtSvidClaims>, JwtError> {
-        let hash = self.hash_of(token);
-        if let Some(claims) = self.lookup(hash, token, bundles, audience, now, leeway) {
+        let hash = self.hash_of(token.as_bytes());
+        if let Some(claims) = self.lookup(hash, token.as_bytes(), bundles, audience, now, leeway) {
             return Ok(claims);
         }
         let claims = Arc::new(validate_jwt_svid(token, bundles, audience, now, leeway)?);
@@ -155,8 +159,25 @@ impl JwtSvidCache {
         Ok(claims)
     }
 
-    fn hash_of(&self, token: &str) -> u64 {
-        let bytes = token.as_bytes();
+    /// The claims of `token` if it is stored and every per-request rule in
+    /// the type's documentation still holds for it; `None` otherwise, and
+    /// then only [`validate`](Self::validate) can tell why.
+    ///
+    /// It takes the token's bytes as they arrived (an HTTP header's value,
+    /// say): a stored token passed a full validation, so bytes equal to it
+    /// need no further check of their own.
+    pub fn cached(
+        &self,
+        token: &[u8],
+        bundles: &BundleSet,
+        audience: &str,
+        now: SystemTime,
+        leeway: Duration,
+    ) -> Option<Arc<JwtSvidClaims>> {
+        self.lookup(self.hash_of(token), token, bundles, audience, now, leeway)
+    }
+
+    fn hash_of(&self, bytes: &[u8]) -> u64 {
         let tail = &bytes[bytes.len().saturating_sub(HASHED_TAIL)..];
         let mut h = self.hasher.build_hasher();
         h.write(tail);
@@ -168,14 +189,14 @@ impl JwtSvidCache {
     fn lookup(
         &self,
         hash: u64,
-        token: &str,
+        token: &[u8],
         bundles: &BundleSet,
         audience: &str,
         now: SystemTime,
         leeway: Duration,
     ) -> Option<Arc<JwtSvidClaims>> {
         let entries = self.lock();
-        let entry = entries.get(&hash).filter(|e| *e.token == *token)?;
+        let entry = entries.get(&hash).filter(|e| e.token.as_bytes() == token)?;
         let claims = &entry.claims;
         let leeway = leeway.min(MAX_LEEWAY);
         let current = bundles
