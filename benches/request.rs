@@ -138,12 +138,13 @@ impl<B> Served for B where
 }
 
 /// One request through a service in process, as the servers run it:
-/// `GET /invoices/7`, with the connection's `VerifiedPeer` and the
-/// response body bound to the connection's trust when `zt` is given
-/// (what `ZtServer` does per request), or as plain hyper hands it to axum.
+/// `GET /invoices/7`, with the connection's extensions (its `VerifiedPeer`)
+/// and the response body bound to the connection's trust when `zt` is
+/// given (what `ZtServer` does per request), or as plain hyper hands it to
+/// axum.
 fn in_process<S: App<B>, B: Served>(
     app: &S,
-    zt: Option<(&zt_server::VerifiedPeer, &zt_core::live::EndSignal)>,
+    zt: Option<(&http::Extensions, &zt_core::live::EndSignal)>,
     bearer: Option<&http::HeaderValue>,
 ) -> usize {
     use tower::ServiceExt as _;
@@ -155,8 +156,8 @@ fn in_process<S: App<B>, B: Served>(
             .insert(http::header::AUTHORIZATION, bearer.clone());
     }
     match zt {
-        Some((peer, signal)) => {
-            req.extensions_mut().insert(peer.clone());
+        Some((extensions, signal)) => {
+            req.extensions_mut().extend(extensions.clone());
             let response = now(app.clone().oneshot(req)).unwrap();
             assert_eq!(response.status(), 200);
             drain(zt_server::TrustBoundBody::new(
@@ -176,7 +177,7 @@ fn in_process<S: App<B>, B: Served>(
 /// One unit of the paired rounds: [`BATCH`] requests through `app`.
 fn job<S: App<B>, B: Served>(
     app: &S,
-    zt: Option<(&zt_server::VerifiedPeer, &zt_core::live::EndSignal)>,
+    zt: Option<(&http::Extensions, &zt_core::live::EndSignal)>,
     bearer: Option<&http::HeaderValue>,
 ) -> std::time::Duration {
     zt_benches::paired::timed(&mut || {
@@ -195,7 +196,7 @@ fn request_path_in_process(
     use tower::Layer as _;
     use zt_benches::paired;
     use zt_server::AuthorizeLayer;
-    let peer = runtime.block_on(env.orders_peer());
+    let extensions = runtime.block_on(env.orders_extensions());
     // The trust binding of a real connection's guard, as `ZtServer` holds
     // it.
     let (_monitor, guard) = env.orders_guard(runtime);
@@ -216,7 +217,7 @@ fn request_path_in_process(
         .layer(AuthorizeLayer::new(Env::authorizer(true)).layer(stack::router()));
     let bearer = http::HeaderValue::try_from(format!("Bearer {}", env.token)).unwrap();
     let bearer = Some(&bearer);
-    let zt = Some((&peer, &signal));
+    let zt = Some((&extensions, &signal));
     assert_eq!(in_process(&plain, None, None), b"invoice 7".len());
     assert_eq!(in_process(&plain, zt, None), b"invoice 7".len());
     assert_eq!(in_process(&no_audit, zt, None), b"invoice 7".len());

@@ -193,22 +193,20 @@ impl Env {
         });
     }
 
-    /// The `VerifiedPeer` a `ZtServer` puts on the requests of `orders`:
-    /// taken from a real request over a real handshake, for benches that
-    /// drive the router in process.
-    pub(crate) async fn orders_peer(&self) -> VerifiedPeer {
+    /// The extensions a `ZtServer` gives the requests of `orders` (its
+    /// `VerifiedPeer`, in the map `ZtServer` makes for the connection),
+    /// copied from a real request over a real handshake as the server hands
+    /// it to the service, for benches that drive the router in process.
+    pub(crate) async fn orders_extensions(&self) -> http::Extensions {
+        use tower::ServiceExt as _;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let app = Router::new().route(
-            "/invoices/{id}",
-            get(
-                move |axum::Extension(peer): axum::Extension<VerifiedPeer>, id: Path<u32>| {
-                    tx.send(peer).unwrap();
-                    invoice(id)
-                },
-            ),
-        );
+        let router = router();
+        let app = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            tx.send(req.extensions().clone()).unwrap();
+            router.clone().oneshot(req)
+        });
         let server = ZtServer::builder(self.billing.clone()).build().unwrap();
         let serving = tokio::spawn(async move {
             server
@@ -217,9 +215,10 @@ impl Env {
                 .unwrap();
         });
         self.connect(Stack::ZtBare, addr).await.request().await;
-        let peer = rx.recv().await.unwrap();
+        let extensions = rx.recv().await.unwrap();
         serving.abort();
-        peer
+        assert!(VerifiedPeer::from_extensions(&extensions).is_some());
+        extensions
     }
 
     /// A connection of `orders` admitted to a `TrustMonitor` of billing's

@@ -213,12 +213,13 @@ impl ZtServer {
                     .as_ref()
                     .map_or_else(EndSignal::unmonitored, ConnectionGuard::signal);
                 let token_callers = token_callers.clone();
+                let extensions = peer.map(peer_extensions);
                 let hyper_service =
                     hyper::service::service_fn(move |mut req: Request<Incoming>| {
                         let grpc = is_grpc(&req);
-                        match &peer {
-                            Some(peer) => {
-                                req.extensions_mut().insert(peer.clone());
+                        match &extensions {
+                            Some(extensions) => {
+                                req.extensions_mut().extend(extensions.clone());
                                 Serving::Peer {
                                     call: service.clone().oneshot(req),
                                     signal: signal.clone(),
@@ -496,4 +497,27 @@ fn is_transient(e: &std::io::Error) -> bool {
     ) || e
         .raw_os_error()
         .is_some_and(|code| code == 24 || code == 23)
+}
+
+/// The extensions every request of a connection with `peer` starts with:
+/// the peer, in a map with room for six more entries.
+///
+/// An empty request's map takes the copy as it is, room included. The
+/// layers after `ZtServer` add their own entries (`JwtAuthLayer` the
+/// JWT-SVID and user context, axum the matched route and path parameters);
+/// a map sized for one entry would grow on the fourth, which moves every
+/// entry into a new allocation on each request.
+fn peer_extensions(peer: VerifiedPeer) -> http::Extensions {
+    /// Placeholders that size the map; removed before it is used.
+    #[derive(Clone)]
+    struct Room<const N: usize>;
+    let mut extensions = http::Extensions::new();
+    extensions.insert(Room::<1>);
+    extensions.insert(Room::<2>);
+    extensions.insert(Room::<3>);
+    extensions.insert(peer);
+    extensions.remove::<Room<1>>();
+    extensions.remove::<Room<2>>();
+    extensions.remove::<Room<3>>();
+    extensions
 }
